@@ -1,1 +1,419 @@
-fn main() {}
+//! `outpost`: the command line of the embedded RAG engine.
+//!
+//! Every command opens the database (`--db`, `OUTPOST_DB`), does one job and exits; `--json`
+//! switches a command's output to one JSON document on stdout. The embedding model is loaded
+//! only by commands that embed (ingest, vector and hybrid search, context, messages).
+
+mod bench;
+mod cli;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result};
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use cli::{Cli, Command, ConvCommand, DocsCommand, ModelsCommand};
+use outpost_core::{
+    ContextOptions, Engine, Filter, IngestOptions, Progress, RrfParams, SearchMode, SearchOptions,
+    Store,
+};
+
+fn main() {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose, &cli.log_format);
+    match run(cli) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn init_tracing(verbose: u8, format: &str) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OUTPOST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// The database path: `--db`, `OUTPOST_DB`, or `<data dir>/outpost/outpost.db`.
+fn db_path(cli: &Cli) -> PathBuf {
+    cli.db.clone().unwrap_or_else(|| {
+        dirs::data_dir()
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join("outpost")
+            .join("outpost.db")
+    })
+}
+
+fn open_store(cli: &Cli) -> Result<Store> {
+    let path = db_path(cli);
+    Store::open(&path).with_context(|| format!("opening database {}", path.display()))
+}
+
+fn load_embedder(cli: &Cli) -> Result<Arc<outpost_models::BertEmbedder>> {
+    let dir = outpost_models::resolve_model_dir(cli.model_dir.as_deref())?;
+    let device = outpost_models::select_device(!cli.cpu);
+    let model = outpost_models::BertEmbedder::load(&dir, &device)
+        .with_context(|| format!("loading model from {}", dir.display()))?;
+    Ok(Arc::new(model))
+}
+
+fn engine(cli: &Cli) -> Result<(Engine, Arc<outpost_models::BertEmbedder>)> {
+    let store = open_store(cli)?;
+    let model = load_embedder(cli)?;
+    Ok((Engine::new(store, model.clone()), model))
+}
+
+fn parse_filters(raw: &[String]) -> Result<Vec<Filter>> {
+    Ok(raw
+        .iter()
+        .map(|f| f.parse::<Filter>())
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
+fn print_json(value: &serde_json::Value) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// One line of a chunk, whitespace collapsed, at most `max` characters.
+fn snippet(text: &str, max: usize) -> String {
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= max {
+        flat
+    } else {
+        let cut: String = flat.chars().take(max).collect();
+        format!("{cut}…")
+    }
+}
+
+fn run(cli: Cli) -> Result<i32> {
+    match &cli.command {
+        Command::Init => {
+            let store = open_store(&cli)?;
+            println!(
+                "initialised {} (schema version {})",
+                store.path().display(),
+                store.schema_version()?
+            );
+            Ok(0)
+        }
+        Command::Ingest(args) => {
+            let (mut engine, model) = engine(&cli)?;
+            let opts = IngestOptions {
+                collection: args.collection.clone(),
+                max_file_size: args.max_file_size,
+                chunking: outpost_core::ChunkParams {
+                    max_tokens: args.chunk_tokens,
+                    overlap: args.chunk_overlap,
+                },
+                batch_size: args.batch,
+                include_hidden: args.hidden,
+            };
+            let bar = if std::io::stderr().is_terminal() && !args.json {
+                ProgressBar::new(0)
+            } else {
+                ProgressBar::hidden()
+            };
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} files {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            let started = Instant::now();
+            let mut on_progress = |p: Progress<'_>| match p {
+                Progress::Files(n) => bar.set_length(n),
+                Progress::Start(path) => bar.set_message(
+                    path.file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                ),
+                Progress::Embedded(done, total) if total > 1 => {
+                    bar.set_message(format!("{done}/{total} chunks"));
+                }
+                Progress::Embedded(..) => {}
+                Progress::Done(_) => bar.inc(1),
+            };
+            let report = engine.ingest(&args.paths, &opts, &mut on_progress)?;
+            bar.finish_and_clear();
+            let secs = started.elapsed().as_secs_f64();
+            let truncated = model.truncated_count();
+            if args.json {
+                let mut v = serde_json::to_value(&report)?;
+                v["seconds"] = json!(secs);
+                v["truncated_inputs"] = json!(truncated);
+                print_json(&v)?;
+            } else {
+                println!(
+                    "{} added, {} updated, {} unchanged, {} failed; {} chunks embedded in {:.1}s",
+                    report.added,
+                    report.updated,
+                    report.unchanged,
+                    report.failed,
+                    report.chunks,
+                    secs
+                );
+                for f in &report.failures {
+                    println!("  failed: {}: {}", f.path, f.reason);
+                }
+            }
+            Ok(if report.failed > 0 { 2 } else { 0 })
+        }
+        Command::Search(args) => {
+            let mode: SearchMode = args.mode.parse()?;
+            let opts = SearchOptions {
+                k: args.k,
+                mode,
+                filters: parse_filters(&args.filter)?,
+                rrf: RrfParams {
+                    k: args.rrf_k,
+                    vector_weight: args.vector_weight,
+                    text_weight: args.text_weight,
+                },
+            };
+            let query = args.query.join(" ");
+            let hits = if mode == SearchMode::Text {
+                // Full-text search needs no model; don't load one.
+                let store = open_store(&cli)?;
+                let req = outpost_core::SearchRequest {
+                    mode,
+                    filters: &opts.filters,
+                    rrf: opts.rrf,
+                    ..outpost_core::SearchRequest::new(&query, opts.k)
+                };
+                store.search(&req)?
+            } else {
+                engine(&cli)?.0.search(&query, &opts)?
+            };
+            if args.json {
+                let results: Vec<_> = hits
+                    .iter()
+                    .map(|h| {
+                        json!({
+                            "chunk_id": h.chunk_id, "document_id": h.document_id, "title": h.title,
+                            "source": h.source, "text": h.text, "score": h.score,
+                            "collection": h.collection, "byte_start": h.byte_start, "byte_end": h.byte_end,
+                        })
+                    })
+                    .collect();
+                print_json(&json!({ "query": query, "mode": mode, "results": results }))?;
+            } else if hits.is_empty() {
+                println!("no results");
+            } else {
+                for (i, h) in hits.iter().enumerate() {
+                    println!("{:>2}. {:.4}  {} — {}", i + 1, h.score, h.title, h.source);
+                    println!("    {}", snippet(&h.text, 160));
+                }
+            }
+            Ok(0)
+        }
+        Command::Context(args) => {
+            let (engine, _) = engine(&cli)?;
+            let opts = ContextOptions {
+                budget: args.budget,
+                candidates: args.candidates,
+                search: SearchOptions {
+                    mode: args.mode.parse()?,
+                    filters: parse_filters(&args.filter)?,
+                    ..Default::default()
+                },
+                conversation_id: args.conversation.clone(),
+                ..Default::default()
+            };
+            let ctx = engine.context(&args.query.join(" "), &opts)?;
+            if args.json {
+                print_json(&serde_json::to_value(&ctx)?)?;
+            } else {
+                println!("{}", ctx.text);
+                eprintln!("({} of {} tokens)", ctx.tokens, ctx.budget);
+            }
+            Ok(0)
+        }
+        Command::Docs(cmd) => docs(&cli, cmd),
+        Command::Stats { json } => {
+            let store = open_store(&cli)?;
+            let stats = store.stats()?;
+            if *json {
+                print_json(&serde_json::to_value(&stats)?)?;
+            } else {
+                println!(
+                    "database: {} (schema v{}, {} bytes)",
+                    stats.path.display(),
+                    stats.schema_version,
+                    stats.size_bytes
+                );
+                for c in &stats.collections {
+                    println!(
+                        "collection {}: {} documents, {} chunks, {} tokens; model {} ({}-d)",
+                        c.collection.name,
+                        c.documents,
+                        c.chunks,
+                        c.tokens,
+                        c.collection.model_id,
+                        c.collection.dims
+                    );
+                }
+                println!(
+                    "{} deleted documents, {} conversations, {} messages",
+                    stats.deleted_documents, stats.conversations, stats.messages
+                );
+            }
+            Ok(0)
+        }
+        Command::Conv(cmd) => conv(&cli, cmd),
+        Command::Models(cmd) => models(cmd),
+        Command::Bench(cmd) => bench::run(cmd),
+    }
+}
+
+fn docs(cli: &Cli, cmd: &DocsCommand) -> Result<i32> {
+    let mut store = open_store(cli)?;
+    match cmd {
+        DocsCommand::List {
+            collection,
+            all,
+            limit,
+            json,
+        } => {
+            let docs = store.list_documents(collection.as_deref(), *all, *limit)?;
+            if *json {
+                print_json(&json!({ "documents": docs }))?;
+            } else {
+                for d in &docs {
+                    let mark = if d.deleted { " (deleted)" } else { "" };
+                    println!(
+                        "{}  {:>4} chunks  {} — {}{}",
+                        d.id, d.chunks, d.title, d.source, mark
+                    );
+                }
+                if docs.is_empty() {
+                    println!("no documents");
+                }
+            }
+        }
+        DocsCommand::Show { id, json } => {
+            let d = store.get_document(id)?;
+            if *json {
+                print_json(&serde_json::to_value(&d)?)?;
+            } else {
+                println!("id:         {}", d.summary.id);
+                println!("title:      {}", d.summary.title);
+                println!("source:     {}", d.summary.source);
+                println!("collection: {}", d.summary.collection);
+                println!("metadata:   {}", d.metadata);
+                println!(
+                    "revision:   {}{}",
+                    d.rev,
+                    if d.summary.deleted { " (deleted)" } else { "" }
+                );
+                for c in &d.chunks {
+                    println!(
+                        "--- chunk {} ({} tokens, bytes {}..{})",
+                        c.ordinal, c.token_count, c.byte_start, c.byte_end
+                    );
+                    println!("{}", c.text);
+                }
+            }
+        }
+        DocsCommand::Rm { id } => {
+            let d = store.delete_document(id)?;
+            println!("deleted {} ({})", d.id, d.source);
+        }
+    }
+    Ok(0)
+}
+
+fn conv(cli: &Cli, cmd: &ConvCommand) -> Result<i32> {
+    match cmd {
+        ConvCommand::New { title, json } => {
+            let mut store = open_store(cli)?;
+            let c = store.create_conversation(title)?;
+            if *json {
+                print_json(&serde_json::to_value(&c)?)?;
+            } else {
+                println!("{}", c.id);
+            }
+        }
+        ConvCommand::List { title, json } => {
+            let store = open_store(cli)?;
+            let list = store.conversations(title.as_deref(), 1000)?;
+            if *json {
+                print_json(&json!({ "conversations": list }))?;
+            } else {
+                for c in &list {
+                    println!("{}  {:>4} messages  {}", c.id, c.messages, c.title);
+                }
+            }
+        }
+        ConvCommand::Add { id, role, text } => {
+            let (mut engine, _) = engine(cli)?;
+            let m = engine.add_message(id, role, &text.join(" "))?;
+            println!("{} #{}", m.id, m.seq);
+        }
+        ConvCommand::Show { id, n, json } => {
+            let store = open_store(cli)?;
+            let msgs = store.recent_messages(id, *n)?;
+            if *json {
+                print_json(&json!({ "messages": msgs }))?;
+            } else {
+                for m in &msgs {
+                    println!("#{} {}: {}", m.seq, m.role, m.content);
+                }
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn models(cmd: &ModelsCommand) -> Result<i32> {
+    let root = outpost_models::files::models_root();
+    match cmd {
+        ModelsCommand::Fetch { name } => {
+            let name = name.as_deref().unwrap_or(outpost_models::DEFAULT_MODEL);
+            eprintln!("fetching {name} into {}", root.display());
+            let dir = outpost_models::fetch(name, &root)?;
+            println!("{}", dir.display());
+        }
+        ModelsCommand::List { json } => {
+            let list = outpost_models::files::list(&root);
+            if *json {
+                let models: Vec<_> = list
+                    .iter()
+                    .map(|m| {
+                        json!({ "name": m.name, "model_id": m.model_id, "path": m.path,
+                                "present": m.present, "known": m.known })
+                    })
+                    .collect();
+                print_json(&json!({ "root": root, "models": models }))?;
+            } else {
+                for m in &list {
+                    let state = if m.present {
+                        "installed"
+                    } else {
+                        "not fetched"
+                    };
+                    println!("{:<24} {:<12} {}", m.name, state, m.path.display());
+                }
+            }
+        }
+    }
+    Ok(0)
+}

@@ -33,13 +33,34 @@ pub enum Pooling {
     Cls,
 }
 
-/// `1_Pooling/config.json`; only the modes this crate implements are read.
+/// `1_Pooling/config.json`.
 #[derive(Deserialize)]
 struct PoolingConfig {
     #[serde(default)]
     pooling_mode_mean_tokens: bool,
     #[serde(default)]
     pooling_mode_cls_token: bool,
+    #[serde(default)]
+    pooling_mode_max_tokens: bool,
+    #[serde(default)]
+    pooling_mode_mean_sqrt_len_tokens: bool,
+}
+
+impl PoolingConfig {
+    /// The single mode this crate can run, or `None` for other modes and for combinations
+    /// (which sentence-transformers concatenates); embedding those with a different pooling
+    /// would silently produce incompatible vectors.
+    fn pooling(&self) -> Option<Pooling> {
+        match (
+            self.pooling_mode_mean_tokens,
+            self.pooling_mode_cls_token,
+            self.pooling_mode_max_tokens || self.pooling_mode_mean_sqrt_len_tokens,
+        ) {
+            (true, false, false) => Some(Pooling::Mean),
+            (false, true, false) => Some(Pooling::Cls),
+            _ => None,
+        }
+    }
 }
 
 /// `sentence_bert_config.json`.
@@ -98,11 +119,13 @@ impl BertEmbedder {
         let weights_path = required(dir, "model.safetensors")?;
 
         let config: Config = read_json(&config_path)?;
-        let pooling = match read_optional_json::<PoolingConfig>(&dir.join("1_Pooling/config.json"))?
-        {
-            // Mean wins when both are set, as it is sentence-transformers' default.
-            Some(p) if p.pooling_mode_cls_token && !p.pooling_mode_mean_tokens => Pooling::Cls,
-            _ => Pooling::Mean,
+        let pooling_path = dir.join("1_Pooling/config.json");
+        let pooling = match read_optional_json::<PoolingConfig>(&pooling_path)? {
+            None => Pooling::Mean,
+            Some(p) => p.pooling().ok_or_else(|| Error::UnsupportedModel {
+                path: pooling_path.clone(),
+                reason: "only one of mean-token or CLS-token pooling is supported".to_owned(),
+            })?,
         };
         let position_limit = config.max_position_embeddings.min(DEFAULT_MAX_SEQ);
         let max_seq_length =

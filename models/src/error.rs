@@ -25,6 +25,15 @@ pub enum Error {
         source: serde_json::Error,
     },
 
+    /// The model directory describes a model this crate cannot run faithfully.
+    #[error("unsupported model configuration in {}: {reason}", path.display())]
+    UnsupportedModel {
+        /// The configuration file that asks for the unsupported feature.
+        path: PathBuf,
+        /// What is unsupported.
+        reason: String,
+    },
+
     /// `tokenizer.json` could not be loaded or configured.
     #[error("cannot load tokenizer {}: {message}", path.display())]
     TokenizerLoad {

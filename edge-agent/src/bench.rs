@@ -1,0 +1,267 @@
+//! `outpost bench search`: latency of vector, filtered vector, text and hybrid search over a
+//! synthetic index built through the real store.
+//!
+//! The vectors are clustered like real embeddings (2,000 Gaussian centres, each vector a centre
+//! plus noise of σ 0.6 per dimension, L2-normalised), so that results are comparable with the
+//! figures in `docs/BENCHMARKS.md`. Chunk texts are Zipf-distributed words from a fixed
+//! vocabulary, so full-text queries have realistic posting-list lengths.
+
+use std::time::Instant;
+
+use anyhow::{Context as _, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, Normal, Zipf};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::cli::{BenchCommand, BenchSearchArgs};
+use outpost_core::{Filter, NewChunk, NewDocument, SearchMode, SearchRequest, Store};
+
+const CENTRES: usize = 2000;
+const NOISE: f32 = 0.6;
+const VOCAB: usize = 5000;
+const WORDS_PER_CHUNK: usize = 40;
+const CHUNKS_PER_DOC: usize = 100;
+const BUCKETS: usize = 10;
+
+/// Runs a benchmark command.
+pub fn run(cmd: &BenchCommand) -> Result<i32> {
+    match cmd {
+        BenchCommand::Search(args) => search(args),
+    }
+}
+
+/// Latency of one mode.
+#[derive(Debug, Serialize)]
+struct ModeResult {
+    mode: String,
+    p50_ms: f64,
+    p99_ms: f64,
+    mean_ms: f64,
+    recall_at_k: Option<f64>,
+    mean_results: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    n: usize,
+    dims: usize,
+    k: usize,
+    queries: usize,
+    seed: u64,
+    build_seconds: f64,
+    results: Vec<ModeResult>,
+}
+
+struct Synth {
+    rng: StdRng,
+    centres: Vec<Vec<f32>>,
+    noise: Normal<f32>,
+    zipf: Zipf<f64>,
+}
+
+impl Synth {
+    fn new(seed: u64, dims: usize) -> Result<Self> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let unit = Normal::new(0.0f32, 1.0).context("normal distribution")?;
+        let centres = (0..CENTRES)
+            .map(|_| (0..dims).map(|_| unit.sample(&mut rng)).collect())
+            .collect();
+        Ok(Self {
+            rng,
+            centres,
+            noise: Normal::new(0.0, NOISE).context("normal distribution")?,
+            zipf: Zipf::new(VOCAB as f64, 1.1).context("zipf distribution")?,
+        })
+    }
+
+    fn vector(&mut self) -> Vec<f32> {
+        let c = self.rng.random_range(0..CENTRES);
+        let mut v: Vec<f32> = self.centres[c]
+            .iter()
+            .map(|x| x + self.noise.sample(&mut self.rng))
+            .collect();
+        let norm = v
+            .iter()
+            .map(|x| x * x)
+            .sum::<f32>()
+            .sqrt()
+            .max(f32::MIN_POSITIVE);
+        v.iter_mut().for_each(|x| *x /= norm);
+        v
+    }
+
+    fn word(&mut self) -> String {
+        format!("w{}", self.zipf.sample(&mut self.rng) as usize)
+    }
+
+    fn text(&mut self, words: usize) -> String {
+        (0..words)
+            .map(|_| self.word())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn search(args: &BenchSearchArgs) -> Result<i32> {
+    anyhow::ensure!(
+        args.n > 0 && args.dims > 0 && args.queries > 0,
+        "--n, --dims and --queries must be positive"
+    );
+    let tmp = tempfile::tempdir()?;
+    let path = args
+        .index
+        .clone()
+        .unwrap_or_else(|| tmp.path().join("bench.db"));
+    if path.exists() {
+        std::fs::remove_file(&path)
+            .with_context(|| format!("removing old index {}", path.display()))?;
+    }
+    let mut store = Store::open(&path)?;
+    let coll = store.ensure_collection("bench", "synthetic", args.dims)?;
+    let mut synth = Synth::new(args.seed, args.dims)?;
+    let mut vectors: Vec<Vec<f32>> = Vec::with_capacity(args.n);
+
+    let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) && !args.json {
+        ProgressBar::new(args.n as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("building [{bar:30}] {pos}/{len} vectors {per_sec}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let started = Instant::now();
+    let mut i = 0;
+    while i < args.n {
+        let doc_no = i / CHUNKS_PER_DOC;
+        let count = CHUNKS_PER_DOC.min(args.n - i);
+        let mut chunks = Vec::with_capacity(count);
+        for j in 0..count {
+            let v = synth.vector();
+            let text = format!("n{} {}", i + j, synth.text(WORDS_PER_CHUNK));
+            chunks.push(NewChunk {
+                token_count: WORDS_PER_CHUNK + 1,
+                byte_start: 0,
+                byte_end: text.len(),
+                text,
+                metadata: Map::new(),
+                embedding: v.clone(),
+            });
+            vectors.push(v);
+        }
+        let mut metadata = Map::new();
+        metadata.insert("bucket".into(), Value::from(doc_no % BUCKETS));
+        let doc = NewDocument {
+            source: format!("synthetic://{doc_no}"),
+            title: format!("doc {doc_no}"),
+            content_hash: format!("{doc_no}"),
+            metadata,
+        };
+        store.put_document(&coll, &doc, &chunks)?;
+        i += count;
+        bar.inc(count as u64);
+    }
+    bar.finish_and_clear();
+    let build_seconds = started.elapsed().as_secs_f64();
+
+    let queries: Vec<(String, Vec<f32>)> = (0..args.queries)
+        .map(|_| (synth.text(3), synth.vector()))
+        .collect();
+    let bucket_filter: Vec<Filter> = vec!["bucket=3".parse()?];
+    let modes: [(&str, SearchMode, &[Filter]); 4] = [
+        ("vector", SearchMode::Vector, &[]),
+        ("vector+filter(10%)", SearchMode::Vector, &bucket_filter),
+        ("text", SearchMode::Text, &[]),
+        ("hybrid", SearchMode::Hybrid, &[]),
+    ];
+    let mut results = Vec::new();
+    for (name, mode, filters) in modes {
+        let mut times = Vec::with_capacity(queries.len());
+        let mut recall_sum = 0.0;
+        let mut returned = 0usize;
+        for (text, v) in &queries {
+            let req = SearchRequest {
+                mode,
+                filters,
+                vector: Some(("synthetic", v)),
+                ..SearchRequest::new(text, args.k)
+            };
+            let t = Instant::now();
+            let hits = store.search(&req)?;
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+            returned += hits.len();
+            if mode == SearchMode::Vector && filters.is_empty() {
+                let got: Vec<usize> = hits
+                    .iter()
+                    .filter_map(|h| h.text.split(' ').next()?.strip_prefix('n')?.parse().ok())
+                    .collect();
+                let truth = exact_top_k(&vectors, v, args.k);
+                let found = truth.iter().filter(|t| got.contains(t)).count();
+                recall_sum += found as f64 / truth.len().max(1) as f64;
+            }
+        }
+        times.sort_by(f64::total_cmp);
+        results.push(ModeResult {
+            mode: name.to_string(),
+            p50_ms: percentile(&times, 0.5),
+            p99_ms: percentile(&times, 0.99),
+            mean_ms: times.iter().sum::<f64>() / times.len() as f64,
+            recall_at_k: (mode == SearchMode::Vector && filters.is_empty())
+                .then(|| recall_sum / queries.len() as f64),
+            mean_results: returned as f64 / queries.len() as f64,
+        });
+    }
+    let report = Report {
+        n: args.n,
+        dims: args.dims,
+        k: args.k,
+        queries: args.queries,
+        seed: args.seed,
+        build_seconds,
+        results,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "{} vectors x {} dims, k={}, {} queries (index built in {:.1}s)",
+            report.n, report.dims, report.k, report.queries, report.build_seconds
+        );
+        println!(
+            "{:<20} {:>9} {:>9} {:>9} {:>9}",
+            "mode", "p50 ms", "p99 ms", "recall", "results"
+        );
+        for r in &report.results {
+            let recall = r.recall_at_k.map_or("-".to_string(), |x| format!("{x:.3}"));
+            println!(
+                "{:<20} {:>9.3} {:>9.3} {:>9} {:>9.1}",
+                r.mode, r.p50_ms, r.p99_ms, recall, r.mean_results
+            );
+        }
+    }
+    Ok(0)
+}
+
+/// Indices of the `k` vectors with the highest cosine similarity to `q` (all are unit length).
+fn exact_top_k(vectors: &[Vec<f32>], q: &[f32], k: usize) -> Vec<usize> {
+    let mut scored: Vec<(f32, usize)> = vectors
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (v.iter().zip(q).map(|(a, b)| a * b).sum::<f32>(), i))
+        .collect();
+    let k = k.min(scored.len());
+    scored.select_nth_unstable_by(k.saturating_sub(1), |a, b| b.0.total_cmp(&a.0));
+    scored.truncate(k);
+    scored.into_iter().map(|(_, i)| i).collect()
+}

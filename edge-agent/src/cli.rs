@@ -1,0 +1,269 @@
+//! Command-line definitions (clap).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Outpost: offline semantic search and RAG context over a local SQLite file.
+#[derive(Debug, Parser)]
+#[command(name = "outpost", version, about)]
+pub struct Cli {
+    /// Database file [default: <user data dir>/outpost/outpost.db].
+    #[arg(long, global = true, env = "OUTPOST_DB")]
+    pub db: Option<PathBuf>,
+    /// Embedding model directory (Hugging Face layout) instead of the fetched default.
+    #[arg(long, global = true, env = "OUTPOST_MODEL_DIR")]
+    pub model_dir: Option<PathBuf>,
+    /// Embed on the CPU even when a GPU is available.
+    #[arg(long, global = true)]
+    pub cpu: bool,
+    /// More log output (-v info, -vv debug); OUTPOST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Log format: text or json.
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the database (or upgrade its schema) and print where it is.
+    Init,
+    /// Ingest files and directories (recursively): text, Markdown, HTML, PDF, JSONL.
+    Ingest(IngestArgs),
+    /// Search the index.
+    Search(SearchArgs),
+    /// Build a RAG context block with numbered citations, within a token budget.
+    Context(ContextArgs),
+    /// List, show or delete documents.
+    #[command(subcommand)]
+    Docs(DocsCommand),
+    /// What the database holds.
+    Stats {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Conversation memory: create, list, add messages, show.
+    #[command(subcommand)]
+    Conv(ConvCommand),
+    /// Embedding model files.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// `outpost ingest`.
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Files or directories.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Collection to add to (created on first use).
+    #[arg(long, default_value = outpost_core::DEFAULT_COLLECTION)]
+    pub collection: String,
+    /// Refuse files larger than this many bytes.
+    #[arg(long, default_value_t = 50 * 1024 * 1024)]
+    pub max_file_size: u64,
+    /// Tokens per chunk.
+    #[arg(long, default_value_t = 200)]
+    pub chunk_tokens: usize,
+    /// Tokens shared by consecutive chunks.
+    #[arg(long, default_value_t = 32)]
+    pub chunk_overlap: usize,
+    /// Texts per embedding batch.
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// Also ingest hidden files and directories.
+    #[arg(long)]
+    pub hidden: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `outpost search`.
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// The query.
+    #[arg(required = true)]
+    pub query: Vec<String>,
+    /// Number of results.
+    #[arg(short, default_value_t = 10)]
+    pub k: usize,
+    /// hybrid, vector or text.
+    #[arg(long, default_value = "hybrid")]
+    pub mode: String,
+    /// KEY=VALUE (also KEY>=VALUE, KEY<VALUE ...): collection, source (prefix) or a metadata key.
+    #[arg(long)]
+    pub filter: Vec<String>,
+    /// Reciprocal rank fusion constant.
+    #[arg(long, default_value_t = 60.0)]
+    pub rrf_k: f64,
+    /// Weight of the vector ranking in hybrid mode.
+    #[arg(long, default_value_t = 1.0)]
+    pub vector_weight: f64,
+    /// Weight of the full-text ranking in hybrid mode.
+    #[arg(long, default_value_t = 1.0)]
+    pub text_weight: f64,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `outpost context`.
+#[derive(Debug, Args)]
+pub struct ContextArgs {
+    /// The query (the user's turn).
+    #[arg(required = true)]
+    pub query: Vec<String>,
+    /// Most tokens in the context, by the model's tokenizer.
+    #[arg(long)]
+    pub budget: usize,
+    /// Chunks retrieved before merging and fitting.
+    #[arg(long, default_value_t = 20)]
+    pub candidates: usize,
+    /// hybrid, vector or text.
+    #[arg(long, default_value = "hybrid")]
+    pub mode: String,
+    /// Filters, as for search.
+    #[arg(long)]
+    pub filter: Vec<String>,
+    /// Include this conversation's memory.
+    #[arg(long)]
+    pub conversation: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `outpost docs`.
+#[derive(Debug, Subcommand)]
+pub enum DocsCommand {
+    /// List documents, newest first.
+    List {
+        /// Only this collection.
+        #[arg(long)]
+        collection: Option<String>,
+        /// Include deleted documents.
+        #[arg(long)]
+        all: bool,
+        /// At most this many.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a document and its chunks (by id or a unique id prefix).
+    Show {
+        /// Document id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a document (kept as a tombstone for sync).
+    Rm {
+        /// Document id.
+        id: String,
+    },
+}
+
+/// `outpost conv`.
+#[derive(Debug, Subcommand)]
+pub enum ConvCommand {
+    /// Start a conversation; prints its id.
+    New {
+        /// Title.
+        title: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List conversations.
+    List {
+        /// Only titles containing this.
+        #[arg(long)]
+        title: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a message.
+    Add {
+        /// Conversation id.
+        id: String,
+        /// system, user, assistant or tool.
+        role: String,
+        /// The message.
+        #[arg(required = true)]
+        text: Vec<String>,
+    },
+    /// Show the recent messages.
+    Show {
+        /// Conversation id.
+        id: String,
+        /// How many.
+        #[arg(short, default_value_t = 20)]
+        n: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `outpost models`.
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Download a known model into the model cache (the default if no name).
+    Fetch {
+        /// Model name.
+        name: Option<String>,
+    },
+    /// Known and installed models.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `outpost bench`.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Search latency over a synthetic index.
+    Search(BenchSearchArgs),
+}
+
+/// `outpost bench search`.
+#[derive(Debug, Args)]
+pub struct BenchSearchArgs {
+    /// Vectors in the index.
+    #[arg(long, default_value_t = 100_000)]
+    pub n: usize,
+    /// Vector dimension.
+    #[arg(long, default_value_t = 384)]
+    pub dims: usize,
+    /// Results per query.
+    #[arg(short, default_value_t = 10)]
+    pub k: usize,
+    /// Queries per mode.
+    #[arg(long, default_value_t = 200)]
+    pub queries: usize,
+    /// Random seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Keep the index in this file (default: a temporary file, removed afterwards).
+    #[arg(long)]
+    pub index: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
