@@ -140,7 +140,8 @@ fn normalise(s: &str) -> String {
 
 /// The longest prefix of `text` with at most `max_tokens` tokens, cut at a token boundary.
 fn truncate_to_tokens<'a>(tokenizer: &Tokenizer, text: &'a str, max_tokens: usize) -> &'a str {
-    let Ok(enc) = tokenizer.encode_fast(text, false) else {
+    // `encode`, not `encode_fast`: only `encode` computes the offsets the cut needs.
+    let Ok(enc) = tokenizer.encode(text, false) else {
         return "";
     };
     if enc.len() <= max_tokens {
@@ -234,6 +235,9 @@ impl<'t> Builder<'t> {
             let mut room = left;
             while room >= 24 {
                 let cut = truncate_to_tokens(self.tokenizer, p.text.trim(), room);
+                if cut.trim().is_empty() {
+                    break;
+                }
                 if self.try_push(format!("{header}{cut} …\n\n"), self.budget) {
                     citations.push(citation(n, &p, true));
                     break;
