@@ -302,6 +302,22 @@ impl Store {
                 }
             }
         }
+        // Both queries bind ?1 and ?2 themselves; number the filters' parameters after them, so
+        // that their place in the SQL text does not matter.
+        let mut n = 2;
+        let sql = sql
+            .split('?')
+            .enumerate()
+            .map(|(i, part)| {
+                if i == 0 {
+                    part.to_string()
+                } else {
+                    n += 1;
+                    format!("?{n}{part}")
+                }
+            })
+            .collect::<String>();
+        debug_assert_eq!(n - 2, params.len());
         Ok(CompiledFilters {
             sql,
             params,
