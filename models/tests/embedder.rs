@@ -272,29 +272,3 @@ fn unsupported_pooling_is_an_error() -> TestResult {
     assert!(err.to_string().contains("1_Pooling"), "{err}");
     Ok(())
 }
-
-#[test]
-fn throughput_of_64_short_sentences() -> TestResult {
-    let model = load()?;
-    let texts: Vec<String> = (0..64)
-        .map(|i| format!("This is short sentence number {i} about a topic."))
-        .collect();
-    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    model.embed(&refs)?; // warm-up
-    let rounds = 5;
-    let start = Instant::now();
-    for _ in 0..rounds {
-        model.embed(&refs)?;
-    }
-    let secs = start.elapsed().as_secs_f64();
-    println!(
-        "throughput: {:.1} texts/s (batch of 64 short sentences, {} profile)",
-        (64 * rounds) as f64 / secs,
-        if cfg!(debug_assertions) {
-            "test/debug"
-        } else {
-            "release"
-        }
-    );
-    Ok(())
-}

@@ -183,3 +183,30 @@ pub fn require_model() {
         std::env::var_os("OUTPOST_HOME").unwrap_or_default(),
     );
 }
+
+/// Runs one SQL statement on the database file with Python's `sqlite3` module (an independent
+/// SQLite, outside the code under test) and returns the first column of its first row, as
+/// Python prints it (empty if no row).
+pub fn python_sqlite(db: &Path, sql: &str) -> TestResult<String> {
+    const SCRIPT: &str = "import sqlite3, sys\n\
+                          c = sqlite3.connect(sys.argv[1])\n\
+                          rows = c.execute(sys.argv[2]).fetchall()\n\
+                          c.commit()\n\
+                          c.close()\n\
+                          print(rows[0][0] if rows else '')";
+    let out = Command::new("python3")
+        .args(["-c", SCRIPT])
+        .arg(db)
+        .arg(sql)
+        .output()
+        .map_err(|e| format!("python3 (with its sqlite3 module) is needed by this test: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "python3 sqlite3 `{sql}` on {} failed: {}",
+            db.display(),
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    Ok(String::from_utf8(out.stdout)?.trim().to_string())
+}

