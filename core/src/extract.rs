@@ -107,9 +107,7 @@ pub fn extract(path: &Path, bytes: &[u8]) -> Result<(Vec<Extracted>, Vec<BadReco
         Format::Jsonl => return jsonl(path, text, format),
         Format::Html => {
             let title = html_title(text).unwrap_or(stem);
-            let body = html2text::config::plain()
-                .string_from_read(text.as_bytes(), 100_000)
-                .map_err(|e| fail(InputProblem::Html(e.to_string())))?;
+            let body = html_text(text).map_err(|e| fail(InputProblem::Html(e.to_string())))?;
             whole(format, title, body, bytes)
         }
         Format::Markdown => {
@@ -176,6 +174,14 @@ fn pdf_text(bytes: &[u8]) -> Result<String, InputProblem> {
         return Err(InputProblem::NoTextLayer);
     }
     Ok(text)
+}
+
+/// Page text without markup, link footnotes or the page chrome (navigation, footers, forms)
+/// that would otherwise be indexed with every page of a site.
+fn html_text(html: &str) -> Result<String, html2text::Error> {
+    html2text::config::plain_no_decorate()
+        .add_css("nav, footer, aside, form, noscript, template { display: none; }")?
+        .string_from_read(html.as_bytes(), 100_000)
 }
 
 fn html_title(html: &str) -> Option<String> {

@@ -54,7 +54,10 @@ fn document_id(db: &TestDb, suffix: &str) -> TestResult<String> {
         .iter()
         .find(|d| d["source"].as_str().is_some_and(|s| s.ends_with(suffix)))
         .ok_or_else(|| format!("no document from {suffix} in `docs list`"))?;
-    Ok(doc["id"].as_str().ok_or("a document without an id")?.to_string())
+    Ok(doc["id"]
+        .as_str()
+        .ok_or("a document without an id")?
+        .to_string())
 }
 
 /// A database holding one small Markdown document, for tests of what must not change it.
@@ -76,7 +79,11 @@ fn a_session_from_init_to_delete() -> TestResult {
     let (code, stdout, stderr) = db.run(&["init"])?;
     assert_eq!(code, 0, "init failed: {stderr}");
     assert!(stdout.contains("initialised"), "{stdout}");
-    assert!(db.path().is_file(), "init did not create {}", db.path().display());
+    assert!(
+        db.path().is_file(),
+        "init did not create {}",
+        db.path().display()
+    );
     assert_eq!(db.documents()?, 0);
 
     // Ingest the example corpus; a second run finds every document unchanged.
@@ -101,12 +108,21 @@ fn a_session_from_init_to_delete() -> TestResult {
     assert!(!hits.is_empty(), "no results: {hybrid}");
     for hit in hits {
         for key in ["chunk_id", "document_id", "title", "source", "text"] {
-            assert!(hit[key].is_string(), "result field {key} is not a string: {hit}");
+            assert!(
+                hit[key].is_string(),
+                "result field {key} is not a string: {hit}"
+            );
         }
-        assert!(hit["score"].is_number(), "result score is not a number: {hit}");
+        assert!(
+            hit["score"].is_number(),
+            "result score is not a number: {hit}"
+        );
     }
     let scores: Vec<f64> = hits.iter().filter_map(|h| h["score"].as_f64()).collect();
-    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "not best first: {scores:?}");
+    assert!(
+        scores.windows(2).all(|w| w[0] >= w[1]),
+        "not best first: {scores:?}"
+    );
     assert!(sources(&hybrid)?[0].ends_with(STARTER_DOC), "{hybrid}");
 
     // Full-text and vector search alone find it too.
@@ -121,7 +137,10 @@ fn a_session_from_init_to_delete() -> TestResult {
     // A RAG context within a budget of 120 tokens, with numbered citations.
     let ctx = db.json(&["context", STARTER_QUERY, "--budget", "120", "--json"])?;
     let tokens = ctx["tokens"].as_u64().ok_or("no token count")?;
-    assert!(tokens > 0 && tokens <= 120, "{tokens} tokens for a budget of 120");
+    assert!(
+        tokens > 0 && tokens <= 120,
+        "{tokens} tokens for a budget of 120"
+    );
     assert_eq!(ctx["budget"], 120);
     let text = ctx["text"].as_str().ok_or("no context text")?;
     assert!(text.contains("[1] "), "no citation [1] in: {text}");
@@ -130,14 +149,19 @@ fn a_session_from_init_to_delete() -> TestResult {
     // docs list / show.
     let id = document_id(&db, STARTER_DOC)?;
     let listed = db.json(&["docs", "list", "--json"])?;
-    assert_eq!(listed["documents"].as_array().map(Vec::len), Some(added as usize));
+    assert_eq!(
+        listed["documents"].as_array().map(Vec::len),
+        Some(added as usize)
+    );
     let doc = db.json(&["docs", "show", &id, "--json"])?;
     assert_eq!(doc["id"], id.as_str());
     assert_eq!(doc["title"], "Keeping a Sourdough Starter Alive");
     assert_eq!(doc["deleted"], false);
     let chunks = doc["chunks"].as_array().ok_or("no chunks")?;
     assert!(!chunks.is_empty());
-    assert!(chunks.iter().all(|c| c["text"].as_str().is_some_and(|t| !t.is_empty())));
+    assert!(chunks
+        .iter()
+        .all(|c| c["text"].as_str().is_some_and(|t| !t.is_empty())));
     let in_list = listed["documents"]
         .as_array()
         .and_then(|d| d.iter().find(|d| d["id"] == id.as_str()))
@@ -152,7 +176,11 @@ fn a_session_from_init_to_delete() -> TestResult {
     let after = db.json(&["search", STARTER_QUERY, "-k", "20", "--json"])?;
     assert!(!results(&after)?.is_empty());
     for hit in results(&after)? {
-        assert_ne!(hit["document_id"], id.as_str(), "deleted document still found: {hit}");
+        assert_ne!(
+            hit["document_id"],
+            id.as_str(),
+            "deleted document still found: {hit}"
+        );
     }
     let live = db.json(&["docs", "list", "--json"])?;
     assert!(live["documents"]
@@ -187,11 +215,29 @@ fn assert_refused(db: &TestDb, path: &Path, options: &[&str], why: &str) -> Test
     args.extend_from_slice(options);
     let (code, stdout, stderr) = db.run(&args)?;
     let output = format!("{stdout}{stderr}");
-    assert_eq!(code, 2, "`outpost {}` should exit 2: {output}", args.join(" "));
-    let name = path.file_name().and_then(|n| n.to_str()).ok_or("no file name")?;
-    assert!(output.contains(name), "the error does not name {name}: {output}");
-    assert!(output.contains(why), "the error does not say {why:?}: {output}");
-    assert_eq!(db.documents()?, documents, "documents changed after: {output}");
+    assert_eq!(
+        code,
+        2,
+        "`outpost {}` should exit 2: {output}",
+        args.join(" ")
+    );
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or("no file name")?;
+    assert!(
+        output.contains(name),
+        "the error does not name {name}: {output}"
+    );
+    assert!(
+        output.contains(why),
+        "the error does not say {why:?}: {output}"
+    );
+    assert_eq!(
+        db.documents()?,
+        documents,
+        "documents changed after: {output}"
+    );
     assert_eq!(db.chunks()?, chunks, "chunks changed after: {output}");
     Ok(())
 }
@@ -217,9 +263,15 @@ fn bad_files_are_refused_by_name_and_change_nothing() -> TestResult {
 fn a_jsonl_file_with_a_bad_line_keeps_the_good_records() -> TestResult {
     let db = db_with_one_document()?;
     let (code, stdout, stderr) = db.run(&["ingest", arg(&fixture("records.jsonl"))])?;
-    assert_eq!(code, 2, "a failed record must make the exit code non-zero: {stderr}");
+    assert_eq!(
+        code, 2,
+        "a failed record must make the exit code non-zero: {stderr}"
+    );
     assert!(stdout.contains("records.jsonl:3: invalid JSON"), "{stdout}");
-    assert!(stdout.contains("4 added") && stdout.contains("1 failed"), "{stdout}");
+    assert!(
+        stdout.contains("4 added") && stdout.contains("1 failed"),
+        "{stdout}"
+    );
     assert_eq!(db.documents()?, 1 + 4);
     Ok(())
 }
@@ -230,16 +282,26 @@ fn a_symbolic_link_loop_is_reported_and_the_walk_goes_on() -> TestResult {
     let dir = db.dir().join("notes");
     std::fs::create_dir(&dir)?;
     std::os::unix::fs::symlink(&dir, dir.join("a"))?;
-    std::fs::write(dir.join("b.txt"), "Rainwater from the roof fills the barrel in a day.\n")?;
+    std::fs::write(
+        dir.join("b.txt"),
+        "Rainwater from the roof fills the barrel in a day.\n",
+    )?;
 
     let (code, stdout, _) = db.run(&["ingest", arg(&dir), "--json"])?;
     assert_eq!(code, 2, "a loop must make the exit code non-zero: {stdout}");
     let report: Value = serde_json::from_str(&stdout)?;
     assert_eq!(report["failed"], 1, "{report}");
     let failure = &report["failures"][0];
-    assert!(failure["path"].as_str().is_some_and(|p| p.ends_with("notes/a")), "{failure}");
     assert!(
-        failure["reason"].as_str().is_some_and(|r| r.contains("symbolic link loop")),
+        failure["path"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("notes/a")),
+        "{failure}"
+    );
+    assert!(
+        failure["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("symbolic link loop")),
         "{failure}"
     );
     // b.txt, next to the loop, is ingested all the same.
@@ -258,7 +320,10 @@ fn bad_arguments_are_refused_by_name_and_change_nothing() -> TestResult {
             &["search", "river", "--filter", "nosuchkey=1"],
             &["unknown filter key 'nosuchkey'"],
         ),
-        (&["search", "river", "--mode", "nonsense"], &["--mode", "'nonsense'"]),
+        (
+            &["search", "river", "--mode", "nonsense"],
+            &["--mode", "'nonsense'"],
+        ),
         (&["context", "river", "--budget", "0"], &["--budget"]),
     ];
     for (args, expected) in cases {
@@ -284,9 +349,16 @@ fn a_file_that_is_not_sqlite_is_refused_and_left_untouched() -> TestResult {
     for args in [&["stats"][..], &["init"], &["docs", "list"]] {
         let output = db.fails(args)?;
         assert!(output.contains("not a SQLite database"), "{output}");
-        assert!(output.contains(arg(db.path())), "the error does not name the file: {output}");
+        assert!(
+            output.contains(arg(db.path())),
+            "the error does not name the file: {output}"
+        );
     }
-    assert_eq!(std::fs::read_to_string(db.path())?, text, "the file was modified");
+    assert_eq!(
+        std::fs::read_to_string(db.path())?,
+        text,
+        "the file was modified"
+    );
     Ok(())
 }
 
@@ -302,7 +374,10 @@ fn a_database_of_a_newer_outpost_is_refused_and_left_untouched() -> TestResult {
         assert!(output.contains("99"), "{output}");
     }
 
-    assert!(std::fs::read(db.path())? == before, "the database file was modified");
+    assert!(
+        std::fs::read(db.path())? == before,
+        "the database file was modified"
+    );
     assert_eq!(python_sqlite(db.path(), "PRAGMA user_version")?, "99");
     // Put the version back: everything is still there.
     python_sqlite(db.path(), "PRAGMA user_version = 2")?;
@@ -317,14 +392,27 @@ fn metadata_filters_select_jsonl_records() -> TestResult {
     let report = db.json(&["ingest", arg(&corpus().join("faq.jsonl")), "--json"])?;
     assert_eq!(report["added"], 8, "{report}");
 
-    let bees = db.json(&["search", "bees", "--filter", "topic=bees", "-k", "2", "--json"])?;
+    let bees = db.json(&[
+        "search",
+        "bees",
+        "--filter",
+        "topic=bees",
+        "-k",
+        "2",
+        "--json",
+    ])?;
     let expected: BTreeSet<String> = ["faq-bees-001", "faq-bees-002"].map(String::from).into();
     assert_eq!(record_ids(&bees)?, expected, "{bees}");
 
     let recent = db.json(&["search", "bees", "--filter", "year>=2024", "--json"])?;
-    let expected: BTreeSet<String> = ["faq-bread-002", "faq-bikes-002", "faq-solar-001", "faq-solar-002"]
-        .map(String::from)
-        .into();
+    let expected: BTreeSet<String> = [
+        "faq-bread-002",
+        "faq-bikes-002",
+        "faq-solar-001",
+        "faq-solar-002",
+    ]
+    .map(String::from)
+    .into();
     assert_eq!(record_ids(&recent)?, expected, "{recent}");
     for hit in results(&recent)? {
         let id = hit["document_id"].as_str().ok_or("no document id")?;
@@ -335,7 +423,13 @@ fn metadata_filters_select_jsonl_records() -> TestResult {
 
     // Filters combine: all must hold.
     let solar = db.json(&[
-        "search", "batteries", "--filter", "year>=2024", "--filter", "topic=solar", "--json",
+        "search",
+        "batteries",
+        "--filter",
+        "year>=2024",
+        "--filter",
+        "topic=solar",
+        "--json",
     ])?;
     let expected: BTreeSet<String> = ["faq-solar-001", "faq-solar-002"].map(String::from).into();
     assert_eq!(record_ids(&solar)?, expected, "{solar}");

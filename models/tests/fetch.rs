@@ -21,7 +21,10 @@ fn fetches_installs_and_loads_the_default_model() -> Result<(), Box<dyn StdError
     // A second fetch finds the verified model in place and keeps it.
     let marker = std::fs::metadata(dir.join("model.safetensors"))?.modified()?;
     assert_eq!(fetch(DEFAULT_MODEL, root.path())?, dir);
-    assert_eq!(std::fs::metadata(dir.join("model.safetensors"))?.modified()?, marker);
+    assert_eq!(
+        std::fs::metadata(dir.join("model.safetensors"))?.modified()?,
+        marker
+    );
     Ok(())
 }
 

@@ -27,7 +27,11 @@ pub fn corpus() -> PathBuf {
 
 /// A fixture file of the core crate's tests (`core/tests/fixtures/NAME`).
 pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../core/tests/fixtures")).join(name)
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../core/tests/fixtures"
+    ))
+    .join(name)
 }
 
 /// A path as a command-line argument (test paths are always UTF-8).
@@ -105,7 +109,9 @@ impl TestDb {
     pub fn json(&self, args: &[&str]) -> TestResult<Value> {
         let (code, stdout, stderr) = self.run(args)?;
         if code != 0 {
-            return Err(format!("`outpost {}` exited with {code}: {stderr}", args.join(" ")).into());
+            return Err(
+                format!("`outpost {}` exited with {code}: {stderr}", args.join(" ")).into(),
+            );
         }
         Ok(serde_json::from_str(&stdout)?)
     }
@@ -115,7 +121,11 @@ impl TestDb {
     pub fn fails(&self, args: &[&str]) -> TestResult<String> {
         let (code, stdout, stderr) = self.run(args)?;
         if code == 0 {
-            return Err(format!("`outpost {}` succeeded but should fail: {stdout}", args.join(" ")).into());
+            return Err(format!(
+                "`outpost {}` succeeded but should fail: {stdout}",
+                args.join(" ")
+            )
+            .into());
         }
         Ok(format!("{stdout}{stderr}"))
     }
@@ -209,4 +219,9 @@ pub fn python_sqlite(db: &Path, sql: &str) -> TestResult<String> {
         .into());
     }
     Ok(String::from_utf8(out.stdout)?.trim().to_string())
+}
+
+/// The source under which `outpost ingest` stores a file: its canonical absolute path.
+pub fn source_of(file: &Path) -> TestResult<String> {
+    Ok(std::fs::canonicalize(file)?.display().to_string())
 }
