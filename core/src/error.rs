@@ -42,6 +42,14 @@ pub enum Error {
         /// What SQLite said.
         detail: String,
     },
+    /// SQLite could not open or create the file (a directory, no permission, a missing volume).
+    #[error("{path}: cannot open the database: {detail}")]
+    CannotOpen {
+        /// The database path.
+        path: PathBuf,
+        /// What SQLite said.
+        detail: String,
+    },
     /// Any other SQLite failure.
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),

@@ -222,6 +222,12 @@ fn classify(path: &Path, err: rusqlite::Error) -> Error {
             path: path.to_path_buf(),
             detail: err.to_string(),
         },
+        Some(ErrorCode::CannotOpen | ErrorCode::PermissionDenied | ErrorCode::ReadOnly) => {
+            Error::CannotOpen {
+                path: path.to_path_buf(),
+                detail: err.to_string(),
+            }
+        }
         _ => Error::Sqlite(err),
     }
 }
@@ -236,9 +242,9 @@ impl Store {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| Error::Input {
-                path: parent.to_path_buf(),
-                problem: crate::error::InputProblem::Unreadable(e),
+            std::fs::create_dir_all(parent).map_err(|e| Error::CannotOpen {
+                path: path.to_path_buf(),
+                detail: format!("cannot create directory {}: {e}", parent.display()),
             })?;
         }
         register_sqlite_vec();

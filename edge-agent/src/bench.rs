@@ -222,6 +222,37 @@ fn search(args: &BenchSearchArgs) -> Result<i32> {
             mean_results: returned as f64 / queries.len() as f64,
         });
     }
+    // The peer in the same run: a bare sqlite-vec KNN on the same table, without Outpost's
+    // filtering, fusion or row loading.
+    {
+        let sql = format!(
+            "SELECT rowid, distance FROM vec_chunks_{} WHERE embedding MATCH ?1 AND k = ?2 ORDER BY distance",
+            coll.id
+        );
+        let mut stmt = store.connection().prepare(&sql)?;
+        let mut times = Vec::with_capacity(queries.len());
+        let mut returned = 0usize;
+        for (_, v) in &queries {
+            let blob: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+            let t = Instant::now();
+            let rows: Vec<(i64, f64)> = stmt
+                .query_map(rusqlite::params![blob, args.k as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?
+                .collect::<Result<_, _>>()?;
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+            returned += rows.len();
+        }
+        times.sort_by(f64::total_cmp);
+        results.push(ModeResult {
+            mode: "peer: sqlite-vec knn".to_string(),
+            p50_ms: percentile(&times, 0.5),
+            p99_ms: percentile(&times, 0.99),
+            mean_ms: times.iter().sum::<f64>() / times.len() as f64,
+            recall_at_k: None,
+            mean_results: returned as f64 / queries.len() as f64,
+        });
+    }
     let report = Report {
         n: args.n,
         dims: args.dims,

@@ -64,8 +64,8 @@ fn db_path(cli: &Cli) -> PathBuf {
 }
 
 fn open_store(cli: &Cli) -> Result<Store> {
-    let path = db_path(cli);
-    Store::open(&path).with_context(|| format!("opening database {}", path.display()))
+    // Store errors name the file already.
+    Ok(Store::open(db_path(cli))?)
 }
 
 fn load_embedder(cli: &Cli) -> Result<Arc<outpost_models::BertEmbedder>> {
