@@ -76,6 +76,8 @@ pub struct IngestReport {
     pub updated: usize,
     /// Documents whose content hash matched: not re-embedded.
     pub unchanged: usize,
+    /// JSONL records gone from their file since the last ingest, now deleted.
+    pub removed: usize,
     /// Files or records that failed.
     pub failed: usize,
     /// Chunks embedded and written.
@@ -171,6 +173,7 @@ pub fn ingest_paths(
                         PutOutcome::Added => report.added += 1,
                         PutOutcome::Updated => report.updated += 1,
                         PutOutcome::Unchanged => report.unchanged += 1,
+                        PutOutcome::Removed => report.removed += 1,
                     }
                     report.chunks += d.chunks;
                     report.documents.push(d);
@@ -246,6 +249,25 @@ fn ingest_file(
         out.push(ingest_text(
             store, embedder, collection, &source, doc, opts, progress,
         )?);
+    }
+    // Records that were in an earlier version of a JSONL file and are gone now are deleted —
+    // but only when every line parsed, so a malformed line never deletes its stored record.
+    if Format::of(path) == Format::Jsonl && bad.is_empty() {
+        let keep: std::collections::HashSet<String> =
+            out.iter().map(|d| d.source.clone()).collect();
+        for (id, source) in
+            store.live_sources_with_prefix(collection, &format!("{file_source}#"))?
+        {
+            if !keep.contains(&source) {
+                store.delete_document(&id)?;
+                out.push(IngestedDoc {
+                    id,
+                    source,
+                    outcome: PutOutcome::Removed,
+                    chunks: 0,
+                });
+            }
+        }
     }
     Ok((out, bad))
 }

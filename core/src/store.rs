@@ -74,6 +74,8 @@ pub enum PutOutcome {
     Updated,
     /// Same content hash as stored: nothing written.
     Unchanged,
+    /// Deleted because its source no longer has it (a JSONL record removed from its file).
+    Removed,
 }
 
 /// A stored document, without its chunks.
@@ -445,6 +447,25 @@ impl Store {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? != 0)),
             )
             .optional()?)
+    }
+
+    /// Live documents of `collection` whose source starts with `prefix`: `(id, source)`.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn live_sources_with_prefix(
+        &self,
+        collection: &Collection,
+        prefix: &str,
+    ) -> Result<Vec<(String, String)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, source FROM documents WHERE collection_id = ?1 AND deleted = 0
+             AND substr(source, 1, length(?2)) = ?2 ORDER BY source",
+        )?;
+        let rows = stmt.query_map(params![collection.id, prefix], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Stores a document and replaces its chunks, all in one transaction.

@@ -276,3 +276,36 @@ fn a_deleted_document_leaves_a_tombstone_and_its_chunks_go() -> TestResult {
     assert_eq!(again.added, 1);
     Ok(())
 }
+
+#[test]
+fn a_record_removed_from_a_jsonl_file_is_deleted_unless_a_line_is_malformed() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("faq.jsonl");
+    let line =
+        |id: &str| format!("{{\"id\":\"{id}\",\"title\":\"{id}\",\"text\":\"answer {id}\"}}\n");
+    std::fs::write(&file, [line("a"), line("b"), line("c")].concat())?;
+    let mut store = Store::open(dir.path().join("o.db"))?;
+    let opts = IngestOptions::default();
+    assert_eq!(ingest(&mut store, &[file.clone()], &opts)?.added, 3);
+
+    // A malformed line might be the missing record: nothing is deleted.
+    std::fs::write(
+        &file,
+        [line("a"), "{\"id\":\"b\",\n".to_string(), line("c")].concat(),
+    )?;
+    let report = ingest(&mut store, &[file.clone()], &opts)?;
+    assert_eq!((report.unchanged, report.removed, report.failed), (2, 0, 1));
+    assert_eq!(store.list_documents(None, false, 10)?.len(), 3);
+
+    std::fs::write(&file, [line("a"), line("c")].concat())?;
+    let report = ingest(&mut store, &[file], &opts)?;
+    assert_eq!((report.unchanged, report.removed), (2, 1));
+    let live: Vec<String> = store
+        .list_documents(None, false, 10)?
+        .into_iter()
+        .map(|d| d.title)
+        .collect();
+    assert_eq!(live.len(), 2);
+    assert!(!live.contains(&"b".to_string()));
+    Ok(())
+}
