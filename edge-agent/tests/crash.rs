@@ -11,6 +11,7 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -124,32 +125,29 @@ struct Version {
 }
 
 impl Version {
-    /// Generates the text and ingests it completely into a database of its own, to learn the
-    /// chunks a finished ingest stores; returns the version and how long that ingest took.
-    fn new(
-        name: &'static str,
-        words: &'static [&'static str],
-        seed: u64,
-        len: usize,
-    ) -> TestResult<(Self, Duration)> {
+    /// A version of `len` bytes of prose in `words`; its spans are learnt by [`Self::ingest_fresh`].
+    fn generate(name: &'static str, words: &'static [&'static str], seed: u64, len: usize) -> Self {
         let text = prose(words, seed, len);
-        let clean = TestDb::new()?;
-        let file = clean.dir().join("doc.txt");
-        std::fs::write(&file, &text)?;
-        let started = Instant::now();
-        let report = clean.json(&["ingest", arg(&file), "--json"])?;
-        let took = started.elapsed();
-        assert_eq!(report["added"], 1, "{report}");
-        let chunks = stored_chunks(&clean, &common::source_of(&file)?)?;
-        let spans = chunks.iter().map(|c| (c.start, c.end)).collect();
-        let version = Self {
+        assert!(text.contains(words[0]));
+        Self {
             name,
             text,
             marker: words[0],
-            spans,
-        };
-        assert!(version.text.contains(version.marker));
-        Ok((version, took))
+            spans: Vec::new(),
+        }
+    }
+
+    /// Writes this version to `file` and ingests it completely into `db`, which must not hold
+    /// it yet, to learn the chunks a finished ingest stores; returns how long the ingest took.
+    fn ingest_fresh(&mut self, db: &TestDb, file: &Path) -> TestResult<Duration> {
+        std::fs::write(file, &self.text)?;
+        let started = Instant::now();
+        let report = db.json(&["ingest", arg(file), "--json"])?;
+        let took = started.elapsed();
+        assert_eq!(report["added"], 1, "{report}");
+        let chunks = stored_chunks(db, &common::source_of(file)?)?;
+        self.spans = chunks.iter().map(|c| (c.start, c.end)).collect();
+        Ok(took)
     }
 
     /// Whether `chunks` are exactly this version's chunks.
@@ -303,21 +301,27 @@ fn consistent_version(db: &TestDb, source: &str, versions: &[&Version]) -> TestR
 #[test]
 fn a_killed_ingest_leaves_the_old_or_the_new_version() -> TestResult {
     require_model();
-    // Two versions of a large file with different chunk counts; the time a complete ingest of B
-    // takes spreads the kills over its whole run.
-    let (a, _) = Version::new("A", WORDS_A, 7, 40_000)?;
-    let (b, full_ingest) = Version::new("B", WORDS_B, 11, 52_000)?;
+    // Two versions of a large file with different chunk counts: A stored in the database under
+    // test, B ingested completely into another one to learn its chunks and how long a complete
+    // ingest takes, so that the kills can be spread over a whole run.
+    let mut a = Version::generate("A", WORDS_A, 7, 20_000);
+    let mut b = Version::generate("B", WORDS_B, 11, 26_000);
+    let db = TestDb::new()?;
+    let file = db.dir().join("large.txt");
+    a.ingest_fresh(&db, &file)?;
+    let clean = TestDb::new()?;
+    let full_ingest = b.ingest_fresh(&clean, &clean.dir().join("large.txt"))?;
     assert_ne!(
         a.spans.len(),
         b.spans.len(),
         "the versions should differ in chunk count"
     );
+    eprintln!(
+        "A has {} chunks, B {}; a complete ingest of B took {full_ingest:?}",
+        a.spans.len(),
+        b.spans.len()
+    );
     let versions = [&a, &b];
-
-    let db = TestDb::new()?;
-    let file = db.dir().join("large.txt");
-    std::fs::write(&file, &a.text)?;
-    db.json(&["ingest", arg(&file), "--json"])?;
     let source = common::source_of(&file)?;
     let mut current = consistent_version(&db, &source, &versions)?;
     assert_eq!(current, 0);
@@ -374,18 +378,18 @@ fn a_killed_ingest_leaves_the_old_or_the_new_version() -> TestResult {
 #[test]
 fn a_crash_inside_the_write_transaction_keeps_the_old_version() -> TestResult {
     require_model();
-    let (a, _) = Version::new("A", WORDS_A, 3, 3_000)?;
-    let (b, _) = Version::new("B", WORDS_B, 5, 5_000)?;
+    let mut a = Version::generate("A", WORDS_A, 3, 3_000);
+    let mut b = Version::generate("B", WORDS_B, 5, 5_000);
+    let db = TestDb::new()?;
+    let file = db.dir().join("doc.txt");
+    a.ingest_fresh(&db, &file)?;
+    let clean = TestDb::new()?;
+    b.ingest_fresh(&clean, &clean.dir().join("doc.txt"))?;
     assert!(
         b.spans.len() >= 4,
         "B needs several chunks to crash between them"
     );
     let versions = [&a, &b];
-
-    let db = TestDb::new()?;
-    let file = db.dir().join("doc.txt");
-    std::fs::write(&file, &a.text)?;
-    db.json(&["ingest", arg(&file), "--json"])?;
     let source = common::source_of(&file)?;
     assert_eq!(consistent_version(&db, &source, &versions)?, 0);
 
