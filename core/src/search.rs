@@ -476,13 +476,20 @@ impl Store {
         if filters.collections.is_empty() {
             return Ok(Vec::new());
         }
-        let sql = format!(
-            "SELECT f.rowid, bm25(chunks_fts) AS rank FROM chunks_fts f
-             JOIN chunks k ON k.seq = f.rowid JOIN documents d ON d.id = k.document_id
-             WHERE chunks_fts MATCH ?1 AND d.deleted = 0{}
-             ORDER BY rank, f.rowid LIMIT ?2",
-            filters.sql
-        );
+        // Without filters the FTS5 table answers alone: tombstoned documents have no chunks,
+        // and FTS5 keeps only the top `depth` while scoring when ordered by `rank` alone.
+        let sql = if filters.sql.is_empty() {
+            "SELECT rowid, rank FROM chunks_fts WHERE chunks_fts MATCH ?1 ORDER BY rank LIMIT ?2"
+                .to_string()
+        } else {
+            format!(
+                "SELECT f.rowid, bm25(chunks_fts) AS rank FROM chunks_fts f
+                 JOIN chunks k ON k.seq = f.rowid JOIN documents d ON d.id = k.document_id
+                 WHERE chunks_fts MATCH ?1 AND d.deleted = 0{}
+                 ORDER BY rank LIMIT ?2",
+                filters.sql
+            )
+        };
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let mut params: Vec<SqlValue> =
             vec![SqlValue::Text(query), SqlValue::Integer(depth as i64)];
