@@ -3,7 +3,7 @@
 
 mod common;
 
-use outpost_core::{count_tokens, ContextOptions, Embedder, Engine, IngestOptions, Store};
+use outpost_core::{count_tokens, ContextOptions, Engine, IngestOptions, Store};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 

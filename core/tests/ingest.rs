@@ -46,7 +46,7 @@ fn reingesting_an_unchanged_file_is_a_no_op_and_a_changed_one_replaces_its_chunk
     let mut store = Store::open(dir.path().join("o.db"))?;
     let opts = IngestOptions::default();
 
-    let first = ingest(&mut store, &[file.clone()], &opts)?;
+    let first = ingest(&mut store, std::slice::from_ref(&file), &opts)?;
     assert_eq!(
         (first.added, first.updated, first.unchanged, first.failed),
         (1, 0, 0, 0)
@@ -54,7 +54,7 @@ fn reingesting_an_unchanged_file_is_a_no_op_and_a_changed_one_replaces_its_chunk
     let id = first.documents[0].id.clone();
     let old_chunks = chunk_ids(&store, &id)?;
 
-    let again = ingest(&mut store, &[file.clone()], &opts)?;
+    let again = ingest(&mut store, std::slice::from_ref(&file), &opts)?;
     assert_eq!((again.added, again.updated, again.unchanged), (0, 0, 1));
     assert_eq!(
         chunk_ids(&store, &id)?,
@@ -286,14 +286,17 @@ fn a_record_removed_from_a_jsonl_file_is_deleted_unless_a_line_is_malformed() ->
     std::fs::write(&file, [line("a"), line("b"), line("c")].concat())?;
     let mut store = Store::open(dir.path().join("o.db"))?;
     let opts = IngestOptions::default();
-    assert_eq!(ingest(&mut store, &[file.clone()], &opts)?.added, 3);
+    assert_eq!(
+        ingest(&mut store, std::slice::from_ref(&file), &opts)?.added,
+        3
+    );
 
     // A malformed line might be the missing record: nothing is deleted.
     std::fs::write(
         &file,
         [line("a"), "{\"id\":\"b\",\n".to_string(), line("c")].concat(),
     )?;
-    let report = ingest(&mut store, &[file.clone()], &opts)?;
+    let report = ingest(&mut store, std::slice::from_ref(&file), &opts)?;
     assert_eq!((report.unchanged, report.removed, report.failed), (2, 0, 1));
     assert_eq!(store.list_documents(None, false, 10)?.len(), 3);
 

@@ -163,10 +163,11 @@ fn run(cli: Cli) -> Result<i32> {
                 print_json(&v)?;
             } else {
                 println!(
-                    "{} added, {} updated, {} unchanged, {} failed; {} chunks embedded in {:.1}s",
+                    "{} added, {} updated, {} unchanged, {} removed, {} failed; {} chunks embedded in {:.1}s",
                     report.added,
                     report.updated,
                     report.unchanged,
+                    report.removed,
                     report.failed,
                     report.chunks,
                     secs

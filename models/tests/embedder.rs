@@ -6,7 +6,6 @@
 
 use std::error::Error as StdError;
 use std::path::PathBuf;
-use std::time::Instant;
 
 use candle_core::Device;
 use outpost_core::Embedder;
