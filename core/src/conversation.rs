@@ -41,6 +41,16 @@ pub struct Message {
 
 const ROLES: &[&str] = &["system", "user", "assistant", "tool"];
 
+fn row_to_conversation(r: &rusqlite::Row<'_>) -> rusqlite::Result<Conversation> {
+    Ok(Conversation {
+        id: r.get(0)?,
+        title: r.get(1)?,
+        created_at: r.get(2)?,
+        updated_at: r.get(3)?,
+        messages: r.get::<_, i64>(4)? as usize,
+    })
+}
+
 fn row_to_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
     Ok(Message {
         id: r.get(0)?,
@@ -84,15 +94,7 @@ impl Store {
                         (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id AND m.deleted = 0)
                  FROM conversations c WHERE c.id = ?1 AND c.deleted = 0",
                 [id],
-                |r| {
-                    Ok(Conversation {
-                        id: r.get(0)?,
-                        title: r.get(1)?,
-                        created_at: r.get(2)?,
-                        updated_at: r.get(3)?,
-                        messages: r.get::<_, i64>(4)? as usize,
-                    })
-                },
+                row_to_conversation,
             )
             .optional()?
             .ok_or_else(|| Error::NotFound {
@@ -113,15 +115,7 @@ impl Store {
              WHERE c.deleted = 0 AND (?1 IS NULL OR instr(lower(c.title), lower(?1)) > 0)
              ORDER BY c.updated_at DESC, c.id DESC LIMIT ?2",
         )?;
-        let rows = stmt.query_map(params![title, limit as i64], |r| {
-            Ok(Conversation {
-                id: r.get(0)?,
-                title: r.get(1)?,
-                created_at: r.get(2)?,
-                updated_at: r.get(3)?,
-                messages: r.get::<_, i64>(4)? as usize,
-            })
-        })?;
+        let rows = stmt.query_map(params![title, limit as i64], row_to_conversation)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

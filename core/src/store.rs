@@ -234,6 +234,14 @@ fn classify(path: &Path, err: rusqlite::Error) -> Error {
     }
 }
 
+/// [`classify`] for the SQLite errors inside an engine error.
+fn reclassify(path: &Path, err: Error) -> Error {
+    match err {
+        Error::Sqlite(e) => classify(path, e),
+        other => other,
+    }
+}
+
 impl Store {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     ///
@@ -272,10 +280,7 @@ impl Store {
         let path = path.as_ref();
         register_sqlite_vec();
         let mut conn = Connection::open(path).map_err(|e| classify(path, e))?;
-        schema::migrate_to(&mut conn, path, version).map_err(|e| match e {
-            Error::Sqlite(e) => classify(path, e),
-            other => other,
-        })?;
+        schema::migrate_to(&mut conn, path, version).map_err(|e| reclassify(path, e))?;
         Ok(Self {
             conn,
             path: path.to_path_buf(),
@@ -289,10 +294,7 @@ impl Store {
             r.get::<_, i64>(0)
         })
         .map_err(wrap)?;
-        schema::check(&conn, path).map_err(|e| match e {
-            Error::Sqlite(e) => classify(path, e),
-            other => other,
-        })?;
+        schema::check(&conn, path).map_err(|e| reclassify(path, e))?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(wrap)?;
         conn.pragma_update(None, "foreign_keys", true)
@@ -308,10 +310,7 @@ impl Store {
             conn.pragma_update(None, "synchronous", "NORMAL")
                 .map_err(wrap)?;
         }
-        schema::migrate(&mut conn, path).map_err(|e| match e {
-            Error::Sqlite(e) => classify(path, e),
-            other => other,
-        })?;
+        schema::migrate(&mut conn, path).map_err(|e| reclassify(path, e))?;
         Ok(Self {
             conn,
             path: path.to_path_buf(),
