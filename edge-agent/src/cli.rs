@@ -54,9 +54,22 @@ pub enum Command {
     /// Embedding model files.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Embed texts with the model and print the vectors.
+    Embed(EmbedArgs),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+/// `outpost embed`.
+#[derive(Debug, Args)]
+pub struct EmbedArgs {
+    /// Texts to embed, one vector each.
+    #[arg(required = true)]
+    pub texts: Vec<String>,
+    /// Print `{"model":..,"dims":..,"vectors":[[..],..]}`.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `outpost ingest`.
@@ -240,6 +253,28 @@ pub enum ModelsCommand {
 pub enum BenchCommand {
     /// Search latency over a synthetic index.
     Search(BenchSearchArgs),
+    /// Embedding throughput over a file of texts, and single-query latency.
+    Embed(BenchEmbedArgs),
+}
+
+/// `outpost bench embed`.
+#[derive(Debug, Args)]
+pub struct BenchEmbedArgs {
+    /// A file of texts, one per line (empty lines skipped).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Texts per embedding call (texts are sorted by length first, as sentence-transformers does).
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// Only the first N texts.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Single-query latency samples.
+    #[arg(long, default_value_t = 50)]
+    pub queries: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `outpost bench search`.

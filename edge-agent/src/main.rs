@@ -23,6 +23,11 @@ use outpost_core::{
     Store,
 };
 
+// Embedding allocates and frees tens of megabytes per layer; the system allocator returns
+// them to the kernel each time, which costs as much time in page faults as the model itself.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = Cli::parse();
     init_tracing(cli.verbose, &cli.log_format);
@@ -281,7 +286,39 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Command::Conv(cmd) => conv(&cli, cmd),
         Command::Models(cmd) => models(cmd),
-        Command::Bench(cmd) => bench::run(cmd),
+        Command::Embed(args) => {
+            let model = load_embedder(&cli)?;
+            let texts: Vec<&str> = args.texts.iter().map(String::as_str).collect();
+            let vectors = outpost_core::Embedder::embed(model.as_ref(), &texts)?;
+            let model_id = outpost_core::Embedder::model_id(model.as_ref());
+            let dims = outpost_core::Embedder::dims(model.as_ref());
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string(
+                        &json!({ "model": model_id, "dims": dims, "vectors": vectors })
+                    )?
+                );
+            } else {
+                for (t, v) in texts.iter().zip(&vectors) {
+                    let head: Vec<String> = v.iter().take(6).map(|x| format!("{x:.4}")).collect();
+                    println!(
+                        "{} [{} …] ({dims}-d, {model_id})",
+                        snippet(t, 40),
+                        head.join(", ")
+                    );
+                }
+            }
+            if model.truncated_count() > 0 {
+                eprintln!(
+                    "note: {} text(s) longer than {} tokens were truncated",
+                    model.truncated_count(),
+                    model.max_seq_length()
+                );
+            }
+            Ok(0)
+        }
+        Command::Bench(cmd) => bench::run(cmd, &|| load_embedder(&cli)),
     }
 }
 

@@ -92,6 +92,10 @@ pub struct BertEmbedder {
     max_seq_length: usize,
     pooling: Pooling,
     truncated: AtomicU64,
+    /// Texts per forward pass.
+    sub_batch: usize,
+    /// Forward passes run at once on the CPU.
+    workers: usize,
 }
 
 impl std::fmt::Debug for BertEmbedder {
@@ -119,6 +123,7 @@ impl BertEmbedder {
         let weights_path = required(dir, "model.safetensors")?;
 
         let config: Config = read_json(&config_path)?;
+        check_architecture(&config_path)?;
         let pooling_path = dir.join("1_Pooling/config.json");
         let pooling = match read_optional_json::<PoolingConfig>(&pooling_path)? {
             None => Pooling::Mean,
@@ -141,6 +146,17 @@ impl BertEmbedder {
 
         let (model_tokenizer, counting_tokenizer) =
             load_tokenizers(&tokenizer_path, max_seq_length, config.pad_token_id)?;
+        // A tokenizer of another model would produce ids past the embedding table.
+        let vocab = counting_tokenizer.get_vocab_size(true);
+        if vocab > config.vocab_size {
+            return Err(Error::UnsupportedModel {
+                path: tokenizer_path,
+                reason: format!(
+                    "the tokenizer has {vocab} tokens but config.json's vocab_size is {}: they are not from the same model",
+                    config.vocab_size
+                ),
+            });
+        }
         let model = load_weights(&weights_path, &config, device)?;
 
         Ok(Self {
@@ -153,6 +169,9 @@ impl BertEmbedder {
             max_seq_length,
             pooling,
             truncated: AtomicU64::new(0),
+            sub_batch: env_usize("OUTPOST_EMBED_SUB_BATCH").unwrap_or(SUB_BATCH),
+            workers: env_usize("OUTPOST_EMBED_WORKERS")
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         })
     }
 
@@ -188,11 +207,55 @@ impl BertEmbedder {
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| texts[i].len());
 
+        let chunks: Vec<&[usize]> = order.chunks(self.sub_batch).collect();
+        let workers = if self.device.is_cpu() {
+            self.workers.min(chunks.len()).max(1)
+        } else {
+            1
+        };
         let mut out: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
-        for chunk in order.chunks(SUB_BATCH) {
-            let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
-            let vectors = self.embed_sub_batch(&batch)?;
-            for (&i, v) in chunk.iter().zip(vectors) {
+        if workers == 1 {
+            for chunk in chunks {
+                let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
+                for (&i, v) in chunk.iter().zip(self.embed_sub_batch(&batch)?) {
+                    out[i] = v;
+                }
+            }
+            return Ok(out);
+        }
+        // On the CPU, much of a forward pass (GELU, softmax, layer norm, copies) runs on the
+        // calling thread only; sub-batches on one worker per core keep every core busy.
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let results: Vec<Result<Vec<(usize, Vec<f32>)>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|_| {
+                    scope.spawn(|| -> Result<Vec<(usize, Vec<f32>)>> {
+                        let mut done = Vec::new();
+                        loop {
+                            let n = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(chunk) = chunks.get(n) else {
+                                return Ok(done);
+                            };
+                            let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
+                            let vectors = self.embed_sub_batch(&batch)?;
+                            done.extend(chunk.iter().copied().zip(vectors));
+                        }
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(Error::Tokenize(
+                            "an embedding worker thread panicked".into(),
+                        ))
+                    })
+                })
+                .collect()
+        });
+        for r in results {
+            for (i, v) in r? {
                 out[i] = v;
             }
         }
@@ -270,6 +333,36 @@ impl outpost_core::Embedder for BertEmbedder {
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, outpost_core::EmbedError> {
         Ok(self.embed_texts(texts)?)
     }
+}
+
+/// Refuses configurations that are not BERT encoders: their weights might load under BERT's
+/// names and still compute something else.
+fn check_architecture(config_path: &Path) -> Result<()> {
+    #[derive(Deserialize)]
+    struct Arch {
+        model_type: Option<String>,
+        #[serde(default)]
+        architectures: Vec<String>,
+    }
+    let arch: Arch = read_json(config_path)?;
+    let model_type = arch.model_type.as_deref().unwrap_or("bert");
+    let bert_arch =
+        arch.architectures.is_empty() || arch.architectures.iter().any(|a| a.starts_with("Bert"));
+    if model_type == "bert" && bert_arch {
+        Ok(())
+    } else {
+        Err(Error::UnsupportedModel {
+            path: config_path.to_path_buf(),
+            reason: format!(
+                "model_type '{model_type}' ({}) is not a BERT encoder; supported: BERT-family sentence-transformers such as all-MiniLM-L6-v2, bge-small-en-v1.5, e5-small-v2",
+                arch.architectures.join(", ")
+            ),
+        })
+    }
+}
+
+fn env_usize(name: &str) -> Option<usize> {
+    std::env::var(name).ok()?.parse().ok().filter(|&n| n > 0)
 }
 
 /// Returns `dir/name` if it exists.
@@ -354,6 +447,10 @@ fn load_weights(path: &Path, config: &Config, device: &Device) -> Result<BertMod
     // SAFETY: the safetensors file is mapped read-only and Outpost never writes to a model file
     // while a model is loaded; models are replaced by renaming a new directory into place, which
     // leaves the mapped file's contents untouched.
-    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[path], DTYPE, device)? };
-    Ok(BertModel::load(vb, config)?)
+    let bad = |e: candle_core::Error| Error::BadWeights {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[path], DTYPE, device).map_err(bad)? };
+    BertModel::load(vb, config).map_err(bad)
 }

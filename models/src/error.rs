@@ -25,6 +25,15 @@ pub enum Error {
         source: serde_json::Error,
     },
 
+    /// The weights file could not be read as this model's weights (truncated, corrupt, or of
+    /// another architecture or size).
+    #[error("cannot load the weights in {}: {message}", path.display())]
+    BadWeights {
+        /// The safetensors file.
+        path: PathBuf,
+        /// What candle said.
+        message: String,
+    },
     /// The model directory describes a model this crate cannot run faithfully.
     #[error("unsupported model configuration in {}: {reason}", path.display())]
     UnsupportedModel {

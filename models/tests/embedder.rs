@@ -271,3 +271,86 @@ fn unsupported_pooling_is_an_error() -> TestResult {
     assert!(err.to_string().contains("1_Pooling"), "{err}");
     Ok(())
 }
+
+/// A copy of the model directory (weights linked, not copied) whose `config.json` is edited.
+fn model_with_config(
+    edit: impl Fn(&mut serde_json::Value),
+) -> Result<tempfile::TempDir, Box<dyn StdError>> {
+    let src = model_dir()?;
+    let dir = tempfile::tempdir()?;
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("config.json"))?)?;
+    edit(&mut config);
+    std::fs::write(dir.path().join("config.json"), config.to_string())?;
+    std::fs::copy(
+        src.join("tokenizer.json"),
+        dir.path().join("tokenizer.json"),
+    )?;
+    std::os::unix::fs::symlink(
+        src.join("model.safetensors").canonicalize()?,
+        dir.path().join("model.safetensors"),
+    )?;
+    Ok(dir)
+}
+
+fn load_error(dir: &std::path::Path) -> String {
+    match BertEmbedder::load(dir, &Device::Cpu) {
+        Ok(_) => "loaded".into(),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn truncated_or_corrupt_weights_are_named_errors() -> TestResult {
+    let src = model_dir()?;
+    let dir = model_with_config(|_| {})?;
+    let weights = dir.path().join("model.safetensors");
+    std::fs::remove_file(&weights)?;
+    let full = std::fs::read(src.join("model.safetensors"))?;
+    std::fs::write(&weights, &full[..full.len() / 3])?;
+    let e = load_error(dir.path());
+    assert!(
+        e.contains("cannot load the weights") && e.contains("model.safetensors"),
+        "{e}"
+    );
+    std::fs::write(&weights, b"this is not a safetensors file")?;
+    let e = load_error(dir.path());
+    assert!(
+        e.contains("cannot load the weights") && e.contains("model.safetensors"),
+        "{e}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_tokenizer_of_another_model_is_refused() -> TestResult {
+    let dir = model_with_config(|c| c["vocab_size"] = 1000.into())?;
+    let e = load_error(dir.path());
+    assert!(
+        e.contains("tokenizer has 30522 tokens") && e.contains("vocab_size is 1000"),
+        "{e}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_model_that_is_not_bert_is_refused() -> TestResult {
+    let dir = model_with_config(|c| {
+        c["model_type"] = "gpt2".into();
+        c["architectures"] = serde_json::json!(["GPT2LMHeadModel"]);
+    })?;
+    let e = load_error(dir.path());
+    assert!(
+        e.contains("not a BERT encoder") && e.contains("config.json"),
+        "{e}"
+    );
+    Ok(())
+}
+
+#[test]
+fn weights_of_another_size_are_refused() -> TestResult {
+    let dir = model_with_config(|c| c["hidden_size"] = 768.into())?;
+    let e = load_error(dir.path());
+    assert!(e.contains("cannot load the weights"), "{e}");
+    Ok(())
+}
