@@ -32,7 +32,7 @@ with open(path) as f:
 PY
 
 RAYON_NUM_THREADS="$THREADS" OUTPOST_MODEL_DIR="$model_dir" \
-    "$outpost" bench embed --input "$work/texts.txt" --batch 32 --json >"$work/outpost.json"
+    "$outpost" bench embed --input "$work/texts.txt" --json >"$work/outpost.json"
 
 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 "$PYTHON" - "$work/texts.txt" "$model_dir" "$THREADS" >"$work/st.json" <<'PY'
 import json, sys, time

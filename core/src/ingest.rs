@@ -27,7 +27,7 @@ pub struct IngestOptions {
     pub max_file_size: u64,
     /// Chunk size and overlap.
     pub chunking: ChunkParams,
-    /// Texts per embedding call.
+    /// Chunks per embedding call; chunks of small documents share calls.
     pub batch_size: usize,
     /// Descend into hidden files and directories (names starting with '.').
     pub include_hidden: bool,
@@ -39,7 +39,7 @@ impl Default for IngestOptions {
             collection: DEFAULT_COLLECTION.to_string(),
             max_file_size: 50 * 1024 * 1024,
             chunking: ChunkParams::default(),
-            batch_size: 32,
+            batch_size: 128,
             include_hidden: false,
         }
     }
@@ -144,6 +144,10 @@ fn is_hidden(name: &std::ffi::OsStr) -> bool {
 
 /// Ingests every file under `paths` into `opts.collection`.
 ///
+/// Documents are chunked as files are read and embedded together in calls of up to
+/// `opts.batch_size` chunks, so that many small documents (JSONL records, short notes) fill the
+/// model's batches; each document is then written in its own transaction.
+///
 /// # Errors
 /// Only for failures of the store or the model ([`Error::Sqlite`], [`Error::Embed`],
 /// [`Error::ModelMismatch`] ...); a bad input file is reported in the [`IngestReport`] instead.
@@ -163,27 +167,29 @@ pub fn ingest_paths(
         failures: walk_failures,
         ..Default::default()
     };
+    let mut queue = Queue::default();
     progress(Progress::Files(files.len() as u64));
     for path in &files {
         progress(Progress::Start(path));
-        match ingest_file(store, embedder, &collection, path, opts, progress) {
-            Ok((docs, bad)) => {
-                for d in docs {
-                    match d.outcome {
-                        PutOutcome::Added => report.added += 1,
-                        PutOutcome::Updated => report.updated += 1,
-                        PutOutcome::Unchanged => report.unchanged += 1,
-                        PutOutcome::Removed => report.removed += 1,
-                    }
-                    report.chunks += d.chunks;
-                    report.documents.push(d);
-                }
-                for b in bad {
+        match read_file(store, embedder, &collection, path, opts, &mut queue) {
+            Ok((unchanged, bad)) => {
+                report.record(unchanged);
+                for b in bad.iter() {
                     report.failed += 1;
                     report.failures.push(Failure {
                         path: format!("{}:{}", path.display(), b.line),
-                        reason: b.reason,
+                        reason: b.reason.clone(),
                     });
+                }
+                if queue.chunks >= opts.batch_size.max(1) {
+                    report.record(queue.flush(store, embedder, &collection, progress)?);
+                }
+                // Records gone from a JSONL file are deleted once the file's other records are
+                // stored — and only when every line parsed, so a malformed line never deletes
+                // its stored record.
+                if Format::of(path) == Format::Jsonl && bad.is_empty() {
+                    report.record(queue.flush(store, embedder, &collection, progress)?);
+                    report.record(prune_jsonl(store, &collection, path, &report)?);
                 }
             }
             Err(e @ Error::Input { .. }) => {
@@ -200,7 +206,124 @@ pub fn ingest_paths(
         }
         progress(Progress::Done(path));
     }
+    report.record(queue.flush(store, embedder, &collection, progress)?);
     Ok(report)
+}
+
+impl IngestReport {
+    fn record(&mut self, docs: Vec<IngestedDoc>) {
+        for d in docs {
+            match d.outcome {
+                PutOutcome::Added => self.added += 1,
+                PutOutcome::Updated => self.updated += 1,
+                PutOutcome::Unchanged => self.unchanged += 1,
+                PutOutcome::Removed => self.removed += 1,
+            }
+            self.chunks += d.chunks;
+            self.documents.push(d);
+        }
+    }
+}
+
+/// A chunked document waiting for its embeddings.
+struct Pending {
+    doc: NewDocument,
+    chunks: Vec<NewChunk>,
+}
+
+/// Chunked documents whose chunks are embedded together.
+#[derive(Default)]
+struct Queue {
+    docs: Vec<Pending>,
+    chunks: usize,
+}
+
+impl Queue {
+    fn push(&mut self, p: Pending) {
+        self.chunks += p.chunks.len();
+        self.docs.push(p);
+    }
+
+    /// Embeds every queued chunk in one call, then stores each document in its own
+    /// transaction.
+    fn flush(
+        &mut self,
+        store: &mut Store,
+        embedder: &dyn Embedder,
+        collection: &Collection,
+        progress: &mut dyn FnMut(Progress<'_>),
+    ) -> Result<Vec<IngestedDoc>> {
+        let docs = std::mem::take(&mut self.docs);
+        let total = std::mem::take(&mut self.chunks);
+        if docs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let texts: Vec<&str> = docs
+            .iter()
+            .flat_map(|d| d.chunks.iter().map(|c| c.text.as_str()))
+            .collect();
+        let vectors = if texts.is_empty() {
+            Vec::new()
+        } else {
+            embedder.embed(&texts)?
+        };
+        if vectors.len() != texts.len() {
+            return Err(Error::Embed(crate::EmbedError(format!(
+                "model returned {} vectors for {} texts",
+                vectors.len(),
+                texts.len()
+            ))));
+        }
+        progress(Progress::Embedded(total, total));
+        let mut vectors = vectors.into_iter();
+        let mut out = Vec::with_capacity(docs.len());
+        for mut p in docs {
+            for (c, v) in p.chunks.iter_mut().zip(vectors.by_ref()) {
+                c.embedding = v;
+            }
+            let (id, outcome) = store.put_document(collection, &p.doc, &p.chunks)?;
+            out.push(IngestedDoc {
+                id,
+                source: p.doc.source,
+                outcome,
+                chunks: if outcome == PutOutcome::Unchanged {
+                    0
+                } else {
+                    p.chunks.len()
+                },
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Deletes the records of `path` that this run did not see.
+fn prune_jsonl(
+    store: &mut Store,
+    collection: &Collection,
+    path: &Path,
+    report: &IngestReport,
+) -> Result<Vec<IngestedDoc>> {
+    let prefix = format!("{}#", source_of(path));
+    let seen: std::collections::HashSet<&str> = report
+        .documents
+        .iter()
+        .filter(|d| d.source.starts_with(&prefix))
+        .map(|d| d.source.as_str())
+        .collect();
+    let mut removed = Vec::new();
+    for (id, source) in store.live_sources_with_prefix(collection, &prefix)? {
+        if !seen.contains(source.as_str()) {
+            store.delete_document(&id)?;
+            removed.push(IngestedDoc {
+                id,
+                source,
+                outcome: PutOutcome::Removed,
+                chunks: 0,
+            });
+        }
+    }
+    Ok(removed)
 }
 
 /// The source URI of a file: its absolute path (symbolic links resolved).
@@ -229,47 +352,83 @@ fn read_checked(path: &Path, limit: u64) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| Error::input(path, InputProblem::Unreadable(e)))
 }
 
-fn ingest_file(
-    store: &mut Store,
+/// Reads, extracts and chunks one file into `queue`; returns its unchanged documents and its
+/// bad JSONL lines.
+fn read_file(
+    store: &Store,
     embedder: &dyn Embedder,
     collection: &Collection,
     path: &Path,
     opts: &IngestOptions,
-    progress: &mut dyn FnMut(Progress<'_>),
+    queue: &mut Queue,
 ) -> Result<(Vec<IngestedDoc>, Vec<BadRecord>)> {
     let bytes = read_checked(path, opts.max_file_size)?;
     let (docs, bad) = extract(path, &bytes)?;
     let file_source = source_of(path);
-    let mut out = Vec::with_capacity(docs.len());
+    let mut unchanged = Vec::new();
     for doc in docs {
         let source = match &doc.key {
             Some(key) => format!("{file_source}#{key}"),
             None => file_source.clone(),
         };
-        out.push(ingest_text(
-            store, embedder, collection, &source, doc, opts, progress,
-        )?);
-    }
-    // Records that were in an earlier version of a JSONL file and are gone now are deleted —
-    // but only when every line parsed, so a malformed line never deletes its stored record.
-    if Format::of(path) == Format::Jsonl && bad.is_empty() {
-        let keep: std::collections::HashSet<String> =
-            out.iter().map(|d| d.source.clone()).collect();
-        for (id, source) in
-            store.live_sources_with_prefix(collection, &format!("{file_source}#"))?
-        {
-            if !keep.contains(&source) {
-                store.delete_document(&id)?;
-                out.push(IngestedDoc {
-                    id,
-                    source,
-                    outcome: PutOutcome::Removed,
-                    chunks: 0,
-                });
-            }
+        match prepare(store, embedder, collection, &source, doc, opts)? {
+            Prepared::Unchanged(d) => unchanged.push(d),
+            Prepared::Ready(p) => queue.push(p),
         }
     }
-    Ok((out, bad))
+    Ok((unchanged, bad))
+}
+
+enum Prepared {
+    Unchanged(IngestedDoc),
+    Ready(Pending),
+}
+
+/// Hashes and chunks one document; an unchanged one needs no embedding.
+fn prepare(
+    store: &Store,
+    embedder: &dyn Embedder,
+    collection: &Collection,
+    source: &str,
+    doc: Extracted,
+    opts: &IngestOptions,
+) -> Result<Prepared> {
+    let hash = content_hash(&doc, embedder.model_id(), opts.chunking);
+    if let Some((id, stored, false)) = store.document_by_source(collection, source)? {
+        if stored == hash {
+            return Ok(Prepared::Unchanged(IngestedDoc {
+                id,
+                source: source.to_string(),
+                outcome: PutOutcome::Unchanged,
+                chunks: 0,
+            }));
+        }
+    }
+    let chunks = chunk(
+        embedder.tokenizer(),
+        &doc.text,
+        doc.format == Format::Markdown,
+        opts.chunking,
+    )?
+    .into_iter()
+    .map(|c| NewChunk {
+        text: c.text.to_string(),
+        token_count: c.tokens,
+        byte_start: c.byte_start,
+        byte_end: c.byte_start + c.text.len(),
+        metadata: Default::default(),
+        embedding: Vec::new(),
+    })
+    .collect();
+    Ok(Prepared::Ready(Pending {
+        doc: NewDocument {
+            source: source.to_string(),
+            title: doc.title,
+            content_hash: hash,
+            metadata: doc.metadata,
+        },
+        chunks,
+    }))
 }
 
 /// The content hash: the source bytes plus everything that shapes the stored chunks, so that a
@@ -297,61 +456,14 @@ pub fn ingest_text(
     opts: &IngestOptions,
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<IngestedDoc> {
-    let hash = content_hash(&doc, embedder.model_id(), opts.chunking);
-    if let Some((id, stored, false)) = store.document_by_source(collection, source)? {
-        if stored == hash {
-            return Ok(IngestedDoc {
-                id,
-                source: source.to_string(),
-                outcome: PutOutcome::Unchanged,
-                chunks: 0,
-            });
+    match prepare(store, embedder, collection, source, doc, opts)? {
+        Prepared::Unchanged(d) => Ok(d),
+        Prepared::Ready(p) => {
+            let mut queue = Queue::default();
+            queue.push(p);
+            let mut done = queue.flush(store, embedder, collection, progress)?;
+            done.pop()
+                .ok_or_else(|| Error::Embed(crate::EmbedError("nothing was stored".into())))
         }
     }
-    let pieces = chunk(
-        embedder.tokenizer(),
-        &doc.text,
-        doc.format == Format::Markdown,
-        opts.chunking,
-    )?;
-    let mut chunks: Vec<NewChunk> = Vec::with_capacity(pieces.len());
-    for batch in pieces.chunks(opts.batch_size.max(1)) {
-        let texts: Vec<&str> = batch.iter().map(|c| c.text).collect();
-        let vectors = embedder.embed(&texts)?;
-        if vectors.len() != texts.len() {
-            return Err(Error::Embed(crate::EmbedError(format!(
-                "model returned {} vectors for {} texts",
-                vectors.len(),
-                texts.len()
-            ))));
-        }
-        for (c, embedding) in batch.iter().zip(vectors) {
-            chunks.push(NewChunk {
-                text: c.text.to_string(),
-                token_count: c.tokens,
-                byte_start: c.byte_start,
-                byte_end: c.byte_start + c.text.len(),
-                metadata: Default::default(),
-                embedding,
-            });
-        }
-        progress(Progress::Embedded(chunks.len(), pieces.len()));
-    }
-    let new = NewDocument {
-        source: source.to_string(),
-        title: doc.title,
-        content_hash: hash,
-        metadata: doc.metadata,
-    };
-    let (id, outcome) = store.put_document(collection, &new, &chunks)?;
-    Ok(IngestedDoc {
-        id,
-        source: source.to_string(),
-        outcome,
-        chunks: if outcome == PutOutcome::Unchanged {
-            0
-        } else {
-            chunks.len()
-        },
-    })
 }

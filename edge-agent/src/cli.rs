@@ -90,8 +90,8 @@ pub struct IngestArgs {
     /// Tokens shared by consecutive chunks.
     #[arg(long, default_value_t = 32)]
     pub chunk_overlap: usize,
-    /// Texts per embedding batch.
-    #[arg(long, default_value_t = 32)]
+    /// Chunks per embedding call (chunks of small documents share calls).
+    #[arg(long, default_value_t = 128)]
     pub batch: usize,
     /// Also ingest hidden files and directories.
     #[arg(long)]
@@ -263,8 +263,9 @@ pub struct BenchEmbedArgs {
     /// A file of texts, one per line (empty lines skipped).
     #[arg(long)]
     pub input: PathBuf,
-    /// Texts per embedding call (texts are sorted by length first, as sentence-transformers does).
-    #[arg(long, default_value_t = 32)]
+    /// Texts per embedding call, as `ingest --batch` (texts are sorted by length first, as
+    /// sentence-transformers does; the model splits a call into forward passes of 32).
+    #[arg(long, default_value_t = 128)]
     pub batch: usize,
     /// Only the first N texts.
     #[arg(long)]
