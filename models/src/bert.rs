@@ -18,6 +18,9 @@ use tokenizers::{
 
 use crate::error::{Error, Result};
 
+/// Vectors tagged with the index of their input text.
+type Indexed = Vec<(usize, Vec<f32>)>;
+
 /// Inputs per forward pass: bounds memory and, with length sorting, the padding wasted per batch.
 const SUB_BATCH: usize = 32;
 
@@ -226,10 +229,10 @@ impl BertEmbedder {
         // On the CPU, much of a forward pass (GELU, softmax, layer norm, copies) runs on the
         // calling thread only; sub-batches on one worker per core keep every core busy.
         let next = std::sync::atomic::AtomicUsize::new(0);
-        let results: Vec<Result<Vec<(usize, Vec<f32>)>>> = std::thread::scope(|scope| {
+        let results: Vec<Result<Indexed>> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..workers)
                 .map(|_| {
-                    scope.spawn(|| -> Result<Vec<(usize, Vec<f32>)>> {
+                    scope.spawn(|| -> Result<Indexed> {
                         let mut done = Vec::new();
                         loop {
                             let n = next.fetch_add(1, Ordering::Relaxed);
