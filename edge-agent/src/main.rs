@@ -26,23 +26,31 @@ use outpost_core::{
 // Embedding allocates and frees tens of megabytes per layer. The system allocator (and mimalloc
 // by default) hands such blocks back to the kernel on free, and the kernel zeroes fresh pages on
 // the next allocation: a quarter of embedding time went to `clear_page`. mimalloc with purging
-// off keeps them for reuse.
+// off (`MIMALLOC_PURGE_DELAY=-1`) keeps them for reuse.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn keep_freed_memory() {
-    // `mi_option_purge_delay` in the bundled mimalloc.h (v2 and v3); the sys crate has no
-    // constant for it.
-    const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 10;
-    #[allow(unsafe_code)]
-    // SAFETY: mi_option_set only stores an option value; it is safe to call at any time.
-    unsafe {
-        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1);
+/// mimalloc reads its options once, before `main`: to turn purging off, run again with the
+/// option in the environment (unless the user set it). Setting it later with `mi_option_set`
+/// was measured to keep most of the cost.
+fn reexec_with_allocator_options() {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        return;
     }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let err = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env("MIMALLOC_PURGE_DELAY", "-1")
+        .exec();
+    // Only reached if exec failed: carry on with the default options.
+    tracing::debug!("re-exec with allocator options failed: {err}");
 }
 
 fn main() {
-    keep_freed_memory();
+    reexec_with_allocator_options();
     let cli = Cli::parse();
     init_tracing(cli.verbose, &cli.log_format);
     match run(cli) {
