@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use candle_core::{DType, Device, IndexOp, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config, DTYPE};
+use candle_transformers::models::bert::Config;
+
+use crate::bert_model::{BertModel, DTYPE};
 use serde::Deserialize;
 use tokenizers::{
     PaddingParams, PaddingStrategy, Tokenizer, TruncationDirection, TruncationParams,

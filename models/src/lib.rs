@@ -6,6 +6,7 @@
 //! how they are fetched from a PyPI wheel ([`files`]).
 
 pub mod bert;
+mod bert_model;
 pub mod device;
 pub mod error;
 pub mod files;
