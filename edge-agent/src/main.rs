@@ -32,7 +32,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// mimalloc reads its options once, before `main`: to turn purging off, run again with the
 /// option in the environment (unless the user set it). Setting it later with `mi_option_set`
-/// was measured to keep most of the cost.
+/// was measured to keep most of the cost. `RAYON_NUM_THREADS` is pinned at the same time:
+/// without it candle looks the core count up in /proc on every matrix product.
 fn reexec_with_allocator_options() {
     use std::os::unix::process::CommandExt;
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
@@ -41,10 +42,14 @@ fn reexec_with_allocator_options() {
     let Ok(exe) = std::env::current_exe() else {
         return;
     };
-    let err = std::process::Command::new(exe)
-        .args(std::env::args_os().skip(1))
-        .env("MIMALLOC_PURGE_DELAY", "-1")
-        .exec();
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(std::env::args_os().skip(1))
+        .env("MIMALLOC_PURGE_DELAY", "-1");
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        cmd.env("RAYON_NUM_THREADS", cores.to_string());
+    }
+    let err = cmd.exec();
     // Only reached if exec failed: carry on with the default options.
     tracing::debug!("re-exec with allocator options failed: {err}");
 }

@@ -7,7 +7,34 @@
 use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Result, Shape, Tensor};
 use candle_nn::{embedding, Embedding, Module, VarBuilder};
 use candle_transformers::models::bert::{Config, HiddenAct};
-use candle_transformers::models::with_tracing::{layer_norm, linear, LayerNorm, Linear};
+use candle_transformers::models::with_tracing::{layer_norm, LayerNorm};
+
+/// A dense layer whose weight is stored transposed, `(in, out)` and contiguous, so the matmul
+/// reads it row-major as is. (Fork change: candle multiplies by a transposed view, which its
+/// gemm repacks on every call — most of the time of a short query.)
+#[derive(Clone, Debug)]
+struct Linear {
+    weight_t: Tensor,
+    bias: Tensor,
+}
+
+fn linear(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Linear> {
+    let weight = vb.get((out_dim, in_dim), "weight")?;
+    let bias = vb.get(out_dim, "bias")?;
+    Ok(Linear {
+        weight_t: weight.t()?.contiguous()?,
+        bias,
+    })
+}
+
+impl Module for Linear {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let (b, seq, in_dim) = xs.dims3()?;
+        let flat = xs.reshape((b * seq, in_dim))?;
+        let out = flat.matmul(&self.weight_t)?.broadcast_add(&self.bias)?;
+        out.reshape((b, seq, ()))
+    }
+}
 
 pub const DTYPE: DType = DType::F32;
 
