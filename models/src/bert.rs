@@ -212,12 +212,19 @@ impl BertEmbedder {
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| texts[i].len());
 
-        let chunks: Vec<&[usize]> = order.chunks(self.sub_batch).collect();
         let workers = if self.device.is_cpu() {
-            self.workers.min(chunks.len()).max(1)
+            self.workers
         } else {
             1
         };
+        // As many forward passes as needed, rounded up to a multiple of the workers and of
+        // equal size, so that no worker idles at the end of a call (a call of 130 texts would
+        // otherwise be passes of 32, 32, 32, 32 and 2: three on one worker, two on the other).
+        let passes = texts.len().div_ceil(self.sub_batch.max(1)).max(1);
+        let passes = passes.div_ceil(workers) * workers;
+        let size = texts.len().div_ceil(passes).max(1);
+        let chunks: Vec<&[usize]> = order.chunks(size).collect();
+        let workers = workers.min(chunks.len()).max(1);
         let mut out: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
         if workers == 1 {
             for chunk in chunks {
