@@ -207,10 +207,20 @@ impl BertEmbedder {
     /// [`Error::Tokenize`] if a text cannot be tokenized, [`Error::Candle`] if the forward pass
     /// fails.
     pub fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-        // Sorting by byte length, a cheap proxy for token length, groups similar lengths so
-        // each sub-batch pads little.
+        // Sorting by token count groups equal lengths, so each forward pass pads little. (Byte length
+        // is a poor proxy: two 254-token chunks can differ twofold in bytes, and sorting by it
+        // cost ingestion a fifth of its speed in padding.) Tokenizing twice costs ~1%.
+        let lengths: Vec<usize> = texts
+            .iter()
+            .map(|t| {
+                self.counting_tokenizer
+                    .encode_fast(*t, false)
+                    .map_or(t.len(), |e| e.len())
+                    .min(self.max_seq_length)
+            })
+            .collect();
         let mut order: Vec<usize> = (0..texts.len()).collect();
-        order.sort_by_key(|&i| texts[i].len());
+        order.sort_by_key(|&i| lengths[i]);
 
         let workers = if self.device.is_cpu() {
             self.workers
