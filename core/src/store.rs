@@ -191,7 +191,7 @@ pub(crate) fn new_id() -> String {
 }
 
 /// Little-endian f32 bytes, the layout sqlite-vec reads.
-pub(crate) fn vector_blob(v: &[f32]) -> Vec<u8> {
+pub fn vector_blob(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 

@@ -380,7 +380,7 @@ fn search(args: &BenchSearchArgs) -> Result<i32> {
         let mut times = Vec::with_capacity(queries.len());
         let mut returned = 0usize;
         for (_, v) in &queries {
-            let blob: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+            let blob = outpost_core::store::vector_blob(v);
             let t = Instant::now();
             let rows: Vec<(i64, f64)> = stmt
                 .query_map(rusqlite::params![blob, args.k as i64], |r| {
