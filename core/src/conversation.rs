@@ -5,6 +5,7 @@ use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::replica;
 use crate::store::{new_id, now_ms, vector_blob, Store};
 
 /// A conversation.
@@ -70,10 +71,16 @@ impl Store {
     pub fn create_conversation(&mut self, title: &str) -> Result<Conversation> {
         let now = now_ms();
         let id = new_id();
-        self.conn.execute(
-            "INSERT INTO conversations (id, title, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)",
-            params![id, title, now],
+        let device = self.device.clone();
+        let tx = self.conn.transaction()?;
+        let hlc = replica::next_hlc(&tx, self.clock_skew_ms)?;
+        tx.execute(
+            "INSERT INTO conversations (id, title, created_at, updated_at, hlc, device)
+             VALUES (?1, ?2, ?3, ?3, ?4, ?5)",
+            params![id, title, now, hlc, device],
         )?;
+        replica::enqueue(&tx, replica::Kind::Conversation, &id, hlc)?;
+        tx.commit()?;
         Ok(Conversation {
             id,
             title: title.to_string(),
@@ -143,15 +150,18 @@ impl Store {
         self.conversation(conversation_id)?;
         let now = now_ms();
         let id = new_id();
+        let device = self.device.clone();
         let tx = self.conn.transaction()?;
+        let hlc = replica::next_hlc(&tx, self.clock_skew_ms)?;
         let seq: i64 = tx.query_row(
             "SELECT coalesce(max(seq), 0) + 1 FROM messages WHERE conversation_id = ?1",
             [conversation_id],
             |r| r.get(0),
         )?;
         tx.execute(
-            "INSERT INTO messages (id, conversation_id, seq, role, content, model_id, embedding, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+            "INSERT INTO messages (id, conversation_id, seq, role, content, model_id, embedding, created_at, updated_at,
+                                   hlc, device)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10)",
             params![
                 id,
                 conversation_id,
@@ -160,9 +170,12 @@ impl Store {
                 content,
                 embedding.map(|(m, _)| m),
                 embedding.map(|(_, v)| vector_blob(v)),
-                now
+                now,
+                hlc,
+                device
             ],
         )?;
+        replica::enqueue(&tx, replica::Kind::Message, &id, hlc)?;
         tx.execute(
             "UPDATE conversations SET updated_at = ?2, rev = rev + 1 WHERE id = ?1",
             params![conversation_id, now],
@@ -186,7 +199,7 @@ impl Store {
         self.conversation(conversation_id)?;
         let mut stmt = self.conn.prepare(
             "SELECT id, conversation_id, seq, role, content, created_at FROM messages
-             WHERE conversation_id = ?1 AND deleted = 0 ORDER BY seq DESC LIMIT ?2",
+             WHERE conversation_id = ?1 AND deleted = 0 ORDER BY seq DESC, created_at DESC, id DESC LIMIT ?2",
         )?;
         let mut msgs: Vec<Message> = stmt
             .query_map(params![conversation_id, n as i64], row_to_message)?

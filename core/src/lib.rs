@@ -14,7 +14,9 @@ pub mod embed;
 pub mod engine;
 pub mod error;
 pub mod extract;
+pub mod hlc;
 pub mod ingest;
+pub mod replica;
 pub mod schema;
 pub mod search;
 pub mod store;
@@ -26,6 +28,7 @@ pub use embed::{count_tokens, EmbedError, Embedder};
 pub use engine::{ContextOptions, Engine, SearchOptions};
 pub use error::{Error, InputProblem, Result};
 pub use ingest::{IngestOptions, IngestReport, Progress, DEFAULT_COLLECTION};
+pub use replica::{ApplyReport, Change, Kind, OutboxEntry, PushBatch};
 pub use search::{Filter, FilterOp, RrfParams, SearchHit, SearchMode, SearchRequest};
 pub use store::{
     Collection, DocumentDetail, DocumentSummary, NewChunk, NewDocument, PutOutcome, Stats, Store,

@@ -17,6 +17,7 @@ pub const APPLICATION_ID: i64 = 0x4F50_5354;
 pub const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_core.sql"),
     include_str!("../../migrations/sqlite/0002_conversations.sql"),
+    include_str!("../../migrations/sqlite/0003_sync.sql"),
 ];
 
 /// The schema version this build writes.
@@ -37,16 +38,38 @@ pub fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
 /// As [`migrate`].
 pub fn migrate_to(conn: &mut Connection, path: &Path, target: i64) -> Result<()> {
     let found = check(conn, path)?;
-    for version in found..target.min(VERSION) {
+    if found >= target.min(VERSION) {
+        return Ok(());
+    }
+    // Migrations that rebuild a table need foreign keys off (the pragma is a no-op inside a
+    // transaction); each one checks them itself before it commits.
+    let fk: bool = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?;
+    conn.pragma_update(None, "foreign_keys", false)?;
+    let result = (found..target.min(VERSION)).try_for_each(|version| {
         let tx = conn.transaction()?;
         tx.execute_batch(MIGRATIONS[version as usize])?;
+        let broken: i64 =
+            tx.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                r.get(0)
+            })?;
+        if broken > 0 {
+            return Err(Error::Corrupt {
+                path: path.to_path_buf(),
+                detail: format!(
+                    "migration to version {} would leave {broken} broken foreign keys",
+                    version + 1
+                ),
+            });
+        }
         tx.pragma_update(None, "user_version", version + 1)?;
         if version == 0 {
             tx.pragma_update(None, "application_id", APPLICATION_ID)?;
         }
         tx.commit()?;
-    }
-    Ok(())
+        Ok(())
+    });
+    conn.pragma_update(None, "foreign_keys", fk)?;
+    result
 }
 
 /// Reads the schema version without changing anything, refusing newer and foreign databases.

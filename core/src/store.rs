@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
-use crate::schema;
+use crate::{replica, schema};
 
 /// A named set of documents embedded by one model, with its own vector index.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -169,6 +169,10 @@ pub struct Stats {
 pub struct Store {
     pub(crate) conn: Connection,
     path: PathBuf,
+    /// This database's device id (empty below schema version 3).
+    pub(crate) device: String,
+    /// Added to the wall clock when stamping writes: lets tests play a skewed clock.
+    pub(crate) clock_skew_ms: i64,
 }
 
 impl std::fmt::Debug for Store {
@@ -281,9 +285,12 @@ impl Store {
         register_sqlite_vec();
         let mut conn = Connection::open(path).map_err(|e| classify(path, e))?;
         schema::migrate_to(&mut conn, path, version).map_err(|e| reclassify(path, e))?;
+        let device = read_device_id(&conn)?;
         Ok(Self {
             conn,
             path: path.to_path_buf(),
+            device,
+            clock_skew_ms: 0,
         })
     }
 
@@ -311,10 +318,24 @@ impl Store {
                 .map_err(wrap)?;
         }
         schema::migrate(&mut conn, path).map_err(|e| reclassify(path, e))?;
+        let device = read_device_id(&conn).map_err(|e| reclassify(path, e))?;
         Ok(Self {
             conn,
             path: path.to_path_buf(),
+            device,
+            clock_skew_ms: 0,
         })
+    }
+
+    /// This database's device id: made once, when the database was created (or upgraded to
+    /// schema version 3), and stamped on every write it makes.
+    pub fn device_id(&self) -> &str {
+        &self.device
+    }
+
+    /// Shifts the clock this store stamps writes with by `ms` (tests of clock skew).
+    pub fn set_clock_skew_ms(&mut self, ms: i64) {
+        self.clock_skew_ms = ms;
     }
 
     /// The database file.
@@ -441,8 +462,9 @@ impl Store {
         Ok(self
             .conn
             .query_row(
-                "SELECT id, content_hash, deleted FROM documents WHERE collection_id = ?1 AND source = ?2",
-                params![collection.id, source],
+                "SELECT id, content_hash, deleted FROM documents
+                 WHERE collection_id = ?1 AND source = ?2 AND home_device = ?3",
+                params![collection.id, source, self.device],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? != 0)),
             )
             .optional()?)
@@ -459,9 +481,9 @@ impl Store {
     ) -> Result<Vec<(String, String)>> {
         let mut stmt = self.conn.prepare(
             "SELECT id, source FROM documents WHERE collection_id = ?1 AND deleted = 0
-             AND substr(source, 1, length(?2)) = ?2 ORDER BY source",
+             AND home_device = ?3 AND substr(source, 1, length(?2)) = ?2 ORDER BY source",
         )?;
-        let rows = stmt.query_map(params![collection.id, prefix], |r| {
+        let rows = stmt.query_map(params![collection.id, prefix, self.device], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -503,7 +525,9 @@ impl Store {
         let now = now_ms();
         let metadata = Value::Object(doc.metadata.clone()).to_string();
         let vec_table = collection.vec_table();
+        let device = self.device.clone();
         let tx = self.conn.transaction()?;
+        let hlc = replica::next_hlc(&tx, self.clock_skew_ms)?;
         let (id, outcome) = match existing {
             Some((id, _, deleted)) => {
                 tx.execute(
@@ -513,8 +537,8 @@ impl Store {
                 tx.execute("DELETE FROM chunks WHERE document_id = ?1", [&id])?;
                 tx.execute(
                     "UPDATE documents SET title = ?2, content_hash = ?3, metadata = ?4, updated_at = ?5,
-                     rev = rev + 1, deleted = 0 WHERE id = ?1",
-                    params![id, doc.title, doc.content_hash, metadata, now],
+                     rev = rev + 1, deleted = 0, hlc = ?6, device = ?7 WHERE id = ?1",
+                    params![id, doc.title, doc.content_hash, metadata, now, hlc, device],
                 )?;
                 (
                     id,
@@ -528,9 +552,10 @@ impl Store {
             None => {
                 let id = new_id();
                 tx.execute(
-                    "INSERT INTO documents (id, collection_id, source, title, content_hash, metadata, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
-                    params![id, collection.id, doc.source, doc.title, doc.content_hash, metadata, now],
+                    "INSERT INTO documents (id, collection_id, source, title, content_hash, metadata, created_at, updated_at,
+                                            hlc, device, home_device)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?9)",
+                    params![id, collection.id, doc.source, doc.title, doc.content_hash, metadata, now, hlc, device],
                 )?;
                 (id, PutOutcome::Added)
             }
@@ -566,6 +591,7 @@ impl Store {
                 insert_key.execute(params![collection.id, key])?;
             }
         }
+        replica::enqueue(&tx, replica::Kind::Document, &id, hlc)?;
         tx.commit()?;
         Ok((id, outcome))
     }
@@ -589,7 +615,9 @@ impl Store {
                 what: "collection",
                 id: doc.collection.clone(),
             })?;
+        let device = self.device.clone();
         let tx = self.conn.transaction()?;
+        let hlc = replica::next_hlc(&tx, self.clock_skew_ms)?;
         tx.execute(
             &format!(
                 "DELETE FROM {} WHERE rowid IN (SELECT seq FROM chunks WHERE document_id = ?1)",
@@ -599,9 +627,11 @@ impl Store {
         )?;
         tx.execute("DELETE FROM chunks WHERE document_id = ?1", [&doc.id])?;
         tx.execute(
-            "UPDATE documents SET deleted = 1, rev = rev + 1, updated_at = ?2 WHERE id = ?1",
-            params![doc.id, now_ms()],
+            "UPDATE documents SET deleted = 1, rev = rev + 1, updated_at = ?2, hlc = ?3, device = ?4
+             WHERE id = ?1",
+            params![doc.id, now_ms(), hlc, device],
         )?;
+        replica::enqueue(&tx, replica::Kind::Document, &doc.id, hlc)?;
         tx.commit()?;
         Ok(DocumentSummary {
             deleted: true,
@@ -745,6 +775,26 @@ impl Store {
             messages: count("SELECT count(*) FROM messages WHERE deleted = 0")?,
         })
     }
+}
+
+/// The device id stored in the file, or empty below schema version 3.
+fn read_device_id(conn: &Connection) -> Result<String> {
+    let has_meta: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM sqlite_schema WHERE name = 'outpost_meta'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_meta {
+        return Ok(String::new());
+    }
+    Ok(conn
+        .query_row(
+            "SELECT value FROM outpost_meta WHERE key = 'device_id'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or_default())
 }
 
 fn row_to_collection(r: &rusqlite::Row<'_>) -> rusqlite::Result<Collection> {

@@ -28,29 +28,52 @@ fn every_old_version_migrates_to_the_fresh_schema() -> TestResult {
 }
 
 #[test]
-fn data_written_at_version_1_survives_the_upgrade() -> TestResult {
+fn data_written_at_version_2_survives_the_upgrade_and_is_queued_for_sync() -> TestResult {
     let dir = tempfile::tempdir()?;
-    let path = dir.path().join("v1.db");
+    let path = dir.path().join("v2.db");
     {
-        let mut v1 = Store::open_at_version(&path, 1)?;
-        let c = v1.ensure_collection("notes", "test-model", 3)?;
-        let doc = outpost_core::NewDocument {
-            source: "a.txt".into(),
-            title: "A".into(),
-            content_hash: "h".into(),
-            ..Default::default()
-        };
-        let chunk = outpost_core::NewChunk {
-            text: "alpha".into(),
-            byte_end: 5,
-            embedding: vec![1.0, 0.0, 0.0],
-            ..Default::default()
-        };
-        v1.put_document(&c, &doc, &[chunk])?;
+        // Written as a version-2 build wrote it: no stamps, no device, no outbox.
+        let mut v2 = Store::open_at_version(&path, 2)?;
+        let c = v2.ensure_collection("notes", "test-model", 3)?;
+        let conn = v2.connection();
+        conn.execute_batch(&format!(
+            "INSERT INTO documents (id, collection_id, source, title, content_hash, created_at, updated_at)
+                 VALUES ('d1', {id}, 'a.txt', 'A', 'h', 1000, 2000);
+             INSERT INTO chunks (id, document_id, ordinal, text, token_count, byte_start, byte_end)
+                 VALUES ('k1', 'd1', 0, 'alpha', 1, 0, 5);
+             INSERT INTO vec_chunks_{id} (rowid, embedding) VALUES (1, '[1, 0, 0]');
+             INSERT INTO conversations (id, title, created_at, updated_at) VALUES ('c1', 'chat', 1000, 3000);
+             INSERT INTO messages (id, conversation_id, seq, role, content, created_at, updated_at)
+                 VALUES ('m1', 'c1', 1, 'user', 'hello', 3000, 3000);",
+            id = c.id
+        ))?;
     }
     let store = Store::open(&path)?;
     assert_eq!(store.list_documents(None, false, 10)?.len(), 1);
     assert_eq!(store.stats()?.collections[0].chunks, 1);
+    assert_eq!(store.recent_messages("c1", 10)?.len(), 1);
+    assert_eq!(
+        store.device_id().len(),
+        36,
+        "a device id is made on upgrade"
+    );
+    let (hlc, device, home): (i64, String, String) = store.connection().query_row(
+        "SELECT hlc, device, home_device FROM documents WHERE id = 'd1'",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    assert_eq!(outpost_core::hlc::physical_ms(hlc), 2000);
+    assert_eq!(
+        (device.as_str(), home.as_str()),
+        (store.device_id(), store.device_id())
+    );
+    // Everything that existed is waiting for the first push, conversation before its message.
+    let kinds: Vec<String> = store
+        .connection()
+        .prepare("SELECT kind FROM sync_outbox ORDER BY seq")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    assert_eq!(kinds, ["conversation", "document", "message"]);
     Ok(())
 }
 
