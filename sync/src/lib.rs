@@ -1,6 +1,26 @@
 //! Sync between a device's local store and a central Supabase project (Postgres + pgvector).
 //!
-//! This is the only crate of the workspace that talks to the network. It is empty until the sync
-//! issue lands: the outbox, hybrid logical clock, reconciler and the two transports (Supabase
-//! REST and direct Postgres) will live here. Nothing in the workspace calls it yet, and it
-//! exposes no API that could pretend to sync.
+//! This is the only crate of the workspace that talks to the network. Local writes are recorded
+//! in the store's outbox by `outpost-core` (in the same transaction as the write); this crate
+//! pushes them to the central store, pulls what other devices wrote after a durable cursor, and
+//! compares replicas. Both transports — the Supabase REST API ([`rest`]) and direct Postgres
+//! ([`pg`]) — call the same SQL functions (`migrations/supabase/`, described in
+//! `docs/SYNC.md`), so row-level security and last-writer-wins are the server's, whichever way
+//! a device connects.
+
+pub mod backoff;
+pub mod central;
+pub mod config;
+pub mod error;
+pub mod pg;
+pub mod reconcile;
+pub mod rest;
+
+pub use backoff::Backoff;
+pub use central::{Central, CentralInfo, Outcome, PullPage, PushOutcome, SCHEMA_VERSION};
+pub use config::CentralConfig;
+pub use error::{Error, Result, MIGRATION};
+pub use reconcile::{
+    pull, push, status, sync_once, verify, Step, SyncOptions, SyncReport, SyncStatus,
+    VerifyReport,
+};

@@ -1,0 +1,106 @@
+//! What can go wrong while syncing, with the endpoint each failure is about.
+
+/// Result alias of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The name of the central migration this build needs.
+pub const MIGRATION: &str = "20261122000000_outpost_sync";
+
+/// Sync failures. [`Error::is_retryable`] tells the transient ones (network, timeouts,
+/// overloaded server) from those that retrying cannot fix (authentication, schema, bad data).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The central store cannot be reached (no network, refused, reset, DNS).
+    #[error("{endpoint}: offline ({detail})")]
+    Offline {
+        /// Where we tried to go (no secrets).
+        endpoint: String,
+        /// What failed.
+        detail: String,
+    },
+    /// The central store did not answer in time.
+    #[error("{endpoint}: no answer to {what} within {seconds} s")]
+    Timeout {
+        /// Where.
+        endpoint: String,
+        /// The call.
+        what: String,
+        /// The limit.
+        seconds: u64,
+    },
+    /// The central store refused our credentials (HTTP 401/403, or a Postgres auth error).
+    #[error("{endpoint}: authentication failed ({detail}); check the JWT / API key or the database credentials")]
+    Auth {
+        /// Where.
+        endpoint: String,
+        /// What the server said.
+        detail: String,
+    },
+    /// The central schema is not installed.
+    #[error("{endpoint}: the central schema is missing; apply migrations/supabase/{MIGRATION}.sql (supabase db push, or psql -f)")]
+    SchemaMissing {
+        /// Where.
+        endpoint: String,
+    },
+    /// The central schema is older than this build needs.
+    #[error("{endpoint}: central schema version {found} is older than this build needs ({needed}); apply migrations/supabase/{MIGRATION}.sql")]
+    SchemaOutdated {
+        /// Where.
+        endpoint: String,
+        /// Version found.
+        found: i64,
+        /// Version needed.
+        needed: i64,
+    },
+    /// The central chunk table holds vectors of another dimension than the local model makes.
+    #[error("{endpoint}: the central store's embeddings have {central} dimensions but the local model '{model}' makes {local}; change the vector({central}) column in the central migration or use a {central}-d model")]
+    DimensionMismatch {
+        /// Where.
+        endpoint: String,
+        /// Central column dimension.
+        central: usize,
+        /// Local model dimension.
+        local: usize,
+        /// Local model id.
+        model: String,
+    },
+    /// The server answered something that is not what the protocol says.
+    #[error("{endpoint}: malformed answer to {what}: {detail}")]
+    BadResponse {
+        /// Where.
+        endpoint: String,
+        /// The call.
+        what: String,
+        /// What was wrong.
+        detail: String,
+    },
+    /// The server refused the call (a malformed record, an SQL error, HTTP 4xx/5xx).
+    #[error("{endpoint}: {what} failed: {detail}")]
+    Server {
+        /// Where.
+        endpoint: String,
+        /// The call.
+        what: String,
+        /// What the server said.
+        detail: String,
+        /// Whether trying again may help (5xx, serialization failures, lost connections).
+        transient: bool,
+    },
+    /// Configuration that cannot work.
+    #[error("sync configuration: {0}")]
+    Config(String),
+    /// The local store failed.
+    #[error(transparent)]
+    Local(#[from] outpost_core::Error),
+}
+
+impl Error {
+    /// Whether a retry (after a backoff) may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Offline { .. } | Error::Timeout { .. } => true,
+            Error::Server { transient, .. } => *transient,
+            _ => false,
+        }
+    }
+}
