@@ -156,7 +156,12 @@ impl Central {
     /// # Errors
     /// Transport errors; [`Error::BadResponse`] for a page that does not parse (a record that
     /// is not a valid change, a missing cursor).
-    pub async fn pull(&self, cursor: &str, max_rows: usize, exclude_device: &str) -> Result<PullPage> {
+    pub async fn pull(
+        &self,
+        cursor: &str,
+        max_rows: usize,
+        exclude_device: &str,
+    ) -> Result<PullPage> {
         let v = self
             .call(
                 "outpost_pull",
@@ -175,7 +180,11 @@ impl Central {
             .into_iter()
             .enumerate()
             .map(|(i, c)| {
-                let id = c.get("id").and_then(Value::as_str).unwrap_or("?").to_string();
+                let id = c
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .unwrap_or("?")
+                    .to_string();
                 serde_json::from_value::<Change>(c)
                     .map_err(|e| self.bad("outpost_pull", format!("record {i} (id {id}): {e}")))
             })
@@ -198,9 +207,15 @@ impl Central {
     /// # Errors
     /// Transport errors; [`Error::BadResponse`] if it is not a JSON object.
     pub async fn checksums(&self) -> Result<Map<String, Value>> {
-        match self.call("outpost_checksums", serde_json::json!({})).await? {
+        match self
+            .call("outpost_checksums", serde_json::json!({}))
+            .await?
+        {
             Value::Object(m) => Ok(m),
-            other => Err(self.bad("outpost_checksums", format!("expected an object, got {other}"))),
+            other => Err(self.bad(
+                "outpost_checksums",
+                format!("expected an object, got {other}"),
+            )),
         }
     }
 }

@@ -72,7 +72,9 @@ impl CentralConfig {
     /// [`Error::Config`] when nothing, or not enough, is configured.
     pub fn resolve(central: Option<&str>) -> Result<Self> {
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-        let pg_url = central.map(str::to_string).or_else(|| env("OUTPOST_CENTRAL_URL"));
+        let pg_url = central
+            .map(str::to_string)
+            .or_else(|| env("OUTPOST_CENTRAL_URL"));
         if let Some(url) = pg_url {
             if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
                 return Err(Error::Config(format!(
@@ -88,7 +90,9 @@ impl CentralConfig {
                     )
                 })?;
             if !is_uuid(&user_id) {
-                return Err(Error::Config(format!("the central user '{user_id}' is not a UUID")));
+                return Err(Error::Config(format!(
+                    "the central user '{user_id}' is not a UUID"
+                )));
             }
             return Ok(CentralConfig::Postgres { url, user_id });
         }
@@ -121,7 +125,9 @@ impl CentralConfig {
             CentralConfig::Postgres { url, user_id } => {
                 format!("postgres {} as user {user_id}", mask_url(url))
             }
-            CentralConfig::Rest { url, .. } => format!("supabase REST {url} (anon key and JWT set)"),
+            CentralConfig::Rest { url, .. } => {
+                format!("supabase REST {url} (anon key and JWT set)")
+            }
         }
     }
 
@@ -157,7 +163,11 @@ mod tests {
     #[test]
     fn the_subject_of_a_jwt_is_read() {
         // {"alg":"HS256"} . {"sub":"0190f0f0-0000-7000-8000-000000000001"} . sig
-        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIwMTkwZjBmMC0wMDAwLTcwMDAtODAwMC0wMDAwMDAwMDAwMDEifQ.x";
-        assert_eq!(jwt_subject(jwt).as_deref(), Some("0190f0f0-0000-7000-8000-000000000001"));
+        let jwt =
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIwMTkwZjBmMC0wMDAwLTcwMDAtODAwMC0wMDAwMDAwMDAwMDEifQ.x";
+        assert_eq!(
+            jwt_subject(jwt).as_deref(),
+            Some("0190f0f0-0000-7000-8000-000000000001")
+        );
     }
 }

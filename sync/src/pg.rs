@@ -32,7 +32,9 @@ pub struct PgTransport {
 impl std::fmt::Debug for PgTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the password or the claims.
-        f.debug_struct("PgTransport").field("endpoint", &self.endpoint).finish()
+        f.debug_struct("PgTransport")
+            .field("endpoint", &self.endpoint)
+            .finish()
     }
 }
 
@@ -159,7 +161,9 @@ impl PgTransport {
     /// [`Error::Server`], [`Error::BadResponse`].
     pub async fn call(&self, function: &str, args: Value) -> Result<Value> {
         if !function.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
-            return Err(Error::Config(format!("'{function}' is not a function name")));
+            return Err(Error::Config(format!(
+                "'{function}' is not a function name"
+            )));
         }
         let Value::Object(args) = args else {
             return Err(Error::Config("arguments must be a JSON object".into()));

@@ -119,9 +119,8 @@ fn now_ms() -> i64 {
 /// # Errors
 /// Local store errors.
 pub fn status(store: &Store) -> Result<SyncStatus> {
-    let read = |k: &str| -> Result<Option<i64>> {
-        Ok(store.sync_state(k)?.and_then(|v| v.parse().ok()))
-    };
+    let read =
+        |k: &str| -> Result<Option<i64>> { Ok(store.sync_state(k)?.and_then(|v| v.parse().ok())) };
     Ok(SyncStatus {
         device_id: store.device_id().to_string(),
         outbox_depth: store.outbox_depth()?,
@@ -206,10 +205,16 @@ pub async fn pull(
         let cursor = store.sync_state(&key)?.unwrap_or_default();
         let page = opts
             .backoff
-            .retry("pull", || central.pull(&cursor, opts.pull_page.max(1), &device))
+            .retry("pull", || {
+                central.pull(&cursor, opts.pull_page.max(1), &device)
+            })
             .await?;
-        let applied =
-            store.apply_pulled(&page.changes, &key, &page.next_cursor, (&opts.model, opts.dims))?;
+        let applied = store.apply_pulled(
+            &page.changes,
+            &key,
+            &page.next_cursor,
+            (&opts.model, opts.dims),
+        )?;
         report.pulled += page.changes.len();
         report.pulled_chunks += page.changes.iter().map(|c| c.chunk_count()).sum::<usize>();
         report.pull_applied += applied.applied;
@@ -298,10 +303,7 @@ pub fn compare(local: &Map<String, Value>, central: &Map<String, Value>) -> Veri
         })
         .collect();
     let equal = collections.iter().all(|r| r.equal);
-    VerifyReport {
-        collections,
-        equal,
-    }
+    VerifyReport { collections, equal }
 }
 
 /// A missing collection, or one whose counts are all zero.

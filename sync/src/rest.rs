@@ -19,7 +19,9 @@ pub struct RestTransport {
 impl std::fmt::Debug for RestTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the key or the JWT.
-        f.debug_struct("RestTransport").field("endpoint", &self.endpoint).finish()
+        f.debug_struct("RestTransport")
+            .field("endpoint", &self.endpoint)
+            .finish()
     }
 }
 
@@ -120,9 +122,14 @@ impl RestTransport {
         };
         let (code, message) = (field("code"), field("message"));
         let detail = if message.is_empty() {
-            format!("HTTP {status}: {}", body.chars().take(200).collect::<String>())
+            format!(
+                "HTTP {status}: {}",
+                body.chars().take(200).collect::<String>()
+            )
         } else {
-            format!("HTTP {status}: {message} {}", field("details")).trim_end().to_string()
+            format!("HTTP {status}: {message} {}", field("details"))
+                .trim_end()
+                .to_string()
         };
         match status.as_u16() {
             401 | 403 => Err(Error::Auth { endpoint, detail }),
