@@ -59,6 +59,77 @@ pub enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Sync with the central Supabase store: push local changes, pull other devices' ones.
+    Sync(SyncArgs),
+    /// Push everything stored here to a (new, empty) central store.
+    Backfill(CentralJob),
+    /// Pull everything from the central store into this device.
+    Bootstrap(CentralJob),
+    /// Compare this device with the central store: counts and content checksums per collection.
+    Verify(CentralJob),
+}
+
+/// Where the central store is. Secrets come from the environment and are never printed.
+#[derive(Debug, Args, Clone)]
+pub struct CentralArgs {
+    /// Direct Postgres URL of the central store (trusted gateways, bulk loads); acts as the user
+    /// in OUTPOST_CENTRAL_USER or the `sub` of OUTPOST_SUPABASE_JWT. Without it, the Supabase
+    /// REST API from OUTPOST_SUPABASE_URL + OUTPOST_SUPABASE_ANON_KEY + OUTPOST_SUPABASE_JWT.
+    #[arg(long, env = "OUTPOST_CENTRAL_URL", hide_env_values = true)]
+    pub central: Option<String>,
+    /// Seconds to wait for any one call to the central store.
+    #[arg(long, default_value_t = 30)]
+    pub timeout: u64,
+    /// Records per push call.
+    #[arg(long, default_value_t = 100)]
+    pub batch_size: usize,
+    /// Records per pull call.
+    #[arg(long, default_value_t = 1000)]
+    pub pull_page: usize,
+}
+
+/// `outpost backfill`, `bootstrap`, `verify`.
+#[derive(Debug, Args)]
+pub struct CentralJob {
+    /// The central store.
+    #[command(flatten)]
+    pub central: CentralArgs,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `outpost sync`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct SyncArgs {
+    /// `status`, or nothing to sync.
+    #[command(subcommand)]
+    pub command: Option<SyncCommand>,
+    /// The central store.
+    #[command(flatten)]
+    pub central: CentralArgs,
+    /// One round (push, then pull) and exit; without it, sync every --interval seconds until
+    /// interrupted, riding out offline periods with backoff.
+    #[arg(long)]
+    pub once: bool,
+    /// Seconds between rounds when not --once.
+    #[arg(long, default_value_t = 30)]
+    pub interval: u64,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `outpost sync status`.
+#[derive(Debug, Subcommand)]
+pub enum SyncCommand {
+    /// Outbox depth, lag, last push and pull (local only: no network).
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `outpost embed`.

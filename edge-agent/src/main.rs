@@ -6,6 +6,7 @@
 
 mod bench;
 mod cli;
+mod sync_cmd;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -345,6 +346,10 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Bench(cmd) => bench::run(cmd, &|| load_embedder(&cli)),
+        Command::Sync(args) => sync_cmd::sync(&cli, args),
+        Command::Backfill(job) => sync_cmd::backfill(&cli, job),
+        Command::Bootstrap(job) => sync_cmd::bootstrap(&cli, job),
+        Command::Verify(job) => sync_cmd::verify(&cli, job),
     }
 }
 

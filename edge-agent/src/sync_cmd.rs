@@ -1,0 +1,276 @@
+//! `outpost sync`, `sync status`, `backfill`, `bootstrap` and `verify`.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use outpost_core::{Embedder, Store};
+use outpost_sync::{Backoff, Central, CentralConfig, Step, SyncOptions, SyncReport};
+
+use crate::cli::{CentralArgs, CentralJob, SyncArgs, SyncCommand};
+use crate::{load_embedder, open_store, print_json, Cli};
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn central(args: &CentralArgs) -> Result<(CentralConfig, Central)> {
+    let config = CentralConfig::resolve(args.central.as_deref())?;
+    let central = config.open(Duration::from_secs(args.timeout.max(1)))?;
+    Ok((config, central))
+}
+
+fn bar(json: bool, template: &str) -> ProgressBar {
+    let bar = if std::io::stderr().is_terminal() && !json {
+        ProgressBar::new(0)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+fn on_step(bar: &ProgressBar) -> impl FnMut(Step) + '_ {
+    move |step| match step {
+        Step::Pushed { done, total } => {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+            bar.set_message("pushed");
+        }
+        Step::Pulled { done } => {
+            bar.set_position(done as u64);
+            bar.set_length(done as u64);
+            bar.set_message("pulled");
+        }
+    }
+}
+
+/// Embeds pulled documents whose vectors came from another model.
+fn reembed(store: &mut Store, model: &dyn Embedder) -> Result<usize> {
+    let pending = store.pending_reembed()?;
+    for (id, texts) in &pending {
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let vectors = model.embed(&refs)?;
+        store.store_reembedded(id, &vectors)?;
+    }
+    Ok(pending.len())
+}
+
+fn print_report(what: &str, report: &SyncReport, reembedded: usize, json: bool) -> Result<()> {
+    if json {
+        let mut v = serde_json::to_value(report)?;
+        v["reembedded"] = json!(reembedded);
+        return print_json(&v);
+    }
+    println!(
+        "{what}: pushed {} records ({} chunks: {} applied, {} already there, {} superseded) in {:.2} s; \
+         pulled {} records ({} chunks: {} applied, {} older than ours) in {:.2} s",
+        report.pushed,
+        report.pushed_chunks,
+        report.push_applied,
+        report.push_duplicate,
+        report.push_stale,
+        report.push_seconds,
+        report.pulled,
+        report.pulled_chunks,
+        report.pull_applied,
+        report.pull_skipped,
+        report.pull_seconds,
+    );
+    if reembedded > 0 {
+        println!("embedded {reembedded} pulled documents with the local model");
+    }
+    Ok(())
+}
+
+fn options(args: &CentralArgs, model: &dyn Embedder) -> SyncOptions {
+    let mut o = SyncOptions::new(model.model_id(), model.dims());
+    o.batch_size = args.batch_size.max(1);
+    o.pull_page = args.pull_page.max(1);
+    o
+}
+
+/// `outpost sync [status]`.
+pub fn sync(cli: &Cli, args: &SyncArgs) -> Result<i32> {
+    if let Some(SyncCommand::Status { json }) = &args.command {
+        return status(cli, *json);
+    }
+    let mut store = open_store(cli)?;
+    let model = load_embedder(cli)?;
+    let (config, central) = central(&args.central)?;
+    tracing::info!(central = %config.describe(), "sync");
+    let opts = options(&args.central, model.as_ref());
+    let rt = runtime()?;
+    rt.block_on(async {
+        loop {
+            let result = outpost_sync::sync_once(&mut store, &central, &opts, &mut |_| {}).await;
+            match result {
+                Ok(report) => {
+                    let n = reembed(&mut store, model.as_ref())?;
+                    print_report("sync", &report, n, args.json)?;
+                }
+                Err(e) if args.once || !e.is_retryable() => {
+                    return Err(
+                        anyhow::Error::new(e).context(format!("sync with {}", config.describe()))
+                    );
+                }
+                Err(e) => tracing::warn!(error = %e, "sync round failed; will try again"),
+            }
+            if args.once {
+                return Ok(0);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(args.interval.max(1))) => {}
+                _ = tokio::signal::ctrl_c() => return Ok(0),
+            }
+        }
+    })
+}
+
+fn status(cli: &Cli, json: bool) -> Result<i32> {
+    let store = open_store(cli)?;
+    let s = outpost_sync::status(&store)?;
+    let central = CentralConfig::resolve(None)
+        .map(|c| c.describe())
+        .unwrap_or_else(|_| "not configured".into());
+    if json {
+        let mut v = serde_json::to_value(&s)?;
+        v["central"] = json!(central);
+        print_json(&v)?;
+        return Ok(0);
+    }
+    let when = |ms: Option<i64>| match ms {
+        Some(ms) => format!(
+            "{:.0} s ago",
+            outpost_sync::reconcile::age(ms).as_secs_f64()
+        ),
+        None => "never".into(),
+    };
+    println!("device        {}", s.device_id);
+    println!("central       {central}");
+    println!("outbox        {} changes waiting", s.outbox_depth);
+    println!(
+        "lag           {:.1} s (oldest unpushed change)",
+        s.lag_ms as f64 / 1000.0
+    );
+    println!("last push     {}", when(s.last_push_ms));
+    println!("last pull     {}", when(s.last_pull_ms));
+    if s.pending_reembed > 0 {
+        println!("to embed      {} pulled documents", s.pending_reembed);
+    }
+    Ok(0)
+}
+
+/// `outpost backfill`: queue everything, then push it.
+pub fn backfill(cli: &Cli, job: &CentralJob) -> Result<i32> {
+    let mut store = open_store(cli)?;
+    let model = load_embedder(cli)?;
+    let (config, central) = central(&job.central)?;
+    let opts = options(&job.central, model.as_ref());
+    let queued = store.enqueue_all()?;
+    tracing::info!(queued, central = %config.describe(), "backfill");
+    let bar = bar(
+        job.json,
+        "{spinner} [{bar:30}] {pos}/{len} records {msg} ({per_sec}, eta {eta})",
+    );
+    let rt = runtime()?;
+    let report = rt.block_on(async {
+        opts.backoff
+            .retry("check", || central.check(&opts.model, opts.dims))
+            .await?;
+        let mut report = SyncReport::default();
+        outpost_sync::push(&mut store, &central, &opts, &mut report, &mut on_step(&bar)).await?;
+        Ok::<_, outpost_sync::Error>(report)
+    });
+    bar.finish_and_clear();
+    let report = report.with_context(|| format!("backfill to {}", config.describe()))?;
+    print_report("backfill", &report, 0, job.json)?;
+    Ok(0)
+}
+
+/// `outpost bootstrap`: pull everything from the start.
+pub fn bootstrap(cli: &Cli, job: &CentralJob) -> Result<i32> {
+    let mut store = open_store(cli)?;
+    let model = load_embedder(cli)?;
+    let (config, central) = central(&job.central)?;
+    let opts = options(&job.central, model.as_ref());
+    store.set_sync_state(&outpost_sync::reconcile::cursor_key(&central), "")?;
+    let bar = bar(job.json, "{spinner} {pos} records {msg} ({per_sec})");
+    let rt = runtime()?;
+    let report = rt.block_on(async {
+        opts.backoff
+            .retry("check", || central.check(&opts.model, opts.dims))
+            .await?;
+        let mut report = SyncReport::default();
+        outpost_sync::pull(&mut store, &central, &opts, &mut report, &mut on_step(&bar)).await?;
+        Ok::<_, outpost_sync::Error>(report)
+    });
+    bar.finish_and_clear();
+    let report = report.with_context(|| format!("bootstrap from {}", config.describe()))?;
+    let n = reembed(&mut store, model.as_ref())?;
+    print_report("bootstrap", &report, n, job.json)?;
+    Ok(0)
+}
+
+/// `outpost verify`: exit status 1 when the replicas differ.
+pub fn verify(cli: &Cli, job: &CentralJob) -> Result<i32> {
+    let store = open_store(cli)?;
+    let (config, central) = central(&job.central)?;
+    let rt = runtime()?;
+    let report = rt
+        .block_on(outpost_sync::verify(&store, &central, &Backoff::default()))
+        .with_context(|| format!("verify against {}", config.describe()))?;
+    if job.json {
+        print_json(&serde_json::to_value(&report)?)?;
+    } else {
+        for row in &report.collections {
+            let count =
+                |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_u64()).unwrap_or(0);
+            let (l, c) = (&row.local, &row.central);
+            if row.collection == "_conversations" {
+                println!(
+                    "{:<24} {}  conversations {}/{}  messages {}/{}",
+                    "(conversations)",
+                    if row.equal { "equal  " } else { "DIFFERS" },
+                    count(l, "conversations"),
+                    count(c, "conversations"),
+                    count(l, "messages"),
+                    count(c, "messages"),
+                );
+            } else {
+                println!(
+                    "{:<24} {}  documents {}/{}  tombstones {}/{}  chunks {}/{}  (local/central)",
+                    row.collection,
+                    if row.equal { "equal  " } else { "DIFFERS" },
+                    count(l, "documents"),
+                    count(c, "documents"),
+                    count(l, "tombstones"),
+                    count(c, "tombstones"),
+                    count(l, "chunks"),
+                    count(c, "chunks"),
+                );
+            }
+        }
+        println!(
+            "{}",
+            if report.equal {
+                "replicas are identical"
+            } else {
+                "replicas differ"
+            }
+        );
+    }
+    if !report.equal {
+        return Ok(1);
+    }
+    Ok(0)
+}
