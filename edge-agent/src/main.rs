@@ -5,6 +5,7 @@
 //! only by commands that embed (ingest, vector and hybrid search, context, messages).
 
 mod bench;
+mod bench_sync;
 mod cli;
 mod sync_cmd;
 

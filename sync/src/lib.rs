@@ -15,6 +15,8 @@ pub mod error;
 pub mod pg;
 pub mod reconcile;
 pub mod rest;
+#[cfg(feature = "shim")]
+pub mod shim;
 
 pub use backoff::Backoff;
 pub use central::{Central, CentralInfo, Outcome, PullPage, PushOutcome, SCHEMA_VERSION};

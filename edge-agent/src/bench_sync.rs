@@ -1,0 +1,270 @@
+//! `outpost bench sync`: push and pull rates of 384-d chunk rows against a central Postgres, by
+//! direct Postgres and by REST (through the loopback test shim — no PostgREST is installable
+//! here), against `COPY` of the same rows into a table with the same indexes (the ceiling), in
+//! the same run; and the time to bootstrap a fresh device.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use bytes::Bytes;
+use futures_util::SinkExt;
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use outpost_core::{NewChunk, NewDocument, Store};
+use outpost_sync::{Backoff, Central, SyncOptions, SyncReport};
+
+use crate::bench::Synth;
+use crate::cli::BenchSyncArgs;
+use crate::print_json;
+
+const DIMS: usize = 384;
+const CHUNKS_PER_DOC: usize = 10;
+const WORDS: usize = 40;
+const MODEL: &str = "bench-synthetic-384";
+const SECRET: &str = "outpost-bench-jwt-secret-at-least-32-characters";
+const ANON: &str = "outpost-bench-anon-key";
+
+#[derive(Debug, Serialize)]
+struct Row {
+    transport: String,
+    batch: usize,
+    chunks: usize,
+    push_seconds: f64,
+    push_rows_per_s: f64,
+    pull_seconds: f64,
+    pull_rows_per_s: f64,
+    push_vs_copy: f64,
+    pull_vs_copy: f64,
+}
+
+/// A device store holding `chunks` synthetic chunk rows, all queued for push.
+fn build_store(dir: &std::path::Path, chunks: usize, seed: u64) -> Result<Store> {
+    let mut store = Store::open(dir.join("bench.db"))?;
+    let coll = store.ensure_collection("bench", MODEL, DIMS)?;
+    let mut synth = Synth::new(seed, DIMS)?;
+    let docs = chunks.div_ceil(CHUNKS_PER_DOC);
+    for d in 0..docs {
+        let n = CHUNKS_PER_DOC.min(chunks - d * CHUNKS_PER_DOC);
+        let chunks: Vec<NewChunk> = (0..n)
+            .map(|_| {
+                let text = synth.text(WORDS);
+                NewChunk {
+                    token_count: WORDS,
+                    byte_end: text.len(),
+                    text,
+                    embedding: synth.vector(),
+                    ..Default::default()
+                }
+            })
+            .collect();
+        let doc = NewDocument {
+            source: format!("bench://{d}"),
+            title: format!("doc {d}"),
+            content_hash: format!("{seed}-{d}"),
+            metadata: Map::new(),
+        };
+        store.put_document(&coll, &doc, &chunks)?;
+    }
+    Ok(store)
+}
+
+async fn admin(url: &str) -> Result<tokio_postgres::Client> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .with_context(|| "connecting to the bench central (superuser URL, no TLS)")?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+/// COPY the store's chunk rows (and their documents) into scratch tables shaped and indexed like
+/// the central ones; returns the seconds for the chunks.
+async fn copy_ceiling(url: &str, store: &mut Store) -> Result<f64> {
+    let client = admin(url).await?;
+    client
+        .batch_execute(
+            "DROP TABLE IF EXISTS outpost_bench_copy;
+             CREATE TABLE outpost_bench_copy (LIKE public.outpost_document_chunks
+                 INCLUDING DEFAULTS INCLUDING GENERATED INCLUDING INDEXES);",
+        )
+        .await?;
+    // The same rows as the push sends, as COPY text.
+    let owner = uuid::Uuid::now_v7().to_string();
+    let mut lines = Vec::new();
+    let batch = store.outbox_batch(usize::MAX >> 1)?;
+    let esc = |s: &str| {
+        s.replace('\\', "\\\\")
+            .replace('\t', "\\t")
+            .replace('\n', "\\n")
+            .replace('\r', "\\r")
+    };
+    for change in &batch.changes {
+        if let outpost_core::Change::Document(d) = change {
+            for c in &d.chunks {
+                let v: Vec<String> = c.embedding.iter().map(|x| x.to_string()).collect();
+                lines.push(format!(
+                    "{owner}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t[{}]\n",
+                    c.id,
+                    d.id,
+                    c.ordinal,
+                    esc(&c.text),
+                    c.token_count,
+                    c.byte_start,
+                    c.byte_end,
+                    esc(&Value::Object(c.metadata.clone()).to_string()),
+                    c.model,
+                    v.join(",")
+                ));
+            }
+        }
+    }
+    let started = Instant::now();
+    let sink = client
+        .copy_in(
+            "COPY outpost_bench_copy (owner, id, document_id, ordinal, content, token_count, \
+             byte_start, byte_end, metadata, model, embedding) FROM STDIN",
+        )
+        .await?;
+    futures_util::pin_mut!(sink);
+    for chunk in lines.chunks(1000) {
+        sink.send(Bytes::from(chunk.concat())).await?;
+    }
+    sink.as_mut().finish().await?;
+    let seconds = started.elapsed().as_secs_f64();
+    client
+        .batch_execute("DROP TABLE outpost_bench_copy")
+        .await?;
+    Ok(seconds)
+}
+
+/// Empties the central tables, so that every run (and COPY) starts from the same empty indexes:
+/// HNSW inserts get slower as the graph grows.
+async fn truncate(url: &str) -> Result<()> {
+    admin(url)
+        .await?
+        .batch_execute(
+            "TRUNCATE public.outpost_document_chunks, public.outpost_documents,
+                      public.outpost_conversations, public.outpost_messages",
+        )
+        .await?;
+    Ok(())
+}
+
+async fn one(
+    transport: &str,
+    central_url: &str,
+    shim_url: &str,
+    chunks: usize,
+    batch: usize,
+    seed: u64,
+) -> Result<(SyncReport, SyncReport)> {
+    let user = uuid::Uuid::now_v7().to_string();
+    let central = match transport {
+        "pg" => Central::Postgres(outpost_sync::pg::PgTransport::new(
+            central_url,
+            &user,
+            Duration::from_secs(300),
+        )?),
+        _ => Central::Rest(outpost_sync::rest::RestTransport::new(
+            shim_url,
+            ANON,
+            &outpost_sync::shim::sign_jwt(&user, SECRET)?,
+            Duration::from_secs(300),
+        )?),
+    };
+    let mut opts = SyncOptions::new(MODEL, DIMS);
+    opts.batch_size = batch;
+    opts.backoff = Backoff::none();
+    let dir = tempfile::tempdir()?;
+    let mut a = build_store(dir.path(), chunks, seed)?;
+    truncate(central_url).await?;
+    let mut pushed = SyncReport::default();
+    outpost_sync::push(&mut a, &central, &opts, &mut pushed, &mut |_| {}).await?;
+    // A fresh device pulls everything: the bootstrap.
+    let other = tempfile::tempdir()?;
+    let mut b = Store::open(other.path().join("b.db"))?;
+    let mut pulled = SyncReport::default();
+    outpost_sync::pull(&mut b, &central, &opts, &mut pulled, &mut |_| {}).await?;
+    anyhow::ensure!(
+        pulled.pulled_chunks == chunks && pushed.pushed_chunks == chunks,
+        "pushed {} and pulled {} chunk rows of {chunks}",
+        pushed.pushed_chunks,
+        pulled.pulled_chunks
+    );
+    Ok((pushed, pulled))
+}
+
+/// Runs the bench.
+pub fn run(args: &BenchSyncArgs) -> Result<i32> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let probe = Central::Postgres(outpost_sync::pg::PgTransport::new(
+            &args.central,
+            &uuid::Uuid::now_v7().to_string(),
+            Duration::from_secs(30),
+        )?);
+        probe.check(MODEL, DIMS).await?;
+        let shim =
+            outpost_sync::shim::Shim::start(&args.central, ANON, SECRET).await?;
+        let dir = tempfile::tempdir()?;
+        let mut copy_store = build_store(dir.path(), args.chunks, 7)?;
+        let copy_seconds = copy_ceiling(&args.central, &mut copy_store).await?;
+        let copy_rate = args.chunks as f64 / copy_seconds;
+        let transports: Vec<&str> = match args.transport.as_str() {
+            "both" => vec!["pg", "rest"],
+            t => vec![t],
+        };
+        let mut rows = Vec::new();
+        for (i, t) in transports.iter().enumerate() {
+            for (j, &batch) in args.batch.iter().enumerate() {
+                let (push, pull) = one(
+                    t,
+                    &args.central,
+                    &shim.url,
+                    args.chunks,
+                    batch.max(1),
+                    (i * 100 + j) as u64,
+                )
+                .await?;
+                let push_rate = args.chunks as f64 / push.push_seconds;
+                let pull_rate = args.chunks as f64 / pull.pull_seconds;
+                let row = Row {
+                    transport: t.to_string(),
+                    batch,
+                    chunks: args.chunks,
+                    push_seconds: push.push_seconds,
+                    push_rows_per_s: push_rate,
+                    pull_seconds: pull.pull_seconds,
+                    pull_rows_per_s: pull_rate,
+                    push_vs_copy: push_rate / copy_rate,
+                    pull_vs_copy: pull_rate / copy_rate,
+                };
+                if !args.json {
+                    eprintln!(
+                        "{:<5} batch {:>4}: push {:>8.0} rows/s ({:.2} s, {:.2}× COPY)  pull+apply {:>8.0} rows/s ({:.2} s, {:.2}× COPY)",
+                        row.transport, row.batch, row.push_rows_per_s, row.push_seconds, row.push_vs_copy,
+                        row.pull_rows_per_s, row.pull_seconds, row.pull_vs_copy
+                    );
+                }
+                rows.push(row);
+            }
+        }
+        if args.json {
+            print_json(&json!({
+                "chunks": args.chunks, "dims": DIMS, "chunks_per_document": CHUNKS_PER_DOC,
+                "copy_seconds": copy_seconds, "copy_rows_per_s": copy_rate, "results": rows,
+            }))?;
+        } else {
+            println!(
+                "COPY ceiling: {:.0} rows/s ({:.2} s for {} chunk rows of {DIMS}-d)",
+                copy_rate, copy_seconds, args.chunks
+            );
+        }
+        Ok(0)
+    })
+}
