@@ -86,6 +86,7 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
 
     #[test]
     fn delays_grow_but_stay_under_the_cap() {

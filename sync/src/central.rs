@@ -77,6 +77,15 @@ impl Central {
         }
     }
 
+    /// The endpoint and the user: what a pull cursor belongs to.
+    pub fn identity(&self) -> String {
+        let user = match self {
+            Central::Postgres(t) => t.user_id(),
+            Central::Rest(t) => t.user_id(),
+        };
+        format!("{}#{user}", self.endpoint())
+    }
+
     async fn call(&self, function: &str, args: Value) -> Result<Value> {
         match self {
             Central::Postgres(t) => t.call(function, args).await,

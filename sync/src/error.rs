@@ -19,14 +19,14 @@ pub enum Error {
         detail: String,
     },
     /// The central store did not answer in time.
-    #[error("{endpoint}: no answer to {what} within {seconds} s")]
+    #[error("{endpoint}: no answer to {what} within {millis} ms")]
     Timeout {
         /// Where.
         endpoint: String,
         /// The call.
         what: String,
-        /// The limit.
-        seconds: u64,
+        /// The limit, in milliseconds.
+        millis: u64,
     },
     /// The central store refused our credentials (HTTP 401/403, or a Postgres auth error).
     #[error("{endpoint}: authentication failed ({detail}); check the JWT / API key or the database credentials")]

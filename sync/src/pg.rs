@@ -25,6 +25,7 @@ pub struct PgTransport {
     tls: MakeRustlsConnect,
     claims: String,
     endpoint: String,
+    user_id: String,
     timeout: Duration,
     client: Mutex<Option<Client>>,
 }
@@ -86,6 +87,7 @@ impl PgTransport {
             tls: tls_connector()?,
             claims,
             endpoint,
+            user_id: user_id.to_string(),
             timeout,
             client: Mutex::new(None),
         })
@@ -94,6 +96,11 @@ impl PgTransport {
     /// The endpoint, without the password.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
+    }
+
+    /// The user rows are read and written as.
+    pub fn user_id(&self) -> &str {
+        &self.user_id
     }
 
     fn map_err(&self, what: &str, e: &tokio_postgres::Error) -> Error {
@@ -122,7 +129,7 @@ impl PgTransport {
             return Error::Timeout {
                 endpoint,
                 what: what.to_string(),
-                seconds: self.timeout.as_secs(),
+                millis: self.timeout.as_millis() as u64,
             };
         }
         let class = &code.code()[..2];
@@ -142,7 +149,7 @@ impl PgTransport {
             .map_err(|_| Error::Timeout {
                 endpoint: self.endpoint.clone(),
                 what: "connect".into(),
-                seconds: self.timeout.as_secs(),
+                millis: self.timeout.as_millis() as u64,
             })?
             .map_err(|e| self.map_err("connect", &e))?;
         let endpoint = self.endpoint.clone();
@@ -220,7 +227,7 @@ impl PgTransport {
                 return Err(Error::Timeout {
                     endpoint: self.endpoint.clone(),
                     what: function.to_string(),
-                    seconds: self.timeout.as_secs(),
+                    millis: self.timeout.as_millis() as u64,
                 });
             }
             Ok(Err(e)) => {

@@ -181,9 +181,9 @@ pub async fn push(
     Ok(())
 }
 
-/// The key of the pull cursor for `central` in the local sync state.
+/// The key of the pull cursor for `central` (endpoint and user) in the local sync state.
 pub fn cursor_key(central: &Central) -> String {
-    format!("cursor:{}", central.endpoint())
+    format!("cursor:{}", central.identity())
 }
 
 /// Pulls everything after the stored cursor and applies it.

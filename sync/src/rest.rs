@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 pub struct RestTransport {
     client: postgrest::Postgrest,
     endpoint: String,
+    user_id: String,
     timeout: Duration,
 }
 
@@ -50,6 +51,7 @@ impl RestTransport {
         Ok(Self {
             client,
             endpoint: url.to_string(),
+            user_id: crate::config::jwt_subject(jwt).unwrap_or_default(),
             timeout,
         })
     }
@@ -57,6 +59,11 @@ impl RestTransport {
     /// The project URL.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
+    }
+
+    /// The `sub` of the JWT (empty if it cannot be read; the server still decides).
+    pub fn user_id(&self) -> &str {
+        &self.user_id
     }
 
     /// Calls an RPC function with named arguments and returns its JSON result.
@@ -79,7 +86,7 @@ impl RestTransport {
                     Error::Timeout {
                         endpoint: endpoint.clone(),
                         what: function.to_string(),
-                        seconds: self.timeout.as_secs(),
+                        millis: self.timeout.as_millis() as u64,
                     }
                 } else {
                     Error::Offline {
@@ -94,7 +101,7 @@ impl RestTransport {
                 Error::Timeout {
                     endpoint: endpoint.clone(),
                     what: function.to_string(),
-                    seconds: self.timeout.as_secs(),
+                    millis: self.timeout.as_millis() as u64,
                 }
             } else {
                 Error::Offline {

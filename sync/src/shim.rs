@@ -154,7 +154,7 @@ async fn rpc(
             let status = match code.as_str() {
                 "42501" if role == "anon" => StatusCode::UNAUTHORIZED,
                 "42501" | "28000" => StatusCode::FORBIDDEN,
-                "40001" | "40P01" => StatusCode::CONFLICT,
+                c if c.starts_with("40") => StatusCode::INTERNAL_SERVER_ERROR,
                 c if c.starts_with("08") || c.starts_with("53") || c.starts_with("57") => {
                     StatusCode::SERVICE_UNAVAILABLE
                 }

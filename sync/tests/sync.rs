@@ -29,6 +29,8 @@ async fn two_devices_and_the_central_store_converge() -> TestResult {
             .add_message(&conv.id, "user", "what causes tides?", None)?;
         a.sync(&central).await?;
         b.sync(&central).await?;
+        // Pulls see only rows older than every running transaction (docs/SYNC.md).
+        common::settle(&db).await?;
         a.sync(&central).await?;
         assert_eq!(a.store.outbox_depth()?, 0);
         assert!(

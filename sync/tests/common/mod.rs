@@ -115,16 +115,7 @@ pub fn user() -> String {
 
 /// A JWT for `user`, signed as Supabase signs them.
 pub fn jwt(user: &str) -> String {
-    let claims = serde_json::json!({
-        "sub": user, "role": "authenticated", "aud": "authenticated",
-        "exp": 4_102_444_800u64
-    });
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
-    )
-    .expect("jwt")
+    outpost_sync::shim::sign_jwt(user, JWT_SECRET).expect("jwt")
 }
 
 /// A REST transport to `url` (the shim) as `user`.
@@ -219,4 +210,25 @@ impl Device {
     ) -> Result<outpost_sync::VerifyReport, outpost_sync::Error> {
         outpost_sync::verify(&self.store, central, &Backoff::none()).await
     }
+}
+
+/// Waits until every transaction running on the server right now has ended.
+///
+/// A pull hands out only rows of transactions older than the oldest one still running anywhere
+/// on the server (docs/SYNC.md), so while other work runs on the same server (another test, a
+/// benchmark) a row pushed a moment ago may not be handed out yet. A test that expects a pull to
+/// bring everything pushed so far settles first.
+pub async fn settle(db: &Db) -> TestResult {
+    let c = db.admin().await?;
+    let next = "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint";
+    let oldest_running = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint";
+    let horizon: i64 = c.query_one(next, &[]).await?.get(0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while c.query_one(oldest_running, &[]).await?.get::<_, i64>(0) < horizon {
+        if std::time::Instant::now() > deadline {
+            return Err("a transaction on the test server has been running for a minute".into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
 }

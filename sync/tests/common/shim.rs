@@ -1,258 +1,26 @@
-//! TEST SHIM, not PostgREST: no PostgREST server can be installed here, so the REST transport is
-//! tested against this small loopback HTTP server. It does what PostgREST does for
-//! `POST /rest/v1/rpc/<fn>`: checks the `apikey`, verifies the bearer JWT (HS256), and in one
-//! transaction takes the JWT's role, sets `request.jwt.claims`, and calls `public.<fn>` with the
-//! JSON body's named arguments typed by the function's own signature (`json_to_record`), on the
-//! real Postgres. Errors come back in PostgREST's shape (`code`, `message`, `details`, `hint`)
-//! and status codes. With `OUTPOST_TEST_SUPABASE_URL` set, tests use the real Supabase instead.
-
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::Router;
-use serde_json::{json, Value};
-
-struct Shared {
-    db_url: String,
-    requests: AtomicUsize,
-}
+//! The REST test shim (`outpost_sync::shim`, feature `shim`: a loopback stand-in for PostgREST,
+//! which cannot be installed here), started with the test's anon key and JWT secret.
 
 /// A running shim.
 pub struct Shim {
     /// `http://127.0.0.1:<port>`.
     pub url: String,
-    shared: Arc<Shared>,
-    task: tokio::task::JoinHandle<()>,
+    inner: outpost_sync::shim::Shim,
 }
 
 impl Shim {
     /// Starts a shim in front of the database at `db_url` (a superuser URL).
     pub async fn start(db_url: &str) -> std::io::Result<Self> {
-        let shared = Arc::new(Shared {
-            db_url: db_url.to_string(),
-            requests: AtomicUsize::new(0),
-        });
-        let app = Router::new()
-            .route("/rest/v1/rpc/{function}", post(rpc))
-            .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}", listener.local_addr()?);
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(Self { url, shared, task })
+        let inner =
+            outpost_sync::shim::Shim::start(db_url, super::ANON_KEY, super::JWT_SECRET).await?;
+        Ok(Self {
+            url: inner.url.clone(),
+            inner,
+        })
     }
 
     /// Requests served so far.
     pub fn requests(&self) -> usize {
-        self.shared.requests.load(Ordering::SeqCst)
+        self.inner.requests()
     }
-}
-
-impl Drop for Shim {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-fn error(status: StatusCode, code: &str, message: &str, details: Option<&str>) -> Response {
-    (
-        status,
-        axum::Json(json!({ "code": code, "message": message, "details": details, "hint": null })),
-    )
-        .into_response()
-}
-
-async fn rpc(
-    State(shared): State<Arc<Shared>>,
-    Path(function): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    shared.requests.fetch_add(1, Ordering::SeqCst);
-    if headers.get("apikey").and_then(|v| v.to_str().ok()) != Some(super::ANON_KEY) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "PGRST000",
-            "Invalid API key",
-            None,
-        );
-    }
-    let claims = match headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    {
-        // As PostgREST: no token means the anon role.
-        None => json!({ "role": "anon" }),
-        Some(token) => {
-            let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
-            validation.set_audience(&["authenticated"]);
-            match jsonwebtoken::decode::<Value>(
-                token,
-                &jsonwebtoken::DecodingKey::from_secret(super::JWT_SECRET.as_bytes()),
-                &validation,
-            ) {
-                Ok(t) => t.claims,
-                Err(e) => return error(StatusCode::UNAUTHORIZED, "PGRST301", &e.to_string(), None),
-            }
-        }
-    };
-    let role = claims
-        .get("role")
-        .and_then(Value::as_str)
-        .unwrap_or("anon")
-        .to_string();
-    if !["anon", "authenticated", "service_role"].contains(&role.as_str())
-        || !function.chars().all(|c| c.is_ascii_lowercase() || c == '_')
-    {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "PGRST000",
-            "bad role or function name",
-            None,
-        );
-    }
-    let args: Value = match serde_json::from_slice(&body) {
-        Ok(v @ Value::Object(_)) => v,
-        _ => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "PGRST102",
-                "Invalid JSON body",
-                None,
-            )
-        }
-    };
-    match call(&shared.db_url, &role, &claims, &function, &args).await {
-        Ok(text) => (StatusCode::OK, [("content-type", "application/json")], text).into_response(),
-        Err(CallError::NotFound) => error(
-            StatusCode::NOT_FOUND,
-            "PGRST202",
-            &format!("Could not find the function public.{function} in the schema cache"),
-            None,
-        ),
-        Err(CallError::Db {
-            code,
-            message,
-            details,
-        }) => {
-            // PostgREST's mapping of the SQLSTATEs that matter here.
-            let status = match code.as_str() {
-                "42501" if role == "anon" => StatusCode::UNAUTHORIZED,
-                "42501" | "28000" => StatusCode::FORBIDDEN,
-                "40001" | "40P01" => StatusCode::CONFLICT,
-                c if c.starts_with("08") || c.starts_with("53") || c.starts_with("57") => {
-                    StatusCode::SERVICE_UNAVAILABLE
-                }
-                _ => StatusCode::BAD_REQUEST,
-            };
-            error(status, &code, &message, details.as_deref())
-        }
-        Err(CallError::Other(m)) => error(StatusCode::SERVICE_UNAVAILABLE, "PGRST000", &m, None),
-    }
-}
-
-enum CallError {
-    NotFound,
-    Db {
-        code: String,
-        message: String,
-        details: Option<String>,
-    },
-    Other(String),
-}
-
-impl From<tokio_postgres::Error> for CallError {
-    fn from(e: tokio_postgres::Error) -> Self {
-        match e.as_db_error() {
-            Some(db) => CallError::Db {
-                code: db.code().code().to_string(),
-                message: db.message().to_string(),
-                details: db.detail().map(str::to_string),
-            },
-            None => CallError::Other(e.to_string()),
-        }
-    }
-}
-
-async fn call(
-    db_url: &str,
-    role: &str,
-    claims: &Value,
-    function: &str,
-    args: &Value,
-) -> Result<String, CallError> {
-    let mut client = super::admin(db_url).await?;
-    // The function's input arguments and their types, as PostgREST's schema cache has them.
-    let rows = client
-        .query(
-            "SELECT p.proretset, p.pronargs::int,
-                    coalesce(p.proargnames, '{}'),
-                    array(SELECT format_type(t, NULL) FROM unnest(p.proargtypes::oid[]) t)
-             FROM pg_proc p WHERE p.proname = $1 AND p.pronamespace = 'public'::regnamespace",
-            &[&function],
-        )
-        .await?;
-    let Some(row) = rows.first() else {
-        return Err(CallError::NotFound);
-    };
-    let retset: bool = row.get(0);
-    let nargs: i32 = row.get(1);
-    let names: Vec<String> = row.get(2);
-    let types: Vec<String> = row.get(3);
-    let given = args.as_object().expect("an object");
-    let mut columns = Vec::new();
-    let mut named = Vec::new();
-    for (name, ty) in names.iter().zip(&types).take(nargs as usize) {
-        if given.contains_key(name) {
-            columns.push(format!("\"{name}\" {ty}"));
-            named.push(format!("\"{name}\" => x.\"{name}\""));
-        }
-    }
-    if let Some(unknown) = given
-        .keys()
-        .find(|k| !names.iter().take(nargs as usize).any(|n| n == *k))
-    {
-        return Err(CallError::Db {
-            code: "PGRST202".into(),
-            message: format!("function public.{function} has no argument '{unknown}'"),
-            details: None,
-        });
-    }
-    let from = if columns.is_empty() {
-        "(SELECT 1) AS x".to_string()
-    } else {
-        format!(
-            "json_to_record($1::text::json) AS x({})",
-            columns.join(", ")
-        )
-    };
-    let call = format!("public.{function}({})", named.join(", "));
-    let sql = if retset {
-        format!("SELECT coalesce(jsonb_agg(to_jsonb(r)), '[]'::jsonb)::text FROM {from}, LATERAL {call} r")
-    } else {
-        format!("SELECT to_jsonb({call})::text FROM {from}")
-    };
-    let tx = client.transaction().await?;
-    tx.batch_execute(&format!("SET LOCAL ROLE {role}")).await?;
-    tx.execute(
-        "SELECT set_config('request.jwt.claims', $1, true)",
-        &[&claims.to_string()],
-    )
-    .await?;
-    let body = args.to_string();
-    let row = if columns.is_empty() {
-        tx.query_one(&sql, &[]).await?
-    } else {
-        tx.query_one(&sql, &[&body]).await?
-    };
-    let text: Option<String> = row.get(0);
-    tx.commit().await?;
-    Ok(text.unwrap_or_else(|| "null".into()))
 }

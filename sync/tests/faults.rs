@@ -1,0 +1,901 @@
+//! Sync on bad days: no network, connections cut in the middle of a push, servers that answer
+//! nonsense or nothing at all, refused credentials, and random interleavings of edits, clock
+//! skew and cut pushes on two devices. Every fault is played on 127.0.0.1: a closed port, a
+//! loopback TCP proxy in front of the test Postgres that cuts connections, and tiny raw HTTP
+//! servers.
+
+mod common;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{shim::Shim, user, Db, Device, TestResult};
+use outpost_core::{Embedder, Store};
+use outpost_sync::{Backoff, Central, Error, SyncOptions};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// The tests of this file that use the shared server take turns on it: a pull hands out only
+/// rows of transactions older than the oldest one still running anywhere on the server
+/// (docs/SYNC.md), so the others' connections cut mid-transaction would hold our pulls back.
+static SERVER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Retries that give up quickly: enough to ride over a cut connection, fast to fail when down.
+fn quick(mut opts: SyncOptions, give_up_ms: u64) -> SyncOptions {
+    opts.backoff = Backoff {
+        initial: Duration::from_millis(10),
+        max: Duration::from_millis(100),
+        give_up_after: Some(Duration::from_millis(give_up_ms)),
+    };
+    opts
+}
+
+async fn sync_with(
+    device: &mut Device,
+    central: &Central,
+    opts: &SyncOptions,
+) -> Result<outpost_sync::SyncReport, Error> {
+    outpost_sync::sync_once(&mut device.store, central, opts, &mut |_| {}).await
+}
+
+/// What a device holds that sync must not touch when it fails: outbox depth and checksums.
+fn snapshot(store: &Store) -> Result<(usize, serde_json::Map<String, Value>), outpost_core::Error> {
+    Ok((store.outbox_depth()?, store.checksums()?))
+}
+
+/// A loopback port nothing listens on.
+async fn closed_port() -> std::io::Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// `host:port` of a Postgres URL.
+fn pg_addr(url: &str) -> Result<SocketAddr, Box<dyn std::error::Error>> {
+    let config: tokio_postgres::Config = url.parse()?;
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        _ => return Err("the test server is not reached over TCP".into()),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    Ok(format!("{host}:{port}").parse()?)
+}
+
+/// `url` with its `host:port` replaced by `addr`.
+fn via(url: &str, addr: SocketAddr) -> Result<String, Box<dyn std::error::Error>> {
+    let target = pg_addr(url)?;
+    Ok(url.replacen(&target.to_string(), &addr.to_string(), 1))
+}
+
+/// How the proxy breaks one connection.
+#[derive(Debug, Clone, Copy)]
+enum Cut {
+    /// Forward this many bytes from the client, then drop both sides (a request cut short).
+    AfterBytes(usize),
+    /// Forward up to and including the client's n-th `COMMIT`, then drop both sides: the server
+    /// commits, and the client never hears about it (an answer lost on the way back).
+    AfterCommits(usize),
+}
+
+/// A loopback TCP proxy that breaks the next connections as planned and forwards the rest.
+struct Proxy {
+    addr: SocketAddr,
+    plan: Arc<Mutex<VecDeque<Cut>>>,
+    connections: Arc<AtomicUsize>,
+    cuts: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(target: SocketAddr) -> std::io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let plan = Arc::new(Mutex::new(VecDeque::new()));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let cuts = Arc::new(AtomicUsize::new(0));
+        let task = tokio::spawn({
+            let (plan, connections, cuts) = (plan.clone(), connections.clone(), cuts.clone());
+            async move {
+                while let Ok((client, _)) = listener.accept().await {
+                    connections.fetch_add(1, Ordering::SeqCst);
+                    let cut = plan.lock().expect("plan").pop_front();
+                    let cuts = cuts.clone();
+                    tokio::spawn(async move {
+                        if let Ok(server) = TcpStream::connect(target).await {
+                            let _ = forward(client, server, cut, &cuts).await;
+                        }
+                    });
+                }
+            }
+        });
+        Ok(Self {
+            addr,
+            plan,
+            connections,
+            cuts,
+            task,
+        })
+    }
+
+    /// Breaks the next connections, one cut each, in order.
+    fn cut_next(&self, cuts: impl IntoIterator<Item = Cut>) {
+        self.plan.lock().expect("plan").extend(cuts);
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// Connections actually cut so far.
+    fn cuts(&self) -> usize {
+        self.cuts.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The simple-query message tokio-postgres sends to commit.
+const COMMIT: &[u8] = b"Q\0\0\0\x0bCOMMIT\0";
+
+/// Forwards one connection, cutting it as planned (and counting it in `cuts` if it was).
+async fn forward(
+    mut client: TcpStream,
+    mut server: TcpStream,
+    cut: Option<Cut>,
+    cuts: &AtomicUsize,
+) -> std::io::Result<()> {
+    let Some(cut) = cut else {
+        tokio::io::copy_bidirectional(&mut client, &mut server).await?;
+        return Ok(());
+    };
+    let (mut from_client, to_client) = client.into_split();
+    let (mut from_server, mut to_server) = server.into_split();
+    let upstream = async {
+        let (mut sent, mut commits) = (0usize, 0usize);
+        let mut seen: Vec<u8> = Vec::new();
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = from_client.read(&mut buf).await?;
+            if n == 0 {
+                return Ok::<_, std::io::Error>(false);
+            }
+            // How much of this read goes through before the cut, if the cut is in it.
+            let keep = match cut {
+                Cut::AfterBytes(limit) => (limit - sent < n).then_some(limit - sent),
+                Cut::AfterCommits(k) => {
+                    let start = seen.len();
+                    seen.extend_from_slice(&buf[..n]);
+                    let mut found = None;
+                    let mut at = start.saturating_sub(COMMIT.len() - 1);
+                    while let Some(i) = seen[at..].windows(COMMIT.len()).position(|w| w == COMMIT) {
+                        commits += 1;
+                        at += i + COMMIT.len();
+                        if commits == k {
+                            found = Some(at - start);
+                            break;
+                        }
+                    }
+                    found
+                }
+            };
+            let keep_n = keep.unwrap_or(n);
+            to_server.write_all(&buf[..keep_n]).await?;
+            sent += keep_n;
+            if keep.is_some() || matches!(cut, Cut::AfterBytes(l) if sent >= l) {
+                return Ok(true);
+            }
+        }
+    };
+    let downstream = async {
+        let mut to_client = to_client;
+        tokio::io::copy(&mut from_server, &mut to_client).await
+    };
+    let was_cut = tokio::select! {
+        cut = upstream => cut.unwrap_or(false),
+        _ = downstream => false,
+    };
+    if was_cut {
+        cuts.fetch_add(1, Ordering::SeqCst);
+        // The client sees its connection die. The server gets what was sent and then the end
+        // of the stream (not a reset), and its answers go nowhere.
+        drop(from_client);
+        to_server.shutdown().await?;
+        let mut nowhere = tokio::io::sink();
+        let drain = tokio::io::copy(&mut from_server, &mut nowhere);
+        let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
+    }
+    Ok(())
+}
+
+/// What a fake Supabase answers to one RPC: a body sent with status 200, or no answer at all.
+type Answer = Arc<dyn Fn(&str, &Value) -> Option<String> + Send + Sync>;
+
+fn answer(f: impl Fn(&str, &Value) -> Option<String> + Send + Sync + 'static) -> Answer {
+    Arc::new(f)
+}
+
+/// A tiny raw HTTP/1.1 server on loopback that answers `POST /rest/v1/rpc/<fn>` as told.
+struct FakeSupabase {
+    url: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FakeSupabase {
+    async fn start(answer: Answer) -> std::io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let task = tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let answer = answer.clone();
+                tokio::spawn(async move {
+                    let _ = serve(socket, answer).await;
+                });
+            }
+        });
+        Ok(Self { url, task })
+    }
+
+    fn transport(&self, timeout: Duration) -> Central {
+        Central::Rest(
+            outpost_sync::rest::RestTransport::new(
+                &self.url,
+                common::ANON_KEY,
+                &common::jwt(&user()),
+                timeout,
+            )
+            .expect("transport"),
+        )
+    }
+}
+
+impl Drop for FakeSupabase {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve(mut socket: TcpStream, answer: Answer) -> std::io::Result<()> {
+    let mut request = Vec::new();
+    let mut buf = [0u8; 4096];
+    let head_end = loop {
+        let n = socket.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        request.extend_from_slice(&buf[..n]);
+        if let Some(i) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&request[..head_end]).to_string();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    while request.len() < head_end + length {
+        let n = socket.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        request.extend_from_slice(&buf[..n]);
+    }
+    let function = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|path| path.rsplit('/').next())
+        .unwrap_or("")
+        .to_string();
+    let args: Value = serde_json::from_slice(&request[head_end..]).unwrap_or(Value::Null);
+    let Some(body) = answer(&function, &args) else {
+        // Hang: keep the connection open and never answer.
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        return Ok(());
+    };
+    let response = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    socket.write_all(response.as_bytes()).await?;
+    socket.shutdown().await
+}
+
+/// `outpost_info()` as the real migration answers it.
+fn info() -> Option<String> {
+    Some(r#"{"schema_version": 1, "embedding_dims": 384, "migration": "20261122000000_outpost_sync"}"#.into())
+}
+
+/// Counts of rows in the central tables that belong to `owner`.
+async fn central_counts(db: &Db, owner: &str) -> Result<Vec<i64>, Box<dyn std::error::Error>> {
+    let c = db.admin().await?;
+    let mut counts = Vec::new();
+    for table in [
+        "outpost_documents",
+        "outpost_document_chunks",
+        "outpost_conversations",
+        "outpost_messages",
+    ] {
+        let row = c
+            .query_one(
+                &format!("SELECT count(*) FROM {table} WHERE owner = $1::text::uuid"),
+                &[&owner],
+            )
+            .await?;
+        counts.push(row.get(0));
+    }
+    Ok(counts)
+}
+
+/// The same counts on a device (documents with their tombstones, chunks of live documents).
+fn local_counts(store: &Store) -> Result<Vec<i64>, Box<dyn std::error::Error>> {
+    let mut counts = Vec::new();
+    for table in ["documents", "chunks", "conversations", "messages"] {
+        counts.push(store.connection().query_row(
+            &format!("SELECT count(*) FROM {table}"),
+            [],
+            |r| r.get(0),
+        )?);
+    }
+    Ok(counts)
+}
+
+#[tokio::test]
+async fn edits_made_offline_wait_in_the_outbox_and_converge_once_back_online() -> TestResult {
+    let _turn = SERVER.lock().await;
+    let db = Db::new(true).await?;
+    let u = user();
+    let mut a = Device::new()?;
+    let mut b = Device::new()?;
+    a.put("notes/tides.md", "Tides follow the moon.")?;
+    b.put("notes/bees.md", "Bees dance.")?;
+    let conv = b.store.create_conversation("offline chat")?;
+    b.store
+        .add_message(&conv.id, "user", "is anyone there?", None)?;
+
+    // The central store is unreachable: nothing listens on its port.
+    let port = closed_port().await?;
+    let down = [
+        Central::Postgres(outpost_sync::pg::PgTransport::new(
+            &format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+            &u,
+            Duration::from_secs(2),
+        )?),
+        Central::Rest(outpost_sync::rest::RestTransport::new(
+            &format!("http://127.0.0.1:{port}"),
+            common::ANON_KEY,
+            &common::jwt(&u),
+            Duration::from_secs(2),
+        )?),
+    ];
+    for device in [&mut a, &mut b] {
+        let opts = quick(device.options(), 300);
+        for central in &down {
+            let before = snapshot(&device.store)?;
+            let started = Instant::now();
+            let err = sync_with(device, central, &opts)
+                .await
+                .expect_err("offline");
+            assert!(err.is_retryable(), "{err}");
+            assert!(matches!(err, Error::Offline { .. }), "{err}");
+            assert!(started.elapsed() < Duration::from_secs(3));
+            assert_eq!(snapshot(&device.store)?, before);
+        }
+    }
+    assert_eq!((a.store.outbox_depth()?, b.store.outbox_depth()?), (1, 3));
+
+    // Back online.
+    let central = db.pg(&u);
+    a.sync(&central).await?;
+    common::settle(&db).await?;
+    b.sync(&central).await?;
+    common::settle(&db).await?;
+    a.sync(&central).await?;
+    assert!(a.verify(&central).await?.equal);
+    assert!(b.verify(&central).await?.equal);
+    assert_eq!(a.store.checksums()?, b.store.checksums()?);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_push_cut_mid_batch_is_resumed_without_duplicates() -> TestResult {
+    let _turn = SERVER.lock().await;
+    let db = Db::new(true).await?;
+    let u = user();
+    let proxy = Proxy::start(pg_addr(&db.url)?).await?;
+    let through_proxy = Central::Postgres(outpost_sync::pg::PgTransport::new(
+        &via(&db.url, proxy.addr)?,
+        &u,
+        Duration::from_secs(5),
+    )?);
+
+    let mut a = Device::new()?;
+    for n in 0..8 {
+        a.put(
+            &format!("notes/{n}.md"),
+            &format!("Note number {n}.\n\nIts second paragraph."),
+        )?;
+    }
+    let mut opts = a.options();
+    opts.batch_size = 2;
+
+    // First the request of a later batch is cut short, with no retries: the sync fails, and
+    // what the server acknowledged before stays acknowledged.
+    proxy.cut_next([Cut::AfterBytes(40_000)]);
+    let mut once = opts.clone();
+    once.backoff = Backoff::none();
+    let err = sync_with(&mut a, &through_proxy, &once)
+        .await
+        .expect_err("cut");
+    assert!(err.is_retryable(), "{err}");
+    let left = a.store.outbox_depth()?;
+    assert!(0 < left && left < 8, "{left} left");
+
+    // Then a batch is committed but its answer is lost (the second COMMIT of the connection:
+    // the first is the schema check's), and the retry replays it.
+    proxy.cut_next([Cut::AfterCommits(2)]);
+    let report = sync_with(&mut a, &through_proxy, &opts).await?;
+    assert_eq!(report.push_duplicate, 2, "{report:?}");
+    assert_eq!(report.push_applied, left - 2);
+    assert_eq!(a.store.outbox_depth()?, 0);
+    assert_eq!((proxy.cuts(), proxy.connections()), (2, 3));
+
+    // Another device pulls through the proxy (a connection of its own), the answer to its first
+    // pull lost.
+    let mut b = Device::new()?;
+    let b_central = Central::Postgres(outpost_sync::pg::PgTransport::new(
+        &via(&db.url, proxy.addr)?,
+        &u,
+        Duration::from_secs(5),
+    )?);
+    proxy.cut_next([Cut::AfterCommits(2)]);
+    common::settle(&db).await?;
+    b.sync(&b_central).await?;
+    assert_eq!(proxy.cuts(), 3);
+    a.sync(&through_proxy).await?;
+    assert!(a.verify(&through_proxy).await?.equal);
+    assert!(b.verify(&b_central).await?.equal);
+    assert_eq!(a.store.checksums()?, b.store.checksums()?);
+    assert_eq!(central_counts(&db, &u).await?, vec![8, 16, 0, 0]);
+    assert_eq!(local_counts(&b.store)?, vec![8, 16, 0, 0]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_server_answering_nonsense_is_reported_and_changes_nothing() -> TestResult {
+    let mut writer = Device::new()?;
+    writer.put("notes/a.md", "Something worth keeping.")?;
+    writer.put("notes/b.md", "Something else.")?;
+    let opts = quick(writer.options(), 300);
+
+    // Answers to the schema check and to a push that break the protocol.
+    let cases: Vec<(&str, Answer)> = vec![
+        (
+            "outpost_info",
+            answer(|_, _| Some("<html>502 Bad Gateway</html>".into())),
+        ),
+        (
+            "outpost_info",
+            answer(|_, _| Some(r#"{"schema_version": "one"}"#.into())),
+        ),
+        (
+            "outpost_push",
+            answer(|f, _| {
+                if f == "outpost_info" {
+                    info()
+                } else {
+                    Some("not json".into())
+                }
+            }),
+        ),
+        (
+            "outpost_push",
+            answer(|f, _| {
+                if f == "outpost_info" {
+                    info()
+                } else {
+                    Some("[]".into())
+                }
+            }),
+        ),
+        (
+            "outpost_push",
+            answer(|f, args| {
+                if f == "outpost_info" {
+                    return info();
+                }
+                // One outcome per record, but for ids that were not sent.
+                let n = args["changes"].as_array().map_or(0, Vec::len);
+                let wrong = json!({ "kind": "document", "id": user(), "outcome": "applied" });
+                Some(Value::Array(vec![wrong; n]).to_string())
+            }),
+        ),
+    ];
+    for (function, answer) in cases {
+        let server = FakeSupabase::start(answer).await?;
+        let before = snapshot(&writer.store)?;
+        let err = sync_with(
+            &mut writer,
+            &server.transport(Duration::from_secs(2)),
+            &opts,
+        )
+        .await
+        .expect_err("nonsense");
+        assert!(
+            matches!(&err, Error::BadResponse { what, .. } if what == function),
+            "{err}"
+        );
+        assert!(err.to_string().contains(function), "{err}");
+        assert_eq!(snapshot(&writer.store)?, before);
+    }
+
+    // A device with data and nothing to push (it pulled it from elsewhere), against pulls that
+    // break the protocol: nothing applied, no cursor stored.
+    let mut reader = Device::new()?;
+    let changes = writer.store.outbox_batch(100)?.changes;
+    let model = common::model();
+    reader.store.apply_pulled(
+        &changes,
+        "cursor:elsewhere",
+        "1:1",
+        (model.model_id(), model.dims()),
+    )?;
+    let pulls = [
+        r#"{"changes": 5}"#.to_string(),
+        json!({ "changes": [{ "kind": "document", "id": user() }], "next_cursor": "9:9", "more": false })
+            .to_string(),
+        json!({ "changes": [], "next_cursor": "not a cursor", "more": false }).to_string(),
+        "[1, 2, 3]".to_string(),
+    ];
+    for pull in pulls {
+        let server = FakeSupabase::start(answer(move |f, _| {
+            if f == "outpost_info" {
+                info()
+            } else {
+                Some(pull.clone())
+            }
+        }))
+        .await?;
+        let central = server.transport(Duration::from_secs(2));
+        let before = snapshot(&reader.store)?;
+        let err = sync_with(&mut reader, &central, &opts)
+            .await
+            .expect_err("nonsense");
+        assert!(
+            matches!(&err, Error::BadResponse { what, .. } if what == "outpost_pull"),
+            "{err}"
+        );
+        assert_eq!(snapshot(&reader.store)?, before);
+        let key = outpost_sync::reconcile::cursor_key(&central);
+        assert_eq!(reader.store.sync_state(&key)?, None);
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_times_out_and_changes_nothing() -> TestResult {
+    let mut device = Device::new()?;
+    device.put("notes/a.md", "Waiting for an answer.")?;
+    let opts = quick(device.options(), 1_000);
+
+    // Silent from the start (REST), silent on push only (REST), and a Postgres port that
+    // accepts connections but never speaks.
+    let silent = FakeSupabase::start(answer(|_, _| None)).await?;
+    let silent_push = FakeSupabase::start(answer(
+        |f, _| if f == "outpost_info" { info() } else { None },
+    ))
+    .await?;
+    let mute = TcpListener::bind("127.0.0.1:0").await?;
+    let mute_addr = mute.local_addr()?;
+    let _mute = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = mute.accept().await {
+            held.push(socket);
+        }
+    });
+    let timeout = Duration::from_millis(500);
+    let cases = [
+        (silent.transport(timeout), "outpost_info"),
+        (silent_push.transport(timeout), "outpost_push"),
+        (
+            Central::Postgres(outpost_sync::pg::PgTransport::new(
+                &format!("postgres://postgres@{mute_addr}/postgres"),
+                &user(),
+                timeout,
+            )?),
+            "connect",
+        ),
+    ];
+    for (central, call) in cases {
+        let before = snapshot(&device.store)?;
+        let started = Instant::now();
+        let err = sync_with(&mut device, &central, &opts)
+            .await
+            .expect_err("no answer");
+        assert!(
+            matches!(&err, Error::Timeout { what, .. } if what == call),
+            "{err}"
+        );
+        assert!(err.is_retryable());
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(snapshot(&device.store)?, before);
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn refused_credentials_are_reported_once_and_not_retried() -> TestResult {
+    let _turn = SERVER.lock().await;
+    let db = Db::new(true).await?;
+    let shim = Shim::start(&db.url).await?;
+    let mut device = Device::new()?;
+    device.put("notes/a.md", "Private.")?;
+    // The default policy: retries for two minutes, but only what retrying can fix.
+    let model = common::model();
+    let opts = SyncOptions::new(model.model_id(), model.dims());
+
+    // A JWT signed with another secret.
+    let forged = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({ "sub": user(), "role": "authenticated", "aud": "authenticated",
+                 "exp": 4_102_444_800u64 }),
+        &jsonwebtoken::EncodingKey::from_secret(b"not-the-project-secret-not-the-project-secret"),
+    )?;
+    let central = Central::Rest(outpost_sync::rest::RestTransport::new(
+        &shim.url,
+        common::ANON_KEY,
+        &forged,
+        Duration::from_secs(5),
+    )?);
+    let before = snapshot(&device.store)?;
+    let err = sync_with(&mut device, &central, &opts)
+        .await
+        .expect_err("forged");
+    assert!(matches!(err, Error::Auth { .. }), "{err}");
+    assert!(!err.is_retryable());
+    assert_eq!(shim.requests(), 1);
+    assert_eq!(snapshot(&device.store)?, before);
+
+    // Direct Postgres as a role the server does not know: one connection attempt.
+    let proxy = Proxy::start(pg_addr(&db.url)?).await?;
+    let url = via(&db.url, proxy.addr)?.replacen("postgres@", "nobody@", 1);
+    let central = Central::Postgres(outpost_sync::pg::PgTransport::new(
+        &url,
+        &user(),
+        Duration::from_secs(5),
+    )?);
+    let err = sync_with(&mut device, &central, &opts)
+        .await
+        .expect_err("unknown role");
+    assert!(matches!(err, Error::Auth { .. }), "{err}");
+    assert_eq!(proxy.connections(), 1);
+    assert_eq!(snapshot(&device.store)?, before);
+    Ok(())
+}
+
+/// Like `assert!`, but returns the failure so that the caller can print the run's log first.
+macro_rules! ensure {
+    ($cond:expr, $($msg:tt)+) => {
+        if !$cond {
+            return Err(format!($($msg)+).into());
+        }
+    };
+}
+
+/// Short texts from a small vocabulary, so that embedding stays fast.
+fn text(rng: &mut StdRng) -> String {
+    const WORDS: &[&str] = &[
+        "tide", "moon", "bee", "dance", "volcano", "magma", "river", "delta", "storm", "cloud",
+        "forest", "fern", "glacier", "ice", "desert", "dune",
+    ];
+    let paragraphs = rng.random_range(1..=2);
+    (0..paragraphs)
+        .map(|_| {
+            let n = rng.random_range(3..=7);
+            let words: Vec<&str> = (0..n)
+                .map(|_| WORDS[rng.random_range(0..WORDS.len())])
+                .collect();
+            format!("{}.", words.join(" "))
+        })
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
+/// The fixtures the random runs share: one database (each run is its own user there), the
+/// REST shim, and the cutting proxy.
+struct World {
+    db: Db,
+    shim: Shim,
+    proxy: Proxy,
+}
+
+/// One random run: two devices, ~30 operations, then a final round of syncs.
+async fn random_run(world: &World, seed: u64, log: &mut Vec<String>) -> TestResult {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let u = user();
+    let pg = world.db.pg(&u);
+    let rest = common::rest(&world.shim.url, &u);
+    let proxy_url = via(&world.db.url, world.proxy.addr)?;
+    let mut devices = [Device::new()?, Device::new()?];
+    // (home device, source) of every document made.
+    let mut docs: Vec<(usize, String)> = Vec::new();
+
+    for step in 0..30 {
+        let d = rng.random_range(0..2);
+        let name = ["A", "B"][d];
+        match rng.random_range(0..100) {
+            0..=19 => {
+                let source = format!("notes/{seed}-{step}.md");
+                devices[d].put(&source, &text(&mut rng))?;
+                log.push(format!("{name} puts {source}"));
+                docs.push((d, source));
+            }
+            20..=34 if !docs.is_empty() => {
+                let (home, source) = docs[rng.random_range(0..docs.len())].clone();
+                devices[home].put(&source, &text(&mut rng))?;
+                log.push(format!("{} edits {source}", ["A", "B"][home]));
+            }
+            35..=44 => {
+                let live = devices[d].store.list_documents(None, false, 1000)?;
+                if !live.is_empty() {
+                    let doc = &live[rng.random_range(0..live.len())];
+                    devices[d].store.delete_document(&doc.id)?;
+                    log.push(format!("{name} deletes {}", doc.source));
+                }
+            }
+            45..=50 => {
+                devices[d]
+                    .store
+                    .create_conversation(&format!("chat {seed}-{step}"))?;
+                log.push(format!("{name} starts chat {seed}-{step}"));
+            }
+            51..=60 => {
+                let convs = devices[d].store.conversations(None, 100)?;
+                if !convs.is_empty() {
+                    let conv = &convs[rng.random_range(0..convs.len())];
+                    let content = text(&mut rng);
+                    let vector = if rng.random_bool(0.3) {
+                        Some(common::model().embed(&[content.as_str()])?.remove(0))
+                    } else {
+                        None
+                    };
+                    let model = common::model_id();
+                    devices[d].store.add_message(
+                        &conv.id,
+                        "user",
+                        &content,
+                        vector.as_deref().map(|v| (model.as_str(), v)),
+                    )?;
+                    log.push(format!("{name} says something in '{}'", conv.title));
+                }
+            }
+            61..=67 => {
+                let skew = rng.random_range(-3_600_000..=3_600_000);
+                devices[d].store.set_clock_skew_ms(skew);
+                log.push(format!("{name}'s clock is off by {skew} ms"));
+            }
+            _ => {
+                let mut opts = [(); 2].map(|_| {
+                    let mut o = quick(devices[0].options(), 2_000);
+                    o.batch_size = rng.random_range(1..=5);
+                    o.pull_page = rng.random_range(1..=5);
+                    o
+                });
+                let sizes = format!("batch {}, page {}", opts[d].batch_size, opts[d].pull_page);
+                let how = rng.random_range(0..4);
+                let results = match how {
+                    0 => vec![sync_with(&mut devices[d], &pg, &opts[d]).await],
+                    1 => vec![sync_with(&mut devices[d], &rest, &opts[d]).await],
+                    2 => {
+                        let cut = if rng.random_bool(0.5) {
+                            Cut::AfterBytes(rng.random_range(100..20_000))
+                        } else {
+                            Cut::AfterCommits(rng.random_range(1..=3))
+                        };
+                        log.push(format!("the proxy will cut: {cut:?}"));
+                        world.proxy.cut_next([cut]);
+                        let central = Central::Postgres(outpost_sync::pg::PgTransport::new(
+                            &proxy_url,
+                            &u,
+                            Duration::from_secs(5),
+                        )?);
+                        opts[d].backoff.give_up_after = Some(Duration::from_secs(5));
+                        vec![sync_with(&mut devices[d], &central, &opts[d]).await]
+                    }
+                    _ => {
+                        // Both at once, their transactions interleaved on the server.
+                        let [a, b] = &mut devices;
+                        let (oa, ob) = (&opts[0], &opts[1]);
+                        let (ra, rb) = tokio::join!(sync_with(a, &pg, oa), sync_with(b, &rest, ob));
+                        vec![ra, rb]
+                    }
+                };
+                let what = match how {
+                    0 => format!("{name} syncs via postgres ({sizes})"),
+                    1 => format!("{name} syncs via REST ({sizes})"),
+                    2 => format!("{name} syncs via the proxy ({sizes})"),
+                    _ => "A (postgres) and B (REST) sync at once".to_string(),
+                };
+                for result in results {
+                    match result {
+                        Ok(r) => {
+                            log.push(format!("{what}: pushed {}, pulled {}", r.pushed, r.pulled))
+                        }
+                        Err(e) => {
+                            log.push(format!("{what}: {e}"));
+                            ensure!(e.is_retryable(), "a cut may only cost a retry: {e}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // Leave no cut planned for the next run.
+    world.proxy.plan.lock().expect("plan").clear();
+
+    let [a, b] = &mut devices;
+    a.sync(&pg).await?;
+    common::settle(&world.db).await?;
+    b.sync(&pg).await?;
+    common::settle(&world.db).await?;
+    a.sync(&pg).await?;
+    let depths = (a.store.outbox_depth()?, b.store.outbox_depth()?);
+    ensure!(depths == (0, 0), "outboxes left: {depths:?}");
+    let (ca, cb) = (a.store.checksums()?, b.store.checksums()?);
+    ensure!(ca == cb, "the devices differ:\n  A {ca:?}\n  B {cb:?}");
+    let (va, vb) = (a.verify(&pg).await?, b.verify(&pg).await?);
+    ensure!(va.equal, "A and the central store differ: {va:?}");
+    ensure!(vb.equal, "B and the central store differ: {vb:?}");
+    let central = central_counts(&world.db, &u).await?;
+    let (la, lb) = (local_counts(&a.store)?, local_counts(&b.store)?);
+    ensure!(
+        central == la && central == lb,
+        "rows (documents, chunks, conversations, messages): central {central:?}, A {la:?}, B {lb:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn random_interleavings_of_edits_skew_and_cuts_converge() -> TestResult {
+    let _turn = SERVER.lock().await;
+    let db = Db::new(true).await?;
+    let world = World {
+        shim: Shim::start(&db.url).await?,
+        proxy: Proxy::start(pg_addr(&db.url)?).await?,
+        db,
+    };
+    let seeds = 0..20u64;
+    for seed in seeds.clone() {
+        let mut log = Vec::new();
+        if let Err(e) = random_run(&world, seed, &mut log).await {
+            eprintln!("seed {seed} failed after:\n  {}", log.join("\n  "));
+            return Err(format!("seed {seed}: {e}").into());
+        }
+        if std::env::var_os("OUTPOST_TEST_LOG").is_some() {
+            eprintln!("seed {seed}:\n  {}", log.join("\n  "));
+        }
+    }
+    // The runs did meet the faults they were meant to meet.
+    let cuts = world.proxy.cuts();
+    assert!(
+        cuts as u64 >= seeds.end / 2,
+        "only {cuts} connections were cut"
+    );
+    eprintln!("{cuts} connections cut in {} runs", seeds.end);
+    Ok(())
+}
