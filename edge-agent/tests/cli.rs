@@ -196,7 +196,7 @@ fn a_session_from_init_to_delete() -> TestResult {
 
     // stats.
     let stats = db.json(&["stats", "--json"])?;
-    assert_eq!(stats["schema_version"], 2);
+    assert_eq!(stats["schema_version"], 3);
     assert_eq!(stats["deleted_documents"], 1);
     let coll = &stats["collections"][0];
     assert_eq!(coll["name"], "default");
@@ -380,7 +380,7 @@ fn a_database_of_a_newer_outpost_is_refused_and_left_untouched() -> TestResult {
     );
     assert_eq!(python_sqlite(db.path(), "PRAGMA user_version")?, "99");
     // Put the version back: everything is still there.
-    python_sqlite(db.path(), "PRAGMA user_version = 2")?;
+    python_sqlite(db.path(), "PRAGMA user_version = 3")?;
     assert_eq!(db.documents()?, 1);
     Ok(())
 }
