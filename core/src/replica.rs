@@ -371,6 +371,28 @@ impl Store {
             })? as usize)
     }
 
+    /// The stamp of the oldest change waiting to be pushed.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn outbox_oldest(&self) -> Result<Option<i64>> {
+        Ok(self
+            .conn
+            .query_row("SELECT min(hlc) FROM sync_outbox", [], |r| r.get(0))?)
+    }
+
+    /// Documents waiting to be embedded locally.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn pending_reembed_count(&self) -> Result<usize> {
+        Ok(self
+            .conn
+            .query_row("SELECT count(*) FROM sync_reembed", [], |r| {
+                r.get::<_, i64>(0)
+            })? as usize)
+    }
+
     /// The oldest `max` outbox rows and their change records, read in one snapshot.
     ///
     /// # Errors
