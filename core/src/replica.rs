@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::hlc;
-use crate::store::{now_ms, vector_blob, Collection, Store};
+use crate::store::{create_collection, now_ms, row_to_collection, vector_blob, Collection, Store};
 
 /// What an outbox row or a change record is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -255,10 +255,15 @@ fn read_hlc(conn: &Connection) -> Result<i64> {
 }
 
 fn write_hlc(conn: &Connection, stamp: i64) -> Result<()> {
+    put_meta(conn, "hlc", &stamp.to_string())
+}
+
+/// Sets a key of `outpost_meta`.
+fn put_meta(conn: &Connection, key: &str, value: &str) -> Result<()> {
     conn.execute(
-        "INSERT INTO outpost_meta (key, value) VALUES ('hlc', ?1)
+        "INSERT INTO outpost_meta (key, value) VALUES (?1, ?2)
          ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        [stamp.to_string()],
+        params![key, value],
     )?;
     Ok(())
 }
@@ -310,43 +315,11 @@ fn metadata_map(text: &str) -> Map<String, Value> {
     }
 }
 
-/// Creates a collection and its vec0 table inside `tx`.
-fn create_collection(
-    tx: &Transaction<'_>,
-    name: &str,
-    model: &str,
-    dims: usize,
-) -> Result<Collection> {
-    let now = now_ms();
-    tx.execute(
-        "INSERT INTO collections (name, model_id, dims, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)",
-        params![name, model, dims as i64, now],
-    )?;
-    let c = Collection {
-        id: tx.last_insert_rowid(),
-        name: name.to_string(),
-        model_id: model.to_string(),
-        dims,
-    };
-    tx.execute_batch(&format!(
-        "CREATE VIRTUAL TABLE {} USING vec0(embedding float[{dims}] distance_metric=cosine)",
-        c.vec_table()
-    ))?;
-    Ok(c)
-}
-
 fn collection_by_id(conn: &Connection, id: i64) -> Result<Collection> {
     Ok(conn.query_row(
         "SELECT id, name, model_id, dims FROM collections WHERE id = ?1",
         [id],
-        |r| {
-            Ok(Collection {
-                id: r.get(0)?,
-                name: r.get(1)?,
-                model_id: r.get(2)?,
-                dims: r.get::<_, i64>(3)? as usize,
-            })
-        },
+        row_to_collection,
     )?)
 }
 
@@ -765,12 +738,7 @@ impl Store {
 }
 
 fn set_state(conn: &Connection, key: &str, value: &str) -> Result<()> {
-    conn.execute(
-        "INSERT INTO outpost_meta (key, value) VALUES (?1, ?2)
-         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        params![format!("sync.{key}"), value],
-    )?;
-    Ok(())
+    put_meta(conn, &format!("sync.{key}"), value)
 }
 
 /// Reads one entity's current state as a change record.

@@ -431,21 +431,7 @@ impl Store {
             return Ok(c);
         }
         let tx = self.conn.transaction()?;
-        let now = now_ms();
-        tx.execute(
-            "INSERT INTO collections (name, model_id, dims, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)",
-            params![name, model_id, dims as i64, now],
-        )?;
-        let c = Collection {
-            id: tx.last_insert_rowid(),
-            name: name.to_string(),
-            model_id: model_id.to_string(),
-            dims,
-        };
-        tx.execute_batch(&format!(
-            "CREATE VIRTUAL TABLE {} USING vec0(embedding float[{dims}] distance_metric=cosine)",
-            c.vec_table()
-        ))?;
+        let c = create_collection(&tx, name, model_id, dims)?;
         tx.commit()?;
         Ok(c)
     }
@@ -777,6 +763,30 @@ impl Store {
     }
 }
 
+/// Creates a collection and its vec0 table; the caller owns the transaction.
+pub(crate) fn create_collection(
+    conn: &Connection,
+    name: &str,
+    model_id: &str,
+    dims: usize,
+) -> Result<Collection> {
+    conn.execute(
+        "INSERT INTO collections (name, model_id, dims, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)",
+        params![name, model_id, dims as i64, now_ms()],
+    )?;
+    let c = Collection {
+        id: conn.last_insert_rowid(),
+        name: name.to_string(),
+        model_id: model_id.to_string(),
+        dims,
+    };
+    conn.execute_batch(&format!(
+        "CREATE VIRTUAL TABLE {} USING vec0(embedding float[{dims}] distance_metric=cosine)",
+        c.vec_table()
+    ))?;
+    Ok(c)
+}
+
 /// The device id stored in the file, or empty below schema version 3.
 fn read_device_id(conn: &Connection) -> Result<String> {
     let has_meta: bool = conn.query_row(
@@ -797,7 +807,7 @@ fn read_device_id(conn: &Connection) -> Result<String> {
         .unwrap_or_default())
 }
 
-fn row_to_collection(r: &rusqlite::Row<'_>) -> rusqlite::Result<Collection> {
+pub(crate) fn row_to_collection(r: &rusqlite::Row<'_>) -> rusqlite::Result<Collection> {
     Ok(Collection {
         id: r.get(0)?,
         name: r.get(1)?,

@@ -184,9 +184,7 @@ pub fn backfill(cli: &Cli, job: &CentralJob) -> Result<i32> {
     );
     let rt = runtime()?;
     let report = rt.block_on(async {
-        opts.backoff
-            .retry("check", || central.check(&opts.model, opts.dims))
-            .await?;
+        outpost_sync::check(&central, &opts).await?;
         let mut report = SyncReport::default();
         outpost_sync::push(&mut store, &central, &opts, &mut report, &mut on_step(&bar)).await?;
         Ok::<_, outpost_sync::Error>(report)
@@ -207,9 +205,7 @@ pub fn bootstrap(cli: &Cli, job: &CentralJob) -> Result<i32> {
     let bar = bar(job.json, "{spinner} {pos} records {msg} ({per_sec})");
     let rt = runtime()?;
     let report = rt.block_on(async {
-        opts.backoff
-            .retry("check", || central.check(&opts.model, opts.dims))
-            .await?;
+        outpost_sync::check(&central, &opts).await?;
         let mut report = SyncReport::default();
         outpost_sync::pull(&mut store, &central, &opts, &mut report, &mut on_step(&bar)).await?;
         Ok::<_, outpost_sync::Error>(report)

@@ -23,5 +23,6 @@ pub use central::{Central, CentralInfo, Outcome, PullPage, PushOutcome, SCHEMA_V
 pub use config::CentralConfig;
 pub use error::{Error, Result, MIGRATION};
 pub use reconcile::{
-    pull, push, status, sync_once, verify, Step, SyncOptions, SyncReport, SyncStatus, VerifyReport,
+    check, pull, push, status, sync_once, verify, Step, SyncOptions, SyncReport, SyncStatus,
+    VerifyReport,
 };

@@ -232,6 +232,16 @@ pub async fn pull(
     Ok(())
 }
 
+/// Checks the central schema and its dimension against `opts`, retrying transient failures.
+///
+/// # Errors
+/// As [`Central::check`].
+pub async fn check(central: &Central, opts: &SyncOptions) -> Result<crate::CentralInfo> {
+    opts.backoff
+        .retry("check", || central.check(&opts.model, opts.dims))
+        .await
+}
+
 /// One full round: check the central schema, push the outbox, pull what is new.
 ///
 /// # Errors
@@ -242,9 +252,7 @@ pub async fn sync_once(
     opts: &SyncOptions,
     progress: &mut dyn FnMut(Step),
 ) -> Result<SyncReport> {
-    opts.backoff
-        .retry("check", || central.check(&opts.model, opts.dims))
-        .await?;
+    check(central, opts).await?;
     let mut report = SyncReport::default();
     push(store, central, opts, &mut report, progress).await?;
     pull(store, central, opts, &mut report, progress).await?;

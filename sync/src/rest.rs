@@ -66,6 +66,22 @@ impl RestTransport {
         &self.user_id
     }
 
+    /// A request that failed below HTTP: a timeout, or the network (`context` prefixes it).
+    fn transport_error(&self, function: &str, e: reqwest::Error, context: &str) -> Error {
+        if e.is_timeout() {
+            Error::Timeout {
+                endpoint: self.endpoint.clone(),
+                what: function.to_string(),
+                millis: self.timeout.as_millis() as u64,
+            }
+        } else {
+            Error::Offline {
+                endpoint: self.endpoint.clone(),
+                detail: format!("{context}{e}"),
+            }
+        }
+    }
+
     /// Calls an RPC function with named arguments and returns its JSON result.
     ///
     /// # Errors
@@ -81,35 +97,12 @@ impl RestTransport {
             .timeout(self.timeout)
             .send()
             .await
-            .map_err(|e| {
-                if e.is_timeout() {
-                    Error::Timeout {
-                        endpoint: endpoint.clone(),
-                        what: function.to_string(),
-                        millis: self.timeout.as_millis() as u64,
-                    }
-                } else {
-                    Error::Offline {
-                        endpoint: endpoint.clone(),
-                        detail: e.to_string(),
-                    }
-                }
-            })?;
+            .map_err(|e| self.transport_error(function, e, ""))?;
         let status = response.status();
-        let body = response.text().await.map_err(|e| {
-            if e.is_timeout() {
-                Error::Timeout {
-                    endpoint: endpoint.clone(),
-                    what: function.to_string(),
-                    millis: self.timeout.as_millis() as u64,
-                }
-            } else {
-                Error::Offline {
-                    endpoint: endpoint.clone(),
-                    detail: format!("reading the answer: {e}"),
-                }
-            }
-        })?;
+        let body = response
+            .text()
+            .await
+            .map_err(|e| self.transport_error(function, e, "reading the answer: "))?;
         if status.is_success() {
             return serde_json::from_str(&body).map_err(|e| Error::BadResponse {
                 endpoint,
