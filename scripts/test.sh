@@ -38,9 +38,13 @@ export OUTPOST_TEST_PG_URL="$(cat "$pgdir/url")"
 step "central schema" sync/tests/sql/smoke.sh
 step "fmt" cargo fmt --all --check
 step "clippy" cargo clippy --workspace --all-targets --features outpost/failpoints -- -D warnings
-step "test" cargo test --workspace --features outpost/failpoints
-
-# Summarise: one line per test binary that ran tests, then the total.
-grep -E '^test result:' "$log" | awk '
+count() {
+    grep -E '^test result:' "$log" | awk -v what="$1" '
     { passed += $4; failed += $6; ignored += $8 }
-    END { printf "%d passed, %d failed, %d skipped\n", passed, failed, ignored }'
+    END { printf "%s: %d passed, %d failed, %d skipped\n", what, passed, failed, ignored }'
+}
+step "test" cargo test --workspace --features outpost/failpoints
+count "all tests"
+# The sync tests once more, in their real-Supabase mode against a stand-in project.
+step "test (supabase mode)" sync/tests/supabase-mode.sh --features outpost-core/failpoints
+count "sync tests against a stand-in Supabase project"

@@ -39,7 +39,12 @@ impl std::fmt::Debug for PgTransport {
     }
 }
 
-fn tls_connector() -> Result<MakeRustlsConnect> {
+/// The TLS connector the transport uses: rustls with the web PKI roots (Supabase's certificates
+/// chain to them). Public so that tools connecting next to the transport verify alike.
+///
+/// # Errors
+/// [`Error::Config`] if rustls refuses its default protocol versions.
+pub fn tls_connector() -> Result<MakeRustlsConnect> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(

@@ -1,22 +1,26 @@
-//! Sync against a real PostgreSQL + pgvector with Supabase's auth emulated, through both
-//! transports: direct Postgres, and REST through the test shim (see `common/shim.rs`).
+//! Sync against the central store of the test target (`common`: a real PostgreSQL + pgvector with
+//! Supabase's auth emulated, or a real Supabase project), through both transports: direct
+//! Postgres, and REST.
 
 mod common;
 
-use common::{shim::Shim, user, Db, Device, TestResult};
+use common::{user, Db, Device, RestApi, TestResult};
 use outpost_sync::Central;
 
-/// Each transport, each for a user of its own, against `db`; the shim must outlive its transport.
-async fn transports(db: &Db) -> Result<Vec<(Central, Option<Shim>)>, Box<dyn std::error::Error>> {
-    let shim = Shim::start(&db.url).await?;
-    let rest = common::rest(&shim.url, &user());
-    Ok(vec![(db.pg(&user()), None), (rest, Some(shim))])
+/// Each transport, each for a user of its own, against `db`; the REST API must outlive its
+/// transport.
+async fn transports(
+    db: &Db,
+) -> Result<Vec<(Central, Option<RestApi>)>, Box<dyn std::error::Error>> {
+    let api = db.rest_api().await?;
+    let rest = api.central(&user());
+    Ok(vec![(db.pg(&user()), None), (rest, Some(api))])
 }
 
 #[tokio::test]
 async fn two_devices_and_the_central_store_converge() -> TestResult {
     let db = Db::new(true).await?;
-    for (central, _shim) in transports(&db).await? {
+    for (central, _api) in transports(&db).await? {
         let mut a = Device::new()?;
         let mut b = Device::new()?;
         let doc = a.put(

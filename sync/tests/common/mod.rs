@@ -1,6 +1,16 @@
-//! Test harness for sync: a fresh database per test on the real PostgreSQL + pgvector that
-//! `scripts/test.sh` starts (`OUTPOST_TEST_PG_URL`), Supabase's auth emulated as Supabase
-//! defines it, devices with real SQLite stores and the real embedding model, and the REST shim.
+//! Test harness for sync: devices with real SQLite stores and the real embedding model, and the
+//! central store they sync with, which is one of two targets:
+//!
+//! - **local** (the default): a fresh database per test on the real PostgreSQL + pgvector that
+//!   `scripts/test.sh` starts (`OUTPOST_TEST_PG_URL`, a superuser URL), Supabase's auth emulated
+//!   as Supabase defines it (`sql/supabase_auth_emulation.sql`), and the REST API played by the
+//!   test shim (`outpost_sync::shim`), since no PostgREST can be installed here;
+//! - **a real Supabase project**, when `OUTPOST_TEST_SUPABASE_URL`, `_ANON_KEY`, `_JWT_SECRET`
+//!   and `_DB_URL` are set (see [`Supabase`]): the same tests run against its REST API and its
+//!   Postgres, each test as fresh users (row-level security keeps them apart in the one shared
+//!   database). The few tests that need what a project does not give — a database of their own
+//!   (schema missing or outdated), a superuser setting, a loopback proxy on a plaintext
+//!   connection — say so on stderr and pass without running ([`local_only`]).
 #![allow(dead_code)]
 
 pub mod shim;
@@ -14,14 +24,95 @@ use outpost_sync::{Backoff, Central, SyncOptions};
 
 pub type TestResult = Result<(), Box<dyn std::error::Error>>;
 
-/// Secret the test JWTs are signed with (the shim verifies them like PostgREST would).
-pub const JWT_SECRET: &str = "outpost-test-jwt-secret-with-at-least-32-chars";
-/// The anon key the shim expects.
-pub const ANON_KEY: &str = "outpost-test-anon-key";
+/// Secret the local target's JWTs are signed with (the shim verifies them like PostgREST would).
+const LOCAL_JWT_SECRET: &str = "outpost-test-jwt-secret-with-at-least-32-chars";
+/// The anon key the local target's shim expects.
+const LOCAL_ANON_KEY: &str = "outpost-test-anon-key";
 
 const EMULATION: &str = include_str!("../sql/supabase_auth_emulation.sql");
 const MIGRATION: &str =
     include_str!("../../../migrations/supabase/20261122000000_outpost_sync.sql");
+
+/// A real Supabase project to run the tests against, from the environment:
+///
+/// - `OUTPOST_TEST_SUPABASE_URL` — `https://<ref>.supabase.co`;
+/// - `OUTPOST_TEST_SUPABASE_ANON_KEY` — the project's anon key;
+/// - `OUTPOST_TEST_SUPABASE_JWT_SECRET` — the project's JWT secret, to sign tokens for fresh test
+///   users (their `sub` is a new UUID per test; nothing refers to `auth.users`);
+/// - `OUTPOST_TEST_SUPABASE_DB_URL` — its Postgres connection string as the `postgres` role
+///   (direct or through the pooler in transaction mode), for the direct transport and for the
+///   checks a test makes as an administrator.
+///
+/// The central migration must be applied to the project first (`supabase db push`, or `psql -f`
+/// of the migration); a test project is best, since the tests leave their rows behind.
+#[derive(Debug, Clone)]
+pub struct Supabase {
+    pub url: String,
+    pub anon_key: String,
+    pub jwt_secret: String,
+    pub db_url: String,
+}
+
+/// The central store the tests run against.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// Databases made per test on the local server at this superuser URL.
+    Local {
+        server: String,
+    },
+    Supabase(Supabase),
+}
+
+/// The target named by the environment (see the module docs).
+pub fn target() -> &'static Target {
+    static TARGET: OnceLock<Target> = OnceLock::new();
+    TARGET.get_or_init(|| {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        if let Some(url) = var("OUTPOST_TEST_SUPABASE_URL") {
+            let need = |name: &str| {
+                var(name).unwrap_or_else(|| {
+                    panic!("OUTPOST_TEST_SUPABASE_URL is set, so {name} must be set too")
+                })
+            };
+            return Target::Supabase(Supabase {
+                url: url.trim_end_matches('/').to_string(),
+                anon_key: need("OUTPOST_TEST_SUPABASE_ANON_KEY"),
+                jwt_secret: need("OUTPOST_TEST_SUPABASE_JWT_SECRET"),
+                db_url: need("OUTPOST_TEST_SUPABASE_DB_URL"),
+            });
+        }
+        let server = var("OUTPOST_TEST_PG_URL").unwrap_or_else(|| {
+            panic!("OUTPOST_TEST_PG_URL is not set: sync tests need the real PostgreSQL + pgvector that scripts/test.sh starts (or: scripts/pg.sh start DIR), or a real Supabase project (OUTPOST_TEST_SUPABASE_*)")
+        });
+        Target::Local { server }
+    })
+}
+
+/// True (after saying so on stderr) when the tests run against a real Supabase project and the
+/// calling test cannot: it returns early, passing without having run.
+pub fn local_only(test: &str, why: &str) -> bool {
+    let skip = matches!(target(), Target::Supabase(_));
+    if skip {
+        eprintln!("{test}: not run against a real Supabase project: {why}");
+    }
+    skip
+}
+
+/// The anon key the REST API expects.
+pub fn anon_key() -> &'static str {
+    match target() {
+        Target::Local { .. } => LOCAL_ANON_KEY,
+        Target::Supabase(s) => &s.anon_key,
+    }
+}
+
+/// The secret user JWTs are signed with.
+pub fn jwt_secret() -> &'static str {
+    match target() {
+        Target::Local { .. } => LOCAL_JWT_SECRET,
+        Target::Supabase(s) => &s.jwt_secret,
+    }
+}
 
 /// The real all-MiniLM-L6-v2.
 pub fn model() -> Arc<BertEmbedder> {
@@ -42,43 +133,53 @@ pub fn model_id() -> String {
     model().model_id().to_string()
 }
 
-/// The superuser URL of the test server.
-pub fn server_url() -> String {
-    std::env::var("OUTPOST_TEST_PG_URL").unwrap_or_else(|_| {
-        panic!("OUTPOST_TEST_PG_URL is not set: sync tests need the real PostgreSQL + pgvector that scripts/test.sh starts (or: scripts/pg.sh start DIR)")
-    })
-}
-
 fn with_db(url: &str, db: &str) -> String {
     let (base, _) = url.rsplit_once('/').expect("URL with a database");
     format!("{base}/{db}")
 }
 
-pub async fn admin(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+/// An administrator's connection: TLS where the server offers it (`sslmode=prefer` unless the
+/// URL says otherwise), as the direct transport connects.
+pub async fn admin(url: &str) -> Result<tokio_postgres::Client, Box<dyn std::error::Error>> {
+    let config: tokio_postgres::Config = url.parse()?;
+    let (client, conn) = config.connect(outpost_sync::pg::tls_connector()?).await?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
     Ok(client)
 }
 
-/// A fresh database on the test server.
+/// The central database of one test: a fresh database on the local server, or the Supabase
+/// project's (shared by every test, each acting as users of its own).
 pub struct Db {
-    /// Superuser URL of this database.
+    /// An administrator's URL of this database (superuser locally; `postgres` on Supabase).
     pub url: String,
 }
 
 impl Db {
-    /// A new empty database; `migrate` installs the emulation and the central schema.
+    /// The test's central database; locally a new one, with the emulation of Supabase's auth
+    /// and, if `migrate`, the central schema. On Supabase the project's database, which must be
+    /// migrated already: a test that needs an unmigrated one is [`local_only`].
     pub async fn new(migrate: bool) -> Result<Self, Box<dyn std::error::Error>> {
-        let server = server_url();
+        let server = match target() {
+            Target::Supabase(s) => {
+                assert!(
+                    migrate,
+                    "a Supabase project cannot give a test an unmigrated database"
+                );
+                return Ok(Self {
+                    url: s.db_url.clone(),
+                });
+            }
+            Target::Local { server } => server,
+        };
         let name = format!("t_{}", uuid::Uuid::now_v7().simple());
-        admin(&server)
+        admin(server)
             .await?
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await?;
         let db = Self {
-            url: with_db(&server, &name),
+            url: with_db(server, &name),
         };
         let c = admin(&db.url).await?;
         c.batch_execute(EMULATION).await?;
@@ -88,8 +189,26 @@ impl Db {
         Ok(db)
     }
 
-    pub async fn admin(&self) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    pub async fn admin(&self) -> Result<tokio_postgres::Client, Box<dyn std::error::Error>> {
         admin(&self.url).await
+    }
+
+    /// The REST API in front of this database: the project's, or locally a shim started for it
+    /// (which serves as long as the returned value lives).
+    pub async fn rest_api(&self) -> std::io::Result<RestApi> {
+        Ok(match target() {
+            Target::Supabase(s) => RestApi {
+                url: s.url.clone(),
+                shim: None,
+            },
+            Target::Local { .. } => {
+                let shim = shim::Shim::start(&self.url).await?;
+                RestApi {
+                    url: shim.url.clone(),
+                    shim: Some(shim),
+                }
+            }
+        })
     }
 
     /// A direct-Postgres transport acting as `user`.
@@ -115,14 +234,33 @@ pub fn user() -> String {
 
 /// A JWT for `user`, signed as Supabase signs them.
 pub fn jwt(user: &str) -> String {
-    outpost_sync::shim::sign_jwt(user, JWT_SECRET).expect("jwt")
+    outpost_sync::shim::sign_jwt(user, jwt_secret()).expect("jwt")
 }
 
-/// A REST transport to `url` (the shim) as `user`.
+/// The REST API a test talks to: `url` (`/rest/v1/...` below it), and the shim serving it
+/// locally.
+pub struct RestApi {
+    pub url: String,
+    pub shim: Option<shim::Shim>,
+}
+
+impl RestApi {
+    /// A REST transport as `user`.
+    pub fn central(&self, user: &str) -> Central {
+        rest(&self.url, user)
+    }
+}
+
+/// A REST transport to `url` as `user`.
 pub fn rest(url: &str, user: &str) -> Central {
     Central::Rest(
-        outpost_sync::rest::RestTransport::new(url, ANON_KEY, &jwt(user), Duration::from_secs(10))
-            .expect("transport"),
+        outpost_sync::rest::RestTransport::new(
+            url,
+            anon_key(),
+            &jwt(user),
+            Duration::from_secs(10),
+        )
+        .expect("transport"),
     )
 }
 

@@ -12,7 +12,8 @@ impl Shim {
     /// Starts a shim in front of the database at `db_url` (a superuser URL).
     pub async fn start(db_url: &str) -> std::io::Result<Self> {
         let inner =
-            outpost_sync::shim::Shim::start(db_url, super::ANON_KEY, super::JWT_SECRET).await?;
+            outpost_sync::shim::Shim::start(db_url, super::LOCAL_ANON_KEY, super::LOCAL_JWT_SECRET)
+                .await?;
         Ok(Self {
             url: inner.url.clone(),
             inner,
