@@ -16,6 +16,7 @@ pub mod error;
 pub mod extract;
 pub mod hlc;
 pub mod ingest;
+pub mod queue;
 pub mod replica;
 pub mod schema;
 pub mod search;
@@ -28,6 +29,7 @@ pub use embed::{count_tokens, EmbedError, Embedder};
 pub use engine::{ContextOptions, Engine, SearchOptions};
 pub use error::{Error, InputProblem, Result};
 pub use ingest::{IngestOptions, IngestReport, Progress, DEFAULT_COLLECTION};
+pub use queue::{QueuedWork, WorkItem, WorkOp};
 pub use replica::{ApplyReport, Change, Kind, OutboxEntry, PushBatch};
 pub use search::{Filter, FilterOp, RrfParams, SearchHit, SearchMode, SearchRequest};
 pub use store::{

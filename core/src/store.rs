@@ -626,6 +626,46 @@ impl Store {
         })
     }
 
+    /// Moves the live document at `from` to the source `to` (a renamed file), keeping its id,
+    /// chunks and vectors; a title that was the old file name follows the new one. Returns the
+    /// document id, or `None` when nothing moved: no live document at `from`, or a document
+    /// (live or tombstone) at `to` already.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn move_document(
+        &mut self,
+        collection: &Collection,
+        from: &str,
+        to: &str,
+    ) -> Result<Option<String>> {
+        let Some((id, _, false)) = self.document_by_source(collection, from)? else {
+            return Ok(None);
+        };
+        if self.document_by_source(collection, to)?.is_some() {
+            return Ok(None);
+        }
+        let stem = |s: &str| {
+            Path::new(s)
+                .file_stem()
+                .map(|x| x.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        };
+        let device = self.device.clone();
+        let tx = self.conn.transaction()?;
+        let hlc = replica::next_hlc(&tx, self.clock_skew_ms)?;
+        tx.execute(
+            "UPDATE documents SET source = ?2,
+                 title = CASE WHEN title = ?3 THEN ?4 ELSE title END,
+                 rev = rev + 1, updated_at = ?5, hlc = ?6, device = ?7
+             WHERE id = ?1",
+            params![id, to, stem(from), stem(to), now_ms(), hlc, device],
+        )?;
+        replica::enqueue(&tx, replica::Kind::Document, &id, hlc)?;
+        tx.commit()?;
+        Ok(Some(id))
+    }
+
     /// Documents, newest first.
     ///
     /// # Errors

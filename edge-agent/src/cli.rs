@@ -20,9 +20,9 @@ pub struct Cli {
     /// More log output (-v info, -vv debug); OUTPOST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
-    /// Log format: text or json.
-    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
-    pub log_format: String,
+    /// Log format: text (default) or json.
+    #[arg(long, global = true, env = "OUTPOST_LOG_FORMAT", value_parser = ["text", "json"])]
+    pub log_format: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -67,6 +67,47 @@ pub enum Command {
     Bootstrap(CentralJob),
     /// Compare this device with the central store: counts and content checksums per collection.
     Verify(CentralJob),
+    /// Run the agent: the HTTP API, watched folders and background sync, until SIGTERM/Ctrl-C.
+    Serve(ServeArgs),
+    /// The agent's configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `outpost serve`. Every option can also be set in the configuration file and by `OUTPOST_*`
+/// variables; flags win.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Configuration file [default: <user config dir>/outpost/outpost.toml, if present].
+    #[arg(long, env = "OUTPOST_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:7878]; anything but loopback needs a token
+    /// (OUTPOST_TOKEN or serve.token).
+    #[arg(long)]
+    pub addr: Option<String>,
+    /// A folder to watch and keep indexed (repeatable).
+    #[arg(long)]
+    pub watch: Vec<PathBuf>,
+    /// Collection for watched files and uploads [default: default].
+    #[arg(long)]
+    pub collection: Option<String>,
+    /// Seconds between background syncs (0: only on POST /v1/sync).
+    #[arg(long)]
+    pub sync_interval: Option<u64>,
+}
+
+/// `outpost config`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration (file, environment, flags) with secrets masked.
+    Show {
+        /// Configuration file.
+        #[arg(long, env = "OUTPOST_CONFIG")]
+        config: Option<PathBuf>,
+        /// Print JSON instead of TOML.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Where the central store is. Secrets come from the environment and are never printed.

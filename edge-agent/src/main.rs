@@ -4,6 +4,7 @@
 //! switches a command's output to one JSON document on stdout. The embedding model is loaded
 //! only by commands that embed (ingest, vector and hybrid search, context, messages).
 
+mod agent;
 mod bench;
 mod bench_sync;
 mod cli;
@@ -19,7 +20,7 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use cli::{Cli, Command, ConvCommand, DocsCommand, ModelsCommand};
+use cli::{Cli, Command, ConfigCommand, ConvCommand, DocsCommand, ModelsCommand};
 use outpost_core::{
     ContextOptions, Engine, Filter, IngestOptions, Progress, RrfParams, SearchMode, SearchOptions,
     Store,
@@ -58,8 +59,34 @@ fn reexec_with_allocator_options() {
 fn main() {
     reexec_with_allocator_options();
     let cli = Cli::parse();
-    init_tracing(cli.verbose, &cli.log_format);
-    match run(cli) {
+    // The agent reads its log format (and everything else) from its configuration too.
+    let agent_config = match &cli.command {
+        Command::Serve(args) => match agent::config::Config::load(
+            args.config.as_deref(),
+            agent_overrides(&cli, Some(args)),
+        ) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                std::process::exit(1);
+            }
+        },
+        _ => None,
+    };
+    let (format, default_level) = match &agent_config {
+        Some(c) => (c.log_format.clone(), "info"),
+        None => (cli.log_format.clone(), "warn"),
+    };
+    init_tracing(
+        cli.verbose,
+        format.as_deref().unwrap_or("text"),
+        default_level,
+    );
+    let result = match agent_config {
+        Some(config) => serve(&cli, config),
+        None => run(cli),
+    };
+    match result {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -68,9 +95,9 @@ fn main() {
     }
 }
 
-fn init_tracing(verbose: u8, format: &str) {
+fn init_tracing(verbose: u8, format: &str, default_level: &str) {
     let level = match verbose {
-        0 => "warn",
+        0 => default_level,
         1 => "info",
         _ => "debug",
     };
@@ -86,14 +113,49 @@ fn init_tracing(verbose: u8, format: &str) {
     }
 }
 
-/// The database path: `--db`, `OUTPOST_DB`, or `<data dir>/outpost/outpost.db`.
+/// `<user data dir>/outpost/outpost.db`.
+fn default_db() -> PathBuf {
+    dirs::data_dir()
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("outpost")
+        .join("outpost.db")
+}
+
+/// The database path: `--db`, `OUTPOST_DB`, or [`default_db`].
 fn db_path(cli: &Cli) -> PathBuf {
-    cli.db.clone().unwrap_or_else(|| {
-        dirs::data_dir()
-            .unwrap_or_else(|| PathBuf::from("."))
-            .join("outpost")
-            .join("outpost.db")
-    })
+    cli.db.clone().unwrap_or_else(default_db)
+}
+
+/// The agent settings the command line gives.
+fn agent_overrides(cli: &Cli, args: Option<&cli::ServeArgs>) -> agent::config::Overrides {
+    let mut o = agent::config::Overrides {
+        db: cli.db.clone(),
+        model_dir: cli.model_dir.clone(),
+        cpu: cli.cpu,
+        log_format: cli.log_format.clone(),
+        ..Default::default()
+    };
+    if let Some(a) = args {
+        o.addr.clone_from(&a.addr);
+        o.watch.clone_from(&a.watch);
+        o.collection.clone_from(&a.collection);
+        o.sync_interval = a.sync_interval;
+    }
+    o
+}
+
+/// `outpost serve`.
+fn serve(cli: &Cli, config: agent::config::Config) -> Result<i32> {
+    let db = config.db.clone().unwrap_or_else(default_db);
+    if let Some(parent) = db.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let dir = outpost_models::resolve_model_dir(config.model_dir.as_deref())?;
+    let device = outpost_models::select_device(!(config.cpu || cli.cpu));
+    let model = outpost_models::BertEmbedder::load(&dir, &device)
+        .with_context(|| format!("loading model from {}", dir.display()))?;
+    agent::run(config, db, Arc::new(model))
 }
 
 fn open_store(cli: &Cli) -> Result<Store> {
@@ -351,6 +413,17 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Backfill(job) => sync_cmd::backfill(&cli, job),
         Command::Bootstrap(job) => sync_cmd::bootstrap(&cli, job),
         Command::Verify(job) => sync_cmd::verify(&cli, job),
+        Command::Serve(_) => unreachable!("served from main"),
+        Command::Config(ConfigCommand::Show { config, json }) => {
+            let c = agent::config::Config::load(config.as_deref(), agent_overrides(&cli, None))?;
+            let masked = c.masked();
+            if *json {
+                print_json(&serde_json::to_value(&masked)?)?;
+            } else {
+                print!("{}", toml::to_string_pretty(&masked)?);
+            }
+            Ok(0)
+        }
     }
 }
 

@@ -65,25 +65,105 @@ fn mask_url(url: &str) -> String {
     }
 }
 
+/// The settings a central store is configured from, wherever they came from (flags, the
+/// environment, the agent's configuration file). Empty values count as unset.
+#[derive(Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CentralSettings {
+    /// Direct Postgres URL (`OUTPOST_CENTRAL_URL`).
+    pub central_url: Option<String>,
+    /// The user id to act as over direct Postgres (`OUTPOST_CENTRAL_USER`).
+    pub central_user: Option<String>,
+    /// Supabase project URL (`OUTPOST_SUPABASE_URL`).
+    pub supabase_url: Option<String>,
+    /// The project's anon key (`OUTPOST_SUPABASE_ANON_KEY`).
+    pub supabase_anon_key: Option<String>,
+    /// The user's JWT (`OUTPOST_SUPABASE_JWT`).
+    pub supabase_jwt: Option<String>,
+}
+
+impl std::fmt::Debug for CentralSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&serde_json::to_string(&self.masked()).unwrap_or_default())
+    }
+}
+
+impl CentralSettings {
+    /// The `OUTPOST_*` variables.
+    pub fn from_env() -> Self {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        Self {
+            central_url: env("OUTPOST_CENTRAL_URL"),
+            central_user: env("OUTPOST_CENTRAL_USER"),
+            supabase_url: env("OUTPOST_SUPABASE_URL"),
+            supabase_anon_key: env("OUTPOST_SUPABASE_ANON_KEY"),
+            supabase_jwt: env("OUTPOST_SUPABASE_JWT"),
+        }
+    }
+
+    /// `self` with every setting that `over` has replaced by `over`'s.
+    #[must_use]
+    pub fn overlay(self, over: Self) -> Self {
+        let pick = |a: Option<String>, b: Option<String>| {
+            b.filter(|v| !v.trim().is_empty())
+                .or(a.filter(|v| !v.trim().is_empty()))
+        };
+        Self {
+            central_url: pick(self.central_url, over.central_url),
+            central_user: pick(self.central_user, over.central_user),
+            supabase_url: pick(self.supabase_url, over.supabase_url),
+            supabase_anon_key: pick(self.supabase_anon_key, over.supabase_anon_key),
+            supabase_jwt: pick(self.supabase_jwt, over.supabase_jwt),
+        }
+    }
+
+    /// True when no setting is given: sync is off.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The same with secrets masked (passwords in URLs, the anon key, the JWT), for printing.
+    #[must_use]
+    pub fn masked(&self) -> Self {
+        let hide = |v: &Option<String>| v.as_ref().map(|_| "***".to_string());
+        Self {
+            central_url: self.central_url.as_deref().map(mask_url),
+            central_user: self.central_user.clone(),
+            supabase_url: self.supabase_url.clone(),
+            supabase_anon_key: hide(&self.supabase_anon_key),
+            supabase_jwt: hide(&self.supabase_jwt),
+        }
+    }
+}
+
 impl CentralConfig {
     /// From a `--central` URL if given, else the environment.
     ///
     /// # Errors
     /// [`Error::Config`] when nothing, or not enough, is configured.
     pub fn resolve(central: Option<&str>) -> Result<Self> {
-        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-        let pg_url = central
-            .map(str::to_string)
-            .or_else(|| env("OUTPOST_CENTRAL_URL"));
-        if let Some(url) = pg_url {
+        let flag = CentralSettings {
+            central_url: central.map(str::to_string),
+            ..Default::default()
+        };
+        Self::from_settings(&CentralSettings::from_env().overlay(flag))
+    }
+
+    /// From settings: direct Postgres if `central_url` is set, else the REST API.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when nothing, or not enough, is configured.
+    pub fn from_settings(s: &CentralSettings) -> Result<Self> {
+        let set = |v: &Option<String>| v.clone().filter(|v| !v.trim().is_empty());
+        if let Some(url) = set(&s.central_url) {
             if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
                 return Err(Error::Config(format!(
                     "--central takes a postgres:// URL (got '{}'); for the REST API set OUTPOST_SUPABASE_URL",
                     mask_url(&url)
                 )));
             }
-            let user_id = env("OUTPOST_CENTRAL_USER")
-                .or_else(|| env("OUTPOST_SUPABASE_JWT").and_then(|j| jwt_subject(&j)))
+            let user_id = set(&s.central_user)
+                .or_else(|| set(&s.supabase_jwt).and_then(|j| jwt_subject(&j)))
                 .ok_or_else(|| {
                     Error::Config(
                         "direct Postgres needs the user to act as: set OUTPOST_CENTRAL_USER (a user id) or OUTPOST_SUPABASE_JWT".into(),
@@ -96,11 +176,7 @@ impl CentralConfig {
             }
             return Ok(CentralConfig::Postgres { url, user_id });
         }
-        match (
-            env("OUTPOST_SUPABASE_URL"),
-            env("OUTPOST_SUPABASE_ANON_KEY"),
-            env("OUTPOST_SUPABASE_JWT"),
-        ) {
+        match (set(&s.supabase_url), set(&s.supabase_anon_key), set(&s.supabase_jwt)) {
             (Some(url), Some(anon_key), Some(jwt)) => Ok(CentralConfig::Rest { url, anon_key, jwt }),
             (None, None, None) => Err(Error::Config(
                 "no central store configured: pass --central postgres://... or set OUTPOST_SUPABASE_URL, OUTPOST_SUPABASE_ANON_KEY and OUTPOST_SUPABASE_JWT".into(),

@@ -20,7 +20,7 @@ pub mod shim;
 
 pub use backoff::Backoff;
 pub use central::{Central, CentralInfo, Outcome, PullPage, PushOutcome, SCHEMA_VERSION};
-pub use config::CentralConfig;
+pub use config::{CentralConfig, CentralSettings};
 pub use error::{Error, Result, MIGRATION};
 pub use reconcile::{
     check, pull, push, status, sync_once, verify, Step, SyncOptions, SyncReport, SyncStatus,

@@ -144,7 +144,7 @@ pub async fn push(
     central: &Central,
     opts: &SyncOptions,
     report: &mut SyncReport,
-    progress: &mut dyn FnMut(Step),
+    progress: &mut (dyn FnMut(Step) + Send),
 ) -> Result<()> {
     let start = Instant::now();
     let total = store.outbox_depth()?;
@@ -196,7 +196,7 @@ pub async fn pull(
     central: &Central,
     opts: &SyncOptions,
     report: &mut SyncReport,
-    progress: &mut dyn FnMut(Step),
+    progress: &mut (dyn FnMut(Step) + Send),
 ) -> Result<()> {
     let start = Instant::now();
     let key = cursor_key(central);
@@ -250,7 +250,7 @@ pub async fn sync_once(
     store: &mut Store,
     central: &Central,
     opts: &SyncOptions,
-    progress: &mut dyn FnMut(Step),
+    progress: &mut (dyn FnMut(Step) + Send),
 ) -> Result<SyncReport> {
     check(central, opts).await?;
     let mut report = SyncReport::default();

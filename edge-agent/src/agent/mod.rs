@@ -1,0 +1,258 @@
+//! `outpost serve`: the long-running agent of an edge box. It serves the HTTP API on loopback
+//! (or, with a token, beyond), keeps watched folders indexed through a durable work queue, and
+//! syncs with the central store in the background whenever the network allows.
+//!
+//! Tasks: the HTTP server; the watcher thread (notify) feeding the queue; the indexing worker;
+//! the sync task on its own database connection. On SIGTERM or Ctrl-C the server stops
+//! accepting, the worker finishes the file in hand (or leaves it queued) and the process exits
+//! within five seconds; queued work is picked up on the next start.
+
+pub mod api;
+pub mod config;
+pub mod metrics;
+pub mod pool;
+pub mod syncer;
+pub mod watch;
+pub mod worker;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tokio::sync::{watch as signal_watch, Notify};
+
+use outpost_core::{Embedder, IngestOptions, Store};
+
+use config::Config;
+use metrics::{Metrics, Route};
+use pool::Engines;
+use syncer::SyncHandle;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The effective configuration.
+    pub config: Arc<Config>,
+    /// Database connections.
+    pub engines: Arc<Engines>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Background sync.
+    pub sync: SyncHandle,
+}
+
+impl AppState {
+    /// Ingest options for API uploads and watched files.
+    pub fn ingest_options(&self) -> IngestOptions {
+        IngestOptions {
+            collection: self.config.watch.collection.clone(),
+            max_file_size: self.config.watch.max_file_size,
+            include_hidden: self.config.watch.include_hidden,
+            ..Default::default()
+        }
+    }
+}
+
+/// Compares in time independent of where the strings differ.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Requires `Authorization: Bearer <token>` on every route but `/healthz` when a token is set.
+async fn auth(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if let Some(token) = state.config.token() {
+        let given = request
+            .headers()
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let ok = given.is_some_and(|g| same_secret(g.trim().as_bytes(), token.as_bytes()));
+        if !ok && request.uri().path() != "/healthz" {
+            state.metrics.error("unauthorized");
+            return api::ApiError::unauthorized().into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// Logs each request (method, route, status, time — never headers) and counts it.
+async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    state
+        .metrics
+        .http_requests
+        .get_or_create(&Route {
+            route: route.clone(),
+            status,
+        })
+        .inc();
+    if let Some(code) = response.extensions().get::<api::ErrorCode>() {
+        state.metrics.error(code.0);
+    }
+    tracing::info!(%method, route, status, ms = started.elapsed().as_secs_f64() * 1e3, "request");
+    response
+}
+
+/// The router with its middleware.
+pub fn app(state: AppState) -> axum::Router {
+    api::routes(state.clone())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth))
+        .layer(axum::middleware::from_fn_with_state(state, observe))
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn stop_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// Runs the agent until it is told to stop.
+///
+/// # Errors
+/// Start-up failures: the database, the model, the address, a watched folder, the central
+/// configuration.
+pub fn run(config: Config, db: std::path::PathBuf, embedder: Arc<dyn Embedder>) -> Result<i32> {
+    let addr: SocketAddr = config.addr()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let result = rt.block_on(serve(config, db, embedder, addr));
+    // Do not wait for a blocking task still embedding a large file: its work stays queued.
+    rt.shutdown_timeout(Duration::from_millis(200));
+    result
+}
+
+async fn serve(
+    config: Config,
+    db: std::path::PathBuf,
+    embedder: Arc<dyn Embedder>,
+    addr: SocketAddr,
+) -> Result<i32> {
+    let metrics = Arc::new(Metrics::new());
+    let embedder: Arc<dyn Embedder> = Arc::new(metrics::Timed::new(embedder, metrics.clone()));
+    let engines = Arc::new(
+        Engines::open(db.clone(), embedder.clone(), config.serve.readers)
+            .with_context(|| format!("opening {}", db.display()))?,
+    );
+    let (stop_tx, stop_rx) = signal_watch::channel(false);
+    let mut tasks = Vec::new();
+
+    // Background sync, on a connection of its own.
+    let sync = if config.sync.central.is_empty() {
+        SyncHandle::off()
+    } else {
+        let central = outpost_sync::CentralConfig::from_settings(&config.sync.central)
+            .context("sync.central")?;
+        let setup = syncer::SyncSetup {
+            central,
+            store: Store::open(&db)?,
+            embedder: embedder.clone(),
+            interval: Duration::from_secs(config.sync.interval_s),
+            timeout: Duration::from_secs(config.sync.timeout_s.max(1)),
+            batch_size: config.sync.batch_size,
+            metrics: metrics.clone(),
+        };
+        let (handle, task) = syncer::start(setup, stop_rx.clone())?;
+        tasks.push(task);
+        handle
+    };
+
+    let state = AppState {
+        config: Arc::new(config.clone()),
+        engines: engines.clone(),
+        metrics: metrics.clone(),
+        sync,
+    };
+
+    // Watched folders → the durable queue → the worker. The worker runs even without folders:
+    // work queued before a crash is finished.
+    let wake = Arc::new(Notify::new());
+    let mut _watcher = None;
+    if !config.watch.dirs.is_empty() {
+        let ignore = watch::Ignore::new(&config.watch.ignore, config.watch.include_hidden)?;
+        let folders = watch::Folders::new(&config.watch.dirs, &config.watch.collection, ignore)?;
+        let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+        _watcher = Some(watch::start(
+            folders.clone(),
+            Duration::from_millis(config.watch.debounce_ms),
+            events_tx.clone(),
+        )?);
+        // The start-up scan: what changed while the agent was down.
+        events_tx
+            .send(watch::WatchEvent::Rescan)
+            .map_err(|_| anyhow::anyhow!("the queue task is gone"))?;
+        tasks.push(tokio::spawn(worker::enqueue(
+            engines.clone(),
+            folders,
+            metrics.clone(),
+            events_rx,
+            wake.clone(),
+        )));
+    }
+    let worker = tokio::spawn(worker::run(
+        engines.clone(),
+        metrics.clone(),
+        state.ingest_options(),
+        wake,
+        stop_rx.clone(),
+    ));
+
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    let local = listener.local_addr()?;
+    tracing::info!(addr = %local, db = %db.display(), "outpost agent listening");
+    // One line on stdout for whoever started us (scripts, tests): where we listen.
+    println!("listening on http://{local}");
+
+    let mut server_stop = stop_rx.clone();
+    let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
+        let _ = server_stop.changed().await;
+    });
+    let server = tokio::spawn(async move { server.await });
+
+    stop_signal().await;
+    tracing::info!("stopping");
+    let deadline = Instant::now() + Duration::from_millis(4500);
+    let _ = stop_tx.send(true);
+    // In-flight requests and the file in hand get what is left of five seconds; queued work
+    // stays queued, and an interrupted write is rolled back by SQLite.
+    let remaining = || deadline.saturating_duration_since(Instant::now());
+    let _ = tokio::time::timeout(remaining(), server).await;
+    let _ = tokio::time::timeout(remaining(), worker).await;
+    for t in tasks {
+        t.abort();
+    }
+    drop(_watcher);
+    tracing::info!("stopped");
+    Ok(0)
+}
