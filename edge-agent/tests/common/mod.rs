@@ -9,6 +9,8 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 
+pub mod agent;
+
 use serde_json::Value;
 
 /// What the tests return.
