@@ -1,0 +1,187 @@
+//! The agent's background sync against the real PostgreSQL + pgvector that `scripts/test.sh`
+//! starts (`OUTPOST_TEST_PG_URL`), reached through a loopback proxy the test can switch off:
+//! while the central store is down the agent reports it offline and keeps serving; when it
+//! returns, the agent is ready again and what was queued meanwhile is synced.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::net::{TcpListener, TcpStream};
+
+use common::agent::{metric, Agent, Start};
+use common::{require_model, TestDb, TestResult};
+
+/// A loopback TCP proxy to the central Postgres that can be switched off: then it refuses new
+/// connections and cuts the open ones.
+struct Switch {
+    port: u16,
+    up: Arc<AtomicBool>,
+    open: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Switch {
+    async fn start(target: String) -> std::io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let up = Arc::new(AtomicBool::new(false));
+        let open: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
+        let (up2, open2) = (up.clone(), open.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !up2.load(Ordering::SeqCst) {
+                    continue; // dropped: the connection is refused
+                }
+                let target = target.clone();
+                let task = tokio::spawn(async move {
+                    if let Ok(mut server) = TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                if let Ok(mut open) = open2.lock() {
+                    open.push(task);
+                }
+            }
+        });
+        Ok(Self { port, up, open })
+    }
+
+    fn set(&self, up: bool) {
+        self.up.store(up, Ordering::SeqCst);
+        if !up {
+            if let Ok(mut open) = self.open.lock() {
+                for t in open.drain(..) {
+                    t.abort();
+                }
+            }
+        }
+    }
+}
+
+async fn admin(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_serves_while_the_central_store_is_down_and_syncs_when_it_returns() -> TestResult
+{
+    require_model();
+    let server = std::env::var("OUTPOST_TEST_PG_URL").map_err(|_| {
+        "OUTPOST_TEST_PG_URL is not set: this test needs the real PostgreSQL + pgvector that scripts/test.sh starts (or: scripts/pg.sh start DIR)"
+    })?;
+    // A central database of this test's own, migrated as Supabase would be.
+    let name = format!("agent_{}", uuid::Uuid::now_v7().simple());
+    admin(&server)
+        .await?
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await?;
+    let (base, _) = server.rsplit_once('/').ok_or("a URL with a database")?;
+    let db_url = format!("{base}/{name}");
+    let central = admin(&db_url).await?;
+    central
+        .batch_execute(include_str!(
+            "../../sync/tests/sql/supabase_auth_emulation.sql"
+        ))
+        .await?;
+    central
+        .batch_execute(include_str!(
+            "../../migrations/supabase/20261122000000_outpost_sync.sql"
+        ))
+        .await?;
+    let config: tokio_postgres::Config = db_url.parse()?;
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        _ => "127.0.0.1".into(),
+    };
+    let target = format!(
+        "{host}:{}",
+        config.get_ports().first().copied().unwrap_or(5432)
+    );
+    let switch = Switch::start(target).await?;
+    let user = uuid::Uuid::now_v7().to_string();
+    let via_switch = format!("postgres://postgres@127.0.0.1:{}/{name}", switch.port);
+
+    let db = TestDb::new()?;
+    let agent = Agent::start(Start {
+        args: &["--sync-interval", "1"],
+        config: "[sync]\ntimeout_s = 3\n",
+        env: &[
+            ("OUTPOST_CENTRAL_URL", &via_switch),
+            ("OUTPOST_CENTRAL_USER", &user),
+        ],
+        ..Start::new(db.path())
+    })?;
+    let wait = Duration::from_secs(60);
+
+    // Down: offline, but ready and searching; what is written waits in the outbox.
+    let (status, _) = agent
+        .post(
+            "/v1/documents",
+            &json!({ "text": "Glaciers carve valleys.", "source": "notes/ice" }),
+        )
+        .await?;
+    assert_eq!(status, 201);
+    agent
+        .until("the agent to see the central store down", wait, || async {
+            Ok(agent.get("/readyz").await?.1["central"] == "offline")
+        })
+        .await?;
+    let (status, ready) = agent.get("/readyz").await?;
+    assert_eq!((status, ready["ready"].as_bool()), (200, Some(true)));
+    let (status, found) = agent
+        .post("/v1/search", &json!({ "query": "how are valleys made" }))
+        .await?;
+    assert_eq!(status, 200);
+    assert_eq!(found["results"].as_array().map(Vec::len), Some(1));
+    let (_, sync) = agent.get("/v1/sync/status").await?;
+    assert_eq!(sync["outbox_depth"], 1, "{sync}");
+    assert_eq!(sync["central"]["online"], false);
+    let (status, err) = agent.post("/v1/sync", &json!({})).await?;
+    assert_eq!(status, 503, "{err}");
+    assert_eq!(
+        metric(&agent.metrics().await?, "outpost_central_up", ""),
+        0.0
+    );
+
+    // Back: ready and online again, the outbox drained, the document on the central store.
+    switch.set(true);
+    agent
+        .until("the queued change to be synced", wait, || async {
+            let (_, ready) = agent.get("/readyz").await?;
+            let (_, sync) = agent.get("/v1/sync/status").await?;
+            Ok(ready["central"] == "online" && sync["outbox_depth"] == 0)
+        })
+        .await?;
+    let row = central
+        .query_one(
+            "SELECT count(*) FROM outpost_documents WHERE owner = $1::text::uuid AND source = 'notes/ice'",
+            &[&user],
+        )
+        .await?;
+    assert_eq!(row.get::<_, i64>(0), 1);
+    let (status, report) = agent.post("/v1/sync", &json!({})).await?;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        metric(&agent.metrics().await?, "outpost_central_up", ""),
+        1.0
+    );
+    assert_eq!(
+        metric(&agent.metrics().await?, "outpost_outbox_depth", ""),
+        0.0
+    );
+
+    // Down again mid-flight: still serving.
+    switch.set(false);
+    let (status, _) = agent
+        .post("/v1/search", &json!({ "query": "glaciers" }))
+        .await?;
+    assert_eq!(status, 200);
+    Ok(())
+}
