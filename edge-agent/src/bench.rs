@@ -36,6 +36,7 @@ pub fn run(cmd: &BenchCommand, load_model: &dyn Fn() -> Result<Arc<BertEmbedder>
         BenchCommand::Search(args) => search(args),
         BenchCommand::Embed(args) => embed(args, load_model()?),
         BenchCommand::Sync(args) => crate::bench_sync::run(args),
+        BenchCommand::Http(args) => crate::bench_http::run(args),
     }
 }
 

@@ -369,6 +369,29 @@ pub enum BenchCommand {
     Embed(BenchEmbedArgs),
     /// Push and pull rates against a central Postgres, by both transports, against COPY.
     Sync(BenchSyncArgs),
+    /// A bounded load test of the agent's HTTP API on loopback: concurrent clients mixing
+    /// searches and ingests against a fresh `outpost serve`.
+    Http(BenchHttpArgs),
+}
+
+/// `outpost bench http`.
+#[derive(Debug, Args)]
+pub struct BenchHttpArgs {
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 16)]
+    pub clients: usize,
+    /// Seconds of load.
+    #[arg(long, default_value_t = 30)]
+    pub seconds: u64,
+    /// Documents ingested before the load starts.
+    #[arg(long, default_value_t = 500)]
+    pub docs: usize,
+    /// Share of requests that ingest a document (the rest search).
+    #[arg(long, default_value_t = 0.1)]
+    pub ingest_share: f64,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `outpost bench sync`.

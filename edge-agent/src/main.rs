@@ -6,6 +6,7 @@
 
 mod agent;
 mod bench;
+mod bench_http;
 mod bench_sync;
 mod cli;
 mod sync_cmd;
