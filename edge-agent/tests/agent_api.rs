@@ -401,3 +401,62 @@ async fn a_token_guards_every_route_but_healthz_and_never_reaches_the_logs() -> 
     assert!(!shown.contains(token));
     Ok(())
 }
+
+#[test]
+fn the_example_configuration_parses_and_flags_beat_environment_beats_file() -> TestResult {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/outpost.toml.example");
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("outpost.toml");
+    std::fs::write(
+        &file,
+        std::fs::read_to_string(example)?
+            .replace("interval_s = 30", "interval_s = 5")
+            .replace("collection = \"default\"", "collection = \"from-file\""),
+    )?;
+    let show = |env: &[(&str, &str)], flags: &[&str]| -> TestResult<Value> {
+        let mut cmd = std::process::Command::new(common::OUTPOST);
+        cmd.args(["config", "show", "--json", "--config"])
+            .arg(&file)
+            .args(flags)
+            .env_remove("OUTPOST_SYNC_INTERVAL")
+            .env_remove("OUTPOST_ADDR");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output()?;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(serde_json::from_slice(&out.stdout)?)
+    };
+    let from_file = show(&[], &[])?;
+    assert_eq!(from_file["sync"]["interval_s"], 5);
+    assert_eq!(from_file["watch"]["collection"], "from-file");
+    assert_eq!(from_file["serve"]["addr"], "127.0.0.1:7878");
+    let from_env = show(
+        &[
+            ("OUTPOST_SYNC_INTERVAL", "7"),
+            ("OUTPOST_ADDR", "127.0.0.1:9000"),
+        ],
+        &[],
+    )?;
+    assert_eq!(from_env["sync"]["interval_s"], 7);
+    assert_eq!(from_env["serve"]["addr"], "127.0.0.1:9000");
+    let with_flag = show(
+        &[("OUTPOST_DB", "/from/env.db")],
+        &["--db", "/from/flag.db"],
+    )?;
+    assert_eq!(with_flag["db"], "/from/flag.db");
+
+    // A typo in the file is an error that names it.
+    std::fs::write(&file, "[serve]\nadress = \"127.0.0.1:1\"\n")?;
+    let out = std::process::Command::new(common::OUTPOST)
+        .args(["config", "show", "--config"])
+        .arg(&file)
+        .output()?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("adress"));
+    Ok(())
+}
