@@ -196,7 +196,7 @@ fn a_session_from_init_to_delete() -> TestResult {
 
     // stats.
     let stats = db.json(&["stats", "--json"])?;
-    assert_eq!(stats["schema_version"], 3);
+    assert_eq!(stats["schema_version"], outpost_core::schema::VERSION);
     assert_eq!(stats["deleted_documents"], 1);
     let coll = &stats["collections"][0];
     assert_eq!(coll["name"], "default");
