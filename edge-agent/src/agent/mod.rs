@@ -242,7 +242,7 @@ async fn serve(
 
     stop_signal().await;
     tracing::info!("stopping");
-    let deadline = Instant::now() + Duration::from_millis(4500);
+    let deadline = Instant::now() + Duration::from_millis(3500);
     let _ = stop_tx.send(true);
     // In-flight requests and the file in hand get what is left of five seconds; queued work
     // stays queued, and an interrupted write is rolled back by SQLite.
