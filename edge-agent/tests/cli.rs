@@ -380,7 +380,10 @@ fn a_database_of_a_newer_outpost_is_refused_and_left_untouched() -> TestResult {
     );
     assert_eq!(python_sqlite(db.path(), "PRAGMA user_version")?, "99");
     // Put the version back: everything is still there.
-    python_sqlite(db.path(), "PRAGMA user_version = 3")?;
+    python_sqlite(
+        db.path(),
+        &format!("PRAGMA user_version = {}", outpost_core::schema::VERSION),
+    )?;
     assert_eq!(db.documents()?, 1);
     Ok(())
 }
