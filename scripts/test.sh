@@ -19,7 +19,8 @@ unset OUTPOST_MODEL_DIR OUTPOST_DB
 
 log="$(mktemp)"
 pgdir="$(mktemp -d /tmp/outpost-test-pg.XXXXXX)"
-trap 'scripts/pg.sh stop "$pgdir" >/dev/null 2>&1 || true; rm -rf "$log" "$pgdir"' EXIT
+bindings="$(mktemp -d /tmp/outpost-bindings.XXXXXX)"
+trap 'scripts/pg.sh stop "$pgdir" >/dev/null 2>&1 || true; rm -rf "$log" "$pgdir" "$bindings"' EXIT
 
 step() {
     local name="$1"
@@ -48,3 +49,7 @@ count "all tests"
 # The sync tests once more, in their real-Supabase mode against a stand-in project.
 step "test (supabase mode)" sync/tests/supabase-mode.sh --features outpost-core/failpoints
 count "sync tests against a stand-in Supabase project"
+# The library through its generated Python bindings (a real foreign-language client).
+OUTPOST_FFI_PROFILE=debug OUTPOST_FFI_FEATURES=test-hooks step "bindings" cross/scripts/bindings.sh "$bindings"
+PYTHONPATH="$bindings/python" step "python (ffi)" python3 -m unittest discover -s cross/tests
+grep -E '^Ran [0-9]+ tests' "$log" | sed 's/^Ran \([0-9]*\) tests.*/python tests of the library: \1 passed/'
