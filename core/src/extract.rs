@@ -107,7 +107,7 @@ pub fn extract(path: &Path, bytes: &[u8]) -> Result<(Vec<Extracted>, Vec<BadReco
         Format::Jsonl => return jsonl(path, text, format),
         Format::Html => {
             let title = html_title(text).unwrap_or(stem);
-            let body = html_text(text).map_err(|e| fail(InputProblem::Html(e.to_string())))?;
+            let body = html_text(text).map_err(|e| fail(InputProblem::Html(e)))?;
             whole(format, title, body, bytes)
         }
         Format::Markdown => {
@@ -155,6 +155,14 @@ fn utf8_text(bytes: &[u8]) -> Result<&str, InputProblem> {
     Ok(text)
 }
 
+#[cfg(not(feature = "pdf"))]
+fn pdf_text(_: &[u8]) -> Result<String, InputProblem> {
+    Err(InputProblem::Pdf(
+        "this build of Outpost has no PDF support (cargo feature `pdf`)".into(),
+    ))
+}
+
+#[cfg(feature = "pdf")]
 fn pdf_text(bytes: &[u8]) -> Result<String, InputProblem> {
     if !bytes.starts_with(b"%PDF") {
         return Err(InputProblem::Pdf("no %PDF header".into()));
@@ -178,12 +186,25 @@ fn pdf_text(bytes: &[u8]) -> Result<String, InputProblem> {
 
 /// Page text without markup, link footnotes or the page chrome (navigation, footers, forms)
 /// that would otherwise be indexed with every page of a site.
-fn html_text(html: &str) -> Result<String, html2text::Error> {
+#[cfg(feature = "html")]
+fn html_text(html: &str) -> Result<String, String> {
     html2text::config::plain_no_decorate()
-        .add_css("nav, footer, aside, form, noscript, template { display: none; }")?
-        .string_from_read(html.as_bytes(), 100_000)
+        .add_css("nav, footer, aside, form, noscript, template { display: none; }")
+        .and_then(|c| c.string_from_read(html.as_bytes(), 100_000))
+        .map_err(|e| e.to_string())
 }
 
+#[cfg(not(feature = "html"))]
+fn html_text(_: &str) -> Result<String, String> {
+    Err("this build of Outpost has no HTML support (cargo feature `html`)".into())
+}
+
+#[cfg(not(feature = "html"))]
+fn html_title(_: &str) -> Option<String> {
+    None
+}
+
+#[cfg(feature = "html")]
 fn html_title(html: &str) -> Option<String> {
     let lower = html.to_ascii_lowercase();
     let start = lower.find("<title")?;

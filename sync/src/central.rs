@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 use outpost_core::Change;
 
 use crate::error::{Error, Result};
+#[cfg(feature = "postgres")]
 use crate::pg::PgTransport;
 use crate::rest::RestTransport;
 
@@ -63,6 +64,7 @@ pub struct PullPage {
 #[derive(Debug)]
 pub enum Central {
     /// Direct Postgres (trusted gateways, bulk loads).
+    #[cfg(feature = "postgres")]
     Postgres(PgTransport),
     /// The Supabase REST API (phones, untrusted devices).
     Rest(RestTransport),
@@ -72,6 +74,7 @@ impl Central {
     /// A printable name of the endpoint, without secrets; also keys the pull cursor.
     pub fn endpoint(&self) -> &str {
         match self {
+            #[cfg(feature = "postgres")]
             Central::Postgres(t) => t.endpoint(),
             Central::Rest(t) => t.endpoint(),
         }
@@ -80,6 +83,7 @@ impl Central {
     /// The endpoint and the user: what a pull cursor belongs to.
     pub fn identity(&self) -> String {
         let user = match self {
+            #[cfg(feature = "postgres")]
             Central::Postgres(t) => t.user_id(),
             Central::Rest(t) => t.user_id(),
         };
@@ -88,6 +92,7 @@ impl Central {
 
     async fn call(&self, function: &str, args: Value) -> Result<Value> {
         match self {
+            #[cfg(feature = "postgres")]
             Central::Postgres(t) => t.call(function, args).await,
             Central::Rest(t) => t.call(function, args).await,
         }

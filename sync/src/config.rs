@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use crate::central::Central;
 use crate::error::{Error, Result};
-use crate::pg::{is_uuid, PgTransport};
+#[cfg(feature = "postgres")]
+use crate::pg::PgTransport;
 use crate::rest::RestTransport;
 
 /// A configured central store.
@@ -213,14 +214,31 @@ impl CentralConfig {
     /// [`Error::Config`].
     pub fn open(&self, timeout: Duration) -> Result<Central> {
         Ok(match self {
+            #[cfg(feature = "postgres")]
             CentralConfig::Postgres { url, user_id } => {
                 Central::Postgres(PgTransport::new(url, user_id, timeout)?)
+            }
+            #[cfg(not(feature = "postgres"))]
+            CentralConfig::Postgres { .. } => {
+                return Err(Error::Config(
+                    "this build of Outpost has no direct Postgres transport (cargo feature `postgres`); use the Supabase REST API".into(),
+                ))
             }
             CentralConfig::Rest { url, anon_key, jwt } => {
                 Central::Rest(RestTransport::new(url, anon_key, jwt, timeout)?)
             }
         })
     }
+}
+
+/// Whether `s` looks like a UUID (8-4-4-4-12 hex digits).
+pub(crate) fn is_uuid(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() == 5
+        && parts
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(p, n)| p.len() == n && p.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ pub mod backoff;
 pub mod central;
 pub mod config;
 pub mod error;
+#[cfg(feature = "postgres")]
 pub mod pg;
 pub mod reconcile;
 pub mod rest;

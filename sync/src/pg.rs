@@ -17,6 +17,7 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Config};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use crate::config::is_uuid;
 use crate::error::{Error, Result};
 
 /// A direct connection to the central Postgres.
@@ -250,14 +251,4 @@ impl PgTransport {
             detail: e.to_string(),
         })
     }
-}
-
-/// Whether `s` looks like a UUID (8-4-4-4-12 hex digits).
-pub(crate) fn is_uuid(s: &str) -> bool {
-    let parts: Vec<&str> = s.split('-').collect();
-    parts.len() == 5
-        && parts
-            .iter()
-            .zip([8, 4, 4, 4, 12])
-            .all(|(p, n)| p.len() == n && p.chars().all(|c| c.is_ascii_hexdigit()))
 }
