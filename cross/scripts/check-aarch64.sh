@@ -23,6 +23,8 @@ cd "$ROOT"
 TARGET=aarch64-unknown-linux-gnu
 CACHE="${OUTPOST_AARCH64_CACHE:-$ROOT/.cache/aarch64}"
 NATIVE_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+# The model, where scripts/test.sh puts it.
+export OUTPOST_HOME="${OUTPOST_HOME:-$ROOT/.cache/outpost}"
 export CARGO_TARGET_DIR="${OUTPOST_AARCH64_TARGET_DIR:-$ROOT/target/aarch64-cross}"
 started=$(date +%s)
 stage() { echo "check-aarch64: $* ($(($(date +%s) - started)) s)"; }
@@ -92,6 +94,7 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 CARGO_TARGET_DIR="$NATIVE_TARGET_DIR" cargo build --quiet --release -p outpost
 native="$NATIVE_TARGET_DIR/release/outpost"
+"$native" models list --json | grep -q '"present": true' || "$native" models fetch >/dev/null
 "$native" --db "$work/corpus.db" ingest examples/corpus >/dev/null
 query="how do I keep a sourdough starter alive"
 text_hit="$(qemu-aarch64 -L /usr/aarch64-linux-gnu "$BIN" --db "$work/corpus.db" search "$query" --mode text -k 1 --json)"
