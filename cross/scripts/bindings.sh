@@ -14,7 +14,8 @@ FEATURES="${OUTPOST_FFI_FEATURES:-}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 
 cd "$ROOT"
-build=(cargo build --quiet -p outpost-ffi --lib)
+# Only the shared library: the static one is for iOS and large.
+build=(cargo rustc --quiet -p outpost-ffi --lib --crate-type cdylib)
 [ "$PROFILE" = release ] && build+=(--release)
 [ -n "$FEATURES" ] && build+=(--features "$FEATURES")
 "${build[@]}"
