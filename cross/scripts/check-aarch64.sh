@@ -92,6 +92,9 @@ stage "core tests passed under qemu"
 # 5. A search over the example corpus: indexed natively, searched by the aarch64 binary.
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
+# The binary re-executes itself once to set its allocator's options unless they are set already;
+# under qemu-user without binfmt that exec would hand the aarch64 file to /bin/sh.
+export MIMALLOC_PURGE_DELAY=-1
 CARGO_TARGET_DIR="$NATIVE_TARGET_DIR" cargo build --quiet --release -p outpost
 native="$NATIVE_TARGET_DIR/release/outpost"
 "$native" models list --json | grep -q '"present": true' || "$native" models fetch >/dev/null
