@@ -271,7 +271,7 @@ impl Engine {
                 format: outpost_core::extract::Format::Text,
                 raw,
             };
-            let source = source.unwrap_or_else(|| format!("app:{}", uuid_v7()));
+            let source = source.unwrap_or_else(|| format!("app:{}", unique_suffix()));
             let opts = self.ingest_options();
             let mut engine = locked(&self.writer)?;
             let collection = engine.store_mut().ensure_collection(
@@ -523,8 +523,9 @@ impl Engine {
     }
 }
 
-fn uuid_v7() -> String {
-    // Time-ordered and unique enough for a source id; the document id itself comes from core.
+/// A time-ordered suffix, unique within this process, for the source of a text given none (the
+/// document id itself is a UUIDv7 made by core).
+fn unique_suffix() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
