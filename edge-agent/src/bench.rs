@@ -97,8 +97,9 @@ fn embed(args: &BenchEmbedArgs, model: Arc<BertEmbedder>) -> Result<i32> {
     order.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
     let sorted: Vec<&str> = order.iter().map(|&i| texts[i]).collect();
 
-    // One warm-up call so that lazy initialisation is not timed.
-    outpost_core::Embedder::embed(model.as_ref(), &sorted[..1])?;
+    // One warm-up batch so that lazy initialisation (on a GPU: context, kernel loading, the
+    // memory pool) is not timed.
+    outpost_core::Embedder::embed(model.as_ref(), &sorted[..args.batch.min(sorted.len())])?;
     let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) && !args.json {
         ProgressBar::new(sorted.len() as u64)
     } else {

@@ -13,7 +13,10 @@ pub fn select_device(prefer_gpu: bool) -> Device {
         match Device::new_cuda(0) {
             Ok(device) => return device,
             Err(err) => {
-                tracing::warn!("built with CUDA support but no usable GPU ({err}); using the CPU")
+                // candle appends a backtrace to CUDA errors; the first line says what failed.
+                let err = err.to_string();
+                let reason = err.lines().next().unwrap_or("unknown error").trim();
+                tracing::warn!("built with CUDA support but no usable GPU ({reason}); using the CPU")
             }
         }
     }

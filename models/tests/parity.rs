@@ -1,4 +1,7 @@
-//! Parity of [`BertEmbedder`] (candle, CPU) with sentence-transformers (PyTorch, CPU).
+//! Parity of [`BertEmbedder`] (candle) with sentence-transformers (PyTorch, CPU).
+//!
+//! The model runs on the CPU, or on CUDA device 0 when the crate is built with the `cuda`
+//! feature; then a missing GPU fails the test instead of quietly testing the CPU again.
 //!
 //! The reference is `tests/fixtures/parity_minilm.json`, written by
 //! `scripts/parity/make_reference.py` (see `scripts/parity/README.md` to regenerate it). Two
@@ -97,7 +100,7 @@ fn load_model(fixture: &Fixture) -> Result<BertEmbedder, Box<dyn StdError>> {
             fixture.model
         )
     })?;
-    let model = BertEmbedder::load(&dir, &Device::Cpu)?;
+    let model = BertEmbedder::load(&dir, &test_device()?)?;
     assert_eq!(
         model.max_tokens(),
         fixture.max_seq_length,
@@ -105,6 +108,16 @@ fn load_model(fixture: &Fixture) -> Result<BertEmbedder, Box<dyn StdError>> {
         dir.display()
     );
     Ok(model)
+}
+
+/// The device under test: CUDA device 0 with the `cuda` feature, else the CPU.
+fn test_device() -> Result<Device, Box<dyn StdError>> {
+    #[cfg(feature = "cuda")]
+    return Device::new_cuda(0).map_err(|e| {
+        format!("built with `cuda` but CUDA device 0 cannot be opened: {e}").into()
+    });
+    #[cfg(not(feature = "cuda"))]
+    Ok(Device::Cpu)
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
