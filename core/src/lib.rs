@@ -13,6 +13,7 @@ pub mod conversation;
 pub mod embed;
 pub mod engine;
 pub mod error;
+pub mod eval;
 pub mod extract;
 pub mod hlc;
 pub mod ingest;

@@ -59,6 +59,9 @@ pub enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Retrieval-quality evaluations.
+    #[command(subcommand)]
+    Eval(EvalCommand),
     /// Sync with the central Supabase store: push local changes, pull other devices' ones.
     Sync(SyncArgs),
     /// Push everything stored here to a (new, empty) central store.
@@ -372,6 +375,52 @@ pub enum BenchCommand {
     /// A bounded load test of the agent's HTTP API on loopback: concurrent clients mixing
     /// searches and ingests against a fresh `outpost serve`.
     Http(BenchHttpArgs),
+}
+
+/// `outpost eval`.
+#[derive(Debug, Subcommand)]
+pub enum EvalCommand {
+    /// nDCG@10, recall@100 and MRR@10 on a BEIR-format folder (corpus.jsonl, queries.jsonl,
+    /// qrels/<split>.tsv), indexed into a database of its own.
+    Beir(EvalBeirArgs),
+}
+
+/// `outpost eval beir`.
+#[derive(Debug, Args)]
+pub struct EvalBeirArgs {
+    /// The BEIR folder.
+    pub dir: PathBuf,
+    /// Which qrels/<split>.tsv to score.
+    #[arg(long, default_value = "test")]
+    pub split: String,
+    /// hybrid, vector or text.
+    #[arg(long, default_value = "hybrid")]
+    pub mode: String,
+    /// Keep the indexed corpus in this database and reuse it on later runs (default: a
+    /// temporary database, removed afterwards).
+    #[arg(long)]
+    pub index: Option<PathBuf>,
+    /// Tokens per chunk.
+    #[arg(long, default_value_t = outpost_core::ChunkParams::default().max_tokens)]
+    pub chunk_tokens: usize,
+    /// Tokens shared by consecutive chunks.
+    #[arg(long, default_value_t = outpost_core::ChunkParams::default().overlap)]
+    pub chunk_overlap: usize,
+    /// Reciprocal rank fusion constant (hybrid).
+    #[arg(long, default_value_t = outpost_core::RrfParams::default().k)]
+    pub rrf_k: f64,
+    /// Weight of the vector ranking (hybrid).
+    #[arg(long, default_value_t = outpost_core::RrfParams::default().vector_weight)]
+    pub vector_weight: f64,
+    /// Weight of the full-text ranking (hybrid).
+    #[arg(long, default_value_t = outpost_core::RrfParams::default().text_weight)]
+    pub text_weight: f64,
+    /// Chunks fetched per query (and per ranking before fusion); at least 100.
+    #[arg(long, default_value_t = 300)]
+    pub candidates: usize,
+    /// Print `{"ndcg@10":..,"recall@100":..,"mrr@10":..}` plus the run's settings.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `outpost bench http`.

@@ -9,6 +9,7 @@ mod bench;
 mod bench_http;
 mod bench_sync;
 mod cli;
+mod eval;
 mod sync_cmd;
 
 use std::io::IsTerminal;
@@ -410,6 +411,7 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Bench(cmd) => bench::run(cmd, &|| load_embedder(&cli)),
+        Command::Eval(cli::EvalCommand::Beir(args)) => eval::beir(args, load_embedder(&cli)?),
         Command::Sync(args) => sync_cmd::sync(&cli, args),
         Command::Backfill(job) => sync_cmd::backfill(&cli, job),
         Command::Bootstrap(job) => sync_cmd::bootstrap(&cli, job),
