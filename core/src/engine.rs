@@ -165,6 +165,7 @@ impl Engine {
             filters: &opts.filters,
             rrf: opts.rrf,
             candidates,
+            expansion: None,
         };
         self.store.search(&req)
     }

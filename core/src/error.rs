@@ -112,6 +112,9 @@ pub enum Error {
     /// The embedding model failed.
     #[error("embedding failed: {0}")]
     Embed(#[from] EmbedError),
+    /// A vector index (derived from the database) could not be built, loaded or searched.
+    #[error("vector index: {0}")]
+    Index(String),
 }
 
 /// Why an input file was not ingested.

@@ -64,7 +64,9 @@ pub fn mrr_at(ranked: &[String], qrels: &Qrels, k: usize) -> f64 {
 /// Keeps the first occurrence of each id, in order: a document's rank is that of its best chunk.
 pub fn dedup_keep_first(ids: impl IntoIterator<Item = String>) -> Vec<String> {
     let mut seen = std::collections::HashSet::new();
-    ids.into_iter().filter(|id| seen.insert(id.clone())).collect()
+    ids.into_iter()
+        .filter(|id| seen.insert(id.clone()))
+        .collect()
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! consistent. The engine does no network I/O and loads no model: embeddings come through the
 //! [`Embedder`] trait, implemented with candle in `outpost-models`.
 
+pub mod ann;
 pub mod chunk;
 pub mod context;
 pub mod conversation;

@@ -277,12 +277,7 @@ pub(crate) fn enqueue(tx: &Connection, kind: Kind, id: &str, hlc: i64) -> Result
     Ok(())
 }
 
-/// Reads a little-endian f32 blob (sqlite-vec's layout).
-fn blob_to_vector(blob: &[u8]) -> Vec<f32> {
-    blob.chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
-}
+use crate::store::blob_to_vector;
 
 /// SHA-256 of `data` as lowercase hex.
 fn sha256_hex(data: &[u8]) -> String {
@@ -604,6 +599,8 @@ impl Store {
                 &format!("INSERT INTO {table} (rowid, embedding) VALUES (?1, ?2)"),
                 params![seq, vector_blob(v)],
             )?;
+            // The chunk row is unchanged, so its triggers did not log the new vector.
+            tx.execute("INSERT INTO ann_log (chunk_seq) VALUES (?1)", [seq])?;
         }
         tx.execute(
             "DELETE FROM sync_reembed WHERE document_id = ?1",

@@ -19,6 +19,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0002_conversations.sql"),
     include_str!("../../migrations/sqlite/0003_sync.sql"),
     include_str!("../../migrations/sqlite/0004_work_queue.sql"),
+    include_str!("../../migrations/sqlite/0005_ann_log.sql"),
 ];
 
 /// The schema version this build writes.

@@ -167,6 +167,9 @@ pub struct SearchRequest<'a> {
     pub rrf: RrfParams,
     /// Candidates fetched from each ranking before fusion (at least `k`).
     pub candidates: usize,
+    /// Breadth of the approximate vector search (candidates the graph search keeps; more is
+    /// slower and closer to exact); `None` for [`crate::ann::DEFAULT_EXPANSION`].
+    pub expansion: Option<usize>,
 }
 
 impl<'a> SearchRequest<'a> {
@@ -180,6 +183,7 @@ impl<'a> SearchRequest<'a> {
             filters: &[],
             rrf: RrfParams::default(),
             candidates: 0,
+            expansion: None,
         }
     }
 }
@@ -371,12 +375,14 @@ impl Store {
                 let (model, v) = req.vector.ok_or_else(|| {
                     Error::invalid("--mode", "vector search needs a query vector")
                 })?;
-                self.vector_ranking(&filters, model, v, depth)?
+                self.vector_ranking(&filters, model, v, depth, req.expansion)?
             }
             SearchMode::Text => self.text_ranking(&filters, req.text, depth)?,
             SearchMode::Hybrid => {
                 let vector = match req.vector {
-                    Some((model, v)) => self.vector_ranking(&filters, model, v, depth)?,
+                    Some((model, v)) => {
+                        self.vector_ranking(&filters, model, v, depth, req.expansion)?
+                    }
                     None => Vec::new(),
                 };
                 let text = self.text_ranking(&filters, req.text, depth)?;
@@ -395,6 +401,7 @@ impl Store {
         model: &str,
         vector: &[f32],
         depth: usize,
+        expansion: Option<usize>,
     ) -> Result<Vec<(i64, f64)>> {
         let mut targets: Vec<&Collection> = filters
             .collections
@@ -429,6 +436,13 @@ impl Store {
                 });
             }
             let filtered = !filters.params.is_empty();
+            // Unfiltered: the collection's HNSW graph, unless it is small enough to scan.
+            if !filtered {
+                if let Some(ranked) = self.ann_ranking(c, vector, depth, expansion)? {
+                    all.extend(ranked);
+                    continue;
+                }
+            }
             let sql = if filtered {
                 format!(
                     "SELECT rowid, distance FROM {t} WHERE embedding MATCH ?1 AND k = ?2

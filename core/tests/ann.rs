@@ -1,0 +1,245 @@
+//! The HNSW vector index: recall against exact search on a fixed seed, the same results after a
+//! restart (loaded from its file, not rebuilt), filtered searches, and deletes and inserts seen
+//! by the very next search, from another connection too.
+
+use outpost_core::{Collection, Filter, NewChunk, NewDocument, SearchMode, SearchRequest, Store};
+use serde_json::{Map, Value};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+const DIMS: usize = 32;
+const DOCS: usize = 600;
+const CHUNKS_PER_DOC: usize = 5;
+
+/// A small deterministic generator (SplitMix64), so the data is the same on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> f32 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+    }
+
+    /// A unit vector near one of 40 cluster centres.
+    fn vector(&mut self, centres: &[Vec<f32>]) -> Vec<f32> {
+        let c = &centres[((self.next() + 0.5) * centres.len() as f32) as usize % centres.len()];
+        let v: Vec<f32> = c.iter().map(|x| x + 0.6 * self.next()).collect();
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.into_iter().map(|x| x / n).collect()
+    }
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    coll: Collection,
+    /// (chunk text, vector, bucket) in insertion order.
+    rows: Vec<(String, Vec<f32>, usize)>,
+    queries: Vec<Vec<f32>>,
+}
+
+/// 3,000 chunks (above the exact-scan threshold) in 600 documents, `bucket` = doc number % 10.
+fn fixture() -> Result<(Fixture, Store), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("ann.db");
+    let mut store = Store::open(&path)?;
+    let coll = store.ensure_collection("c", "m", DIMS)?;
+    let mut rng = Rng(7);
+    let centres: Vec<Vec<f32>> = (0..40)
+        .map(|_| (0..DIMS).map(|_| 2.0 * rng.next()).collect())
+        .collect();
+    let mut rows = Vec::new();
+    for d in 0..DOCS {
+        let mut chunks = Vec::new();
+        for j in 0..CHUNKS_PER_DOC {
+            let text = format!("n{}", d * CHUNKS_PER_DOC + j);
+            let v = rng.vector(&centres);
+            rows.push((text.clone(), v.clone(), d % 10));
+            chunks.push(NewChunk {
+                byte_end: text.len(),
+                text,
+                embedding: v,
+                ..Default::default()
+            });
+        }
+        let mut metadata = Map::new();
+        metadata.insert("bucket".into(), Value::from(d % 10));
+        let doc = NewDocument {
+            source: format!("doc{d}"),
+            title: format!("doc {d}"),
+            content_hash: d.to_string(),
+            metadata,
+        };
+        store.put_document(&coll, &doc, &chunks)?;
+    }
+    let queries = (0..50).map(|_| rng.vector(&centres)).collect();
+    Ok((
+        Fixture {
+            _dir: dir,
+            path,
+            coll,
+            rows,
+            queries,
+        },
+        store,
+    ))
+}
+
+fn exact(f: &Fixture, q: &[f32], k: usize, keep: impl Fn(usize) -> bool) -> Vec<String> {
+    let mut scored: Vec<(f32, &str)> = f
+        .rows
+        .iter()
+        .filter(|(_, _, b)| keep(*b))
+        .map(|(t, v, _)| (v.iter().zip(q).map(|(a, b)| a * b).sum(), t.as_str()))
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    scored
+        .into_iter()
+        .take(k)
+        .map(|(_, t)| t.to_string())
+        .collect()
+}
+
+fn search(
+    store: &Store,
+    q: &[f32],
+    k: usize,
+    filters: &[Filter],
+) -> Result<Vec<String>, outpost_core::Error> {
+    let req = SearchRequest {
+        mode: SearchMode::Vector,
+        vector: Some(("m", q)),
+        filters,
+        ..SearchRequest::new("q", k)
+    };
+    Ok(store.search(&req)?.into_iter().map(|h| h.text).collect())
+}
+
+#[test]
+fn recall_against_exact_search_on_a_fixed_seed() -> TestResult {
+    let (f, store) = fixture()?;
+    let mut found = 0;
+    for q in &f.queries {
+        let truth = exact(&f, q, 10, |_| true);
+        let got = search(&store, q, 10, &[])?;
+        assert_eq!(got.len(), 10);
+        found += truth.iter().filter(|t| got.contains(t)).count();
+    }
+    let recall = found as f64 / (10 * f.queries.len()) as f64;
+    assert!(recall >= 0.98, "recall@10 {recall} below 0.98");
+    assert!(
+        store.vector_index_memory() > 0,
+        "the graph index answered, not the exact scan"
+    );
+    Ok(())
+}
+
+#[test]
+fn the_same_results_after_a_restart_from_the_saved_index() -> TestResult {
+    let (f, store) = fixture()?;
+    let before: Vec<Vec<String>> = f
+        .queries
+        .iter()
+        .map(|q| search(&store, q, 10, &[]))
+        .collect::<Result<_, _>>()?;
+    // What closing the process does: save, then forget the in-memory graph.
+    store.unload_vector_indexes()?;
+    drop(store);
+    let saved: Vec<_> = std::fs::read_dir(f.path.with_file_name("ann.db.ann"))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(
+        saved.len(),
+        1,
+        "one index file for the one collection: {saved:?}"
+    );
+    assert!(saved[0].starts_with(&format!("c{}-", f.coll.id)) && saved[0].ends_with(".usearch"));
+
+    let store = Store::open(&f.path)?;
+    let after: Vec<Vec<String>> = f
+        .queries
+        .iter()
+        .map(|q| search(&store, q, 10, &[]))
+        .collect::<Result<_, _>>()?;
+    assert_eq!(before, after);
+    Ok(())
+}
+
+#[test]
+fn a_corrupt_index_file_is_rebuilt_from_the_database() -> TestResult {
+    let (f, store) = fixture()?;
+    let before = search(&store, &f.queries[0], 10, &[])?;
+    store.unload_vector_indexes()?;
+    drop(store);
+    for e in std::fs::read_dir(f.path.with_file_name("ann.db.ann"))? {
+        std::fs::write(e?.path(), b"not an index")?;
+    }
+    let store = Store::open(&f.path)?;
+    assert_eq!(search(&store, &f.queries[0], 10, &[])?, before);
+    Ok(())
+}
+
+#[test]
+fn filtered_searches_return_k_results_that_pass_the_filter() -> TestResult {
+    let (f, store) = fixture()?;
+    let filter: Vec<Filter> = vec!["bucket=3".parse()?];
+    for q in f.queries.iter().take(10) {
+        let got = search(&store, q, 10, &filter)?;
+        assert_eq!(
+            got,
+            exact(&f, q, 10, |b| b == 3),
+            "filtered search is exact"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn deletes_and_inserts_are_seen_by_the_next_search_from_any_connection() -> TestResult {
+    let (f, mut writer) = fixture()?;
+    let reader = Store::open(&f.path)?;
+    let q = &f.queries[0];
+    let top = search(&reader, q, 10, &[])?;
+    // Delete the document that holds the best hit.
+    let best: usize = top[0].trim_start_matches('n').parse()?;
+    let doc = format!("doc{}", best / CHUNKS_PER_DOC);
+    let id = writer
+        .list_documents(None, false, 10_000)?
+        .into_iter()
+        .find(|d| d.source == doc)
+        .ok_or("document not found")?
+        .id;
+    writer.delete_document(&id)?;
+    let gone: Vec<String> = (0..CHUNKS_PER_DOC)
+        .map(|j| format!("n{}", (best / CHUNKS_PER_DOC) * CHUNKS_PER_DOC + j))
+        .collect();
+    for store in [&reader, &writer] {
+        let now = search(store, q, 10, &[])?;
+        assert!(
+            now.iter().all(|t| !gone.contains(t)),
+            "deleted chunk still found: {now:?}"
+        );
+        assert_eq!(now.len(), 10);
+    }
+    // A new chunk equal to the query is the best hit at once.
+    let doc = NewDocument {
+        source: "new".into(),
+        title: "new".into(),
+        content_hash: "new".into(),
+        metadata: Map::new(),
+    };
+    let chunk = NewChunk {
+        text: "fresh".into(),
+        byte_end: 5,
+        embedding: q.clone(),
+        ..Default::default()
+    };
+    writer.put_document(&f.coll, &doc, &[chunk])?;
+    assert_eq!(search(&reader, q, 1, &[])?, vec!["fresh".to_string()]);
+    Ok(())
+}
