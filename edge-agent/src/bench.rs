@@ -6,6 +6,7 @@
 //! figures in `docs/BENCHMARKS.md`. Chunk texts are Zipf-distributed words from a fixed
 //! vocabulary, so full-text queries have realistic posting-list lengths.
 
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context as _, Result};
@@ -202,6 +203,9 @@ struct Report {
     queries: usize,
     seed: u64,
     build_seconds: f64,
+    index_seconds: f64,
+    cold_start_seconds: f64,
+    index_bytes: usize,
     results: Vec<ModeResult>,
 }
 
@@ -273,14 +277,29 @@ fn search(args: &BenchSearchArgs) -> Result<i32> {
         .index
         .clone()
         .unwrap_or_else(|| tmp.path().join("bench.db"));
-    if path.exists() {
-        std::fs::remove_file(&path)
-            .with_context(|| format!("removing old index {}", path.display()))?;
+    // A fresh database each run: the file, its WAL and its vector-index folder.
+    for suffix in ["", "-wal", "-shm", ".ann"] {
+        let mut p = path.clone().into_os_string();
+        p.push(suffix);
+        let p = PathBuf::from(p);
+        let removed = if p.is_dir() {
+            std::fs::remove_dir_all(&p)
+        } else {
+            std::fs::remove_file(&p)
+        };
+        if let Err(e) = removed {
+            anyhow::ensure!(
+                e.kind() == std::io::ErrorKind::NotFound,
+                "removing old index {}: {e}",
+                p.display()
+            );
+        }
     }
     let mut store = Store::open(&path)?;
     let coll = store.ensure_collection("bench", "synthetic", args.dims)?;
     let mut synth = Synth::new(args.seed, args.dims)?;
     let mut vectors: Vec<Vec<f32>> = Vec::with_capacity(args.n);
+    let mut doc_of: Vec<usize> = Vec::with_capacity(args.n);
 
     let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) && !args.json {
         ProgressBar::new(args.n as u64)
@@ -288,7 +307,7 @@ fn search(args: &BenchSearchArgs) -> Result<i32> {
         ProgressBar::hidden()
     };
     bar.set_style(
-        ProgressStyle::with_template("building [{bar:30}] {pos}/{len} vectors {per_sec}")
+        ProgressStyle::with_template("storing [{bar:30}] {pos}/{len} vectors {per_sec}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let started = Instant::now();
@@ -309,9 +328,11 @@ fn search(args: &BenchSearchArgs) -> Result<i32> {
                 embedding: v.clone(),
             });
             vectors.push(v);
+            doc_of.push(doc_no);
         }
         let mut metadata = Map::new();
         metadata.insert("bucket".into(), Value::from(doc_no % BUCKETS));
+        metadata.insert("pct".into(), Value::from(doc_no % 100));
         let doc = NewDocument {
             source: format!("synthetic://{doc_no}"),
             title: format!("doc {doc_no}"),
@@ -324,56 +345,117 @@ fn search(args: &BenchSearchArgs) -> Result<i32> {
     }
     bar.finish_and_clear();
     let build_seconds = started.elapsed().as_secs_f64();
+    // The vector index: built from the table, then saved beside the database.
+    let started = Instant::now();
+    store.refresh_vector_indexes()?;
+    let index_seconds = started.elapsed().as_secs_f64();
+    let index_bytes = store.vector_index_memory();
+    // A restart: the index comes back from its file, not from a rebuild.
+    store.unload_vector_indexes()?;
+    drop(store);
+    let (store, cold_start_seconds) = {
+        let started = Instant::now();
+        let store = Store::open(&path)?;
+        store.refresh_vector_indexes()?;
+        (store, started.elapsed().as_secs_f64())
+    };
 
     let queries: Vec<(String, Vec<f32>)> = (0..args.queries)
         .map(|_| (synth.text(3), synth.vector()))
         .collect();
+    let truth: Vec<Vec<usize>> = queries
+        .iter()
+        .map(|(_, q)| exact_top_k(&vectors, q, args.k, |_| true))
+        .collect();
+    if let Some(dir) = &args.export {
+        export(dir, args, &vectors, &queries, &truth)?;
+    }
     let bucket_filter: Vec<Filter> = vec!["bucket=3".parse()?];
-    let modes: [(&str, SearchMode, &[Filter]); 4] = [
-        ("vector", SearchMode::Vector, &[]),
-        ("vector+filter(10%)", SearchMode::Vector, &bucket_filter),
-        ("text", SearchMode::Text, &[]),
-        ("hybrid", SearchMode::Hybrid, &[]),
-    ];
+    let pct_filter: Vec<Filter> = vec!["pct=7".parse()?];
+    let mut runs: Vec<(String, SearchMode, &[Filter], Option<usize>)> =
+        vec![("vector".into(), SearchMode::Vector, &[], None)];
+    for &e in &args.expansion {
+        runs.push((format!("vector ef={e}"), SearchMode::Vector, &[], Some(e)));
+    }
+    runs.extend([
+        (
+            "vector+filter(10%)".to_string(),
+            SearchMode::Vector,
+            &bucket_filter[..],
+            None,
+        ),
+        (
+            "vector+filter(1%)".to_string(),
+            SearchMode::Vector,
+            &pct_filter[..],
+            None,
+        ),
+        ("text".to_string(), SearchMode::Text, &[][..], None),
+        ("hybrid".to_string(), SearchMode::Hybrid, &[][..], None),
+    ]);
     let mut results = Vec::new();
-    for (name, mode, filters) in modes {
-        let mut times = Vec::with_capacity(queries.len());
-        let mut recall_sum = 0.0;
-        let mut returned = 0usize;
-        for (text, v) in &queries {
+    for (name, mode, filters, expansion) in runs {
+        // Exact answers for the filters this bench uses, to score filtered recall too.
+        let share = if name.ends_with("(10%)") {
+            Some((BUCKETS, 3))
+        } else if name.ends_with("(1%)") {
+            Some((100, 7))
+        } else {
+            None
+        };
+        let keep = |i: usize| share.is_none_or(|(m, r)| doc_of[i] % m == r);
+        // Warm-up: the first queries after a (re)open fault the index's pages in.
+        for (text, v) in queries.iter().take(20) {
             let req = SearchRequest {
                 mode,
                 filters,
                 vector: Some(("synthetic", v)),
+                expansion,
+                ..SearchRequest::new(text, args.k)
+            };
+            store.search(&req)?;
+        }
+        let mut times = Vec::with_capacity(queries.len());
+        let mut recall_sum = 0.0;
+        let mut returned = 0usize;
+        for (qi, (text, v)) in queries.iter().enumerate() {
+            let req = SearchRequest {
+                mode,
+                filters,
+                vector: Some(("synthetic", v)),
+                expansion,
                 ..SearchRequest::new(text, args.k)
             };
             let t = Instant::now();
             let hits = store.search(&req)?;
             times.push(t.elapsed().as_secs_f64() * 1000.0);
             returned += hits.len();
-            if mode == SearchMode::Vector && filters.is_empty() {
+            if mode == SearchMode::Vector {
                 let got: Vec<usize> = hits
                     .iter()
                     .filter_map(|h| h.text.split(' ').next()?.strip_prefix('n')?.parse().ok())
                     .collect();
-                let truth = exact_top_k(&vectors, v, args.k);
-                let found = truth.iter().filter(|t| got.contains(t)).count();
-                recall_sum += found as f64 / truth.len().max(1) as f64;
+                let exact = if filters.is_empty() {
+                    truth[qi].clone()
+                } else {
+                    exact_top_k(&vectors, v, args.k, keep)
+                };
+                let found = exact.iter().filter(|t| got.contains(t)).count();
+                recall_sum += found as f64 / exact.len().max(1) as f64;
             }
         }
         times.sort_by(f64::total_cmp);
         results.push(ModeResult {
-            mode: name.to_string(),
+            mode: name,
             p50_ms: percentile(&times, 0.5),
             p99_ms: percentile(&times, 0.99),
             mean_ms: times.iter().sum::<f64>() / times.len() as f64,
-            recall_at_k: (mode == SearchMode::Vector && filters.is_empty())
-                .then(|| recall_sum / queries.len() as f64),
+            recall_at_k: (mode == SearchMode::Vector).then(|| recall_sum / queries.len() as f64),
             mean_results: returned as f64 / queries.len() as f64,
         });
     }
-    // The peer in the same run: a bare sqlite-vec KNN on the same table, without Outpost's
-    // filtering, fusion or row loading.
+    // The peer in the same run: a bare sqlite-vec KNN on the same table (exact), without
+    // Outpost's filtering, fusion or loading of result rows.
     {
         let sql = format!(
             "SELECT rowid, distance FROM vec_chunks_{} WHERE embedding MATCH ?1 AND k = ?2 ORDER BY distance",
@@ -410,23 +492,33 @@ fn search(args: &BenchSearchArgs) -> Result<i32> {
         queries: args.queries,
         seed: args.seed,
         build_seconds,
+        index_seconds,
+        cold_start_seconds,
+        index_bytes,
         results,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "{} vectors x {} dims, k={}, {} queries (index built in {:.1}s)",
-            report.n, report.dims, report.k, report.queries, report.build_seconds
+            "{} vectors x {} dims, k={}, {} queries; stored in {:.1}s, vector index built and saved in {:.1}s ({:.0} MiB), reopened in {:.2}s",
+            report.n,
+            report.dims,
+            report.k,
+            report.queries,
+            report.build_seconds,
+            report.index_seconds,
+            report.index_bytes as f64 / (1024.0 * 1024.0),
+            report.cold_start_seconds
         );
         println!(
-            "{:<20} {:>9} {:>9} {:>9} {:>9}",
+            "{:<22} {:>9} {:>9} {:>9} {:>9}",
             "mode", "p50 ms", "p99 ms", "recall", "results"
         );
         for r in &report.results {
             let recall = r.recall_at_k.map_or("-".to_string(), |x| format!("{x:.3}"));
             println!(
-                "{:<20} {:>9.3} {:>9.3} {:>9} {:>9.1}",
+                "{:<22} {:>9.3} {:>9.3} {:>9} {:>9.1}",
                 r.mode, r.p50_ms, r.p99_ms, recall, r.mean_results
             );
         }
@@ -434,11 +526,60 @@ fn search(args: &BenchSearchArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// Indices of the `k` vectors with the highest cosine similarity to `q` (all are unit length).
-fn exact_top_k(vectors: &[Vec<f32>], q: &[f32], k: usize) -> Vec<usize> {
+/// Writes the bench data for `bench/peers.py`: `vectors.f32` (n × dims), `queries.f32`
+/// (queries × dims), `truth.u32` (queries × k exact neighbours, as row numbers) and `meta.json`.
+fn export(
+    dir: &Path,
+    args: &BenchSearchArgs,
+    vectors: &[Vec<f32>],
+    queries: &[(String, Vec<f32>)],
+    truth: &[Vec<usize>],
+) -> Result<()> {
+    use std::io::Write as _;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let write = |name: &str, bytes: &mut dyn Iterator<Item = [u8; 4]>| -> Result<()> {
+        let path = dir.join(name);
+        let mut f = std::io::BufWriter::new(
+            std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?,
+        );
+        for b in bytes {
+            f.write_all(&b)?;
+        }
+        f.flush()?;
+        Ok(())
+    };
+    write(
+        "vectors.f32",
+        &mut vectors.iter().flatten().map(|x| x.to_le_bytes()),
+    )?;
+    write(
+        "queries.f32",
+        &mut queries.iter().flat_map(|(_, q)| q).map(|x| x.to_le_bytes()),
+    )?;
+    write(
+        "truth.u32",
+        &mut truth.iter().flatten().map(|&i| (i as u32).to_le_bytes()),
+    )?;
+    let meta = serde_json::json!({
+        "n": vectors.len(), "dims": args.dims, "queries": queries.len(), "k": args.k,
+        "seed": args.seed, "centres": CENTRES, "noise": NOISE,
+    });
+    std::fs::write(dir.join("meta.json"), serde_json::to_string_pretty(&meta)?)?;
+    Ok(())
+}
+
+/// Indices of the `k` vectors (among those `keep` accepts) with the highest cosine similarity
+/// to `q` (all are unit length), best first.
+fn exact_top_k(
+    vectors: &[Vec<f32>],
+    q: &[f32],
+    k: usize,
+    keep: impl Fn(usize) -> bool,
+) -> Vec<usize> {
     let mut scored: Vec<(f32, usize)> = vectors
         .iter()
         .enumerate()
+        .filter(|(i, _)| keep(*i))
         .map(|(i, v)| (v.iter().zip(q).map(|(a, b)| a * b).sum::<f32>(), i))
         .collect();
     let k = k.min(scored.len());

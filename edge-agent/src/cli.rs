@@ -506,6 +506,14 @@ pub struct BenchSearchArgs {
     /// Keep the index in this file (default: a temporary file, removed afterwards).
     #[arg(long)]
     pub index: Option<PathBuf>,
+    /// Vector-search breadths to measure besides the default (HNSW candidates kept),
+    /// comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "16,24,32,64,96,128")]
+    pub expansion: Vec<usize>,
+    /// Also write the vectors, queries and exact top-k to this folder (little-endian f32 / u32
+    /// files plus meta.json) for `bench/peers.py`.
+    #[arg(long)]
+    pub export: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

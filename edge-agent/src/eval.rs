@@ -64,7 +64,11 @@ pub fn beir(args: &EvalBeirArgs, model: Arc<dyn Embedder>) -> Result<i32> {
         .filter(|(_, q)| q.values().any(|&g| g > 0))
         .collect();
     if judged.is_empty() {
-        bail!("qrels/{}.tsv in {} judges no document relevant", args.split, dir.display());
+        bail!(
+            "qrels/{}.tsv in {} judges no document relevant",
+            args.split,
+            dir.display()
+        );
     }
     for (qid, _) in &judged {
         if !queries.contains_key(*qid) {
@@ -127,7 +131,10 @@ pub fn beir(args: &EvalBeirArgs, model: Arc<dyn Embedder>) -> Result<i32> {
         .sum();
 
     // Queries are embedded in one batch: the model sorts and batches them by length.
-    let texts: Vec<&str> = judged.iter().map(|(qid, _)| queries[*qid].as_str()).collect();
+    let texts: Vec<&str> = judged
+        .iter()
+        .map(|(qid, _)| queries[*qid].as_str())
+        .collect();
     let vectors = if mode == SearchMode::Text {
         vec![Vec::new(); texts.len()]
     } else {
@@ -138,7 +145,9 @@ pub fn beir(args: &EvalBeirArgs, model: Arc<dyn Embedder>) -> Result<i32> {
         vector_weight: args.vector_weight,
         text_weight: args.text_weight,
     };
-    let chunk_k = args.candidates.clamp(DOCS_PER_QUERY, outpost_core::search::MAX_K);
+    let chunk_k = args
+        .candidates
+        .clamp(DOCS_PER_QUERY, outpost_core::search::MAX_K);
     let (mut ndcg, mut recall, mut mrr) = (0.0, 0.0, 0.0);
     let started = Instant::now();
     let bar = progress_bar(judged.len() as u64, args.json, "searching");
@@ -209,12 +218,19 @@ fn progress_bar(len: u64, json: bool, what: &str) -> ProgressBar {
 
 /// The BEIR id of a stored record: its source is `<file>#<id>`.
 fn record_id(source: &str) -> String {
-    source.rsplit_once('#').map_or(source, |(_, id)| id).to_string()
+    source
+        .rsplit_once('#')
+        .map_or(source, |(_, id)| id)
+        .to_string()
 }
 
 fn open_lines(path: &Path) -> Result<impl Iterator<Item = (usize, std::io::Result<String>)>> {
-    let file = std::fs::File::open(path)
-        .with_context(|| format!("cannot read {} (a BEIR folder has corpus.jsonl, queries.jsonl and qrels/<split>.tsv)", path.display()))?;
+    let file = std::fs::File::open(path).with_context(|| {
+        format!(
+            "cannot read {} (a BEIR folder has corpus.jsonl, queries.jsonl and qrels/<split>.tsv)",
+            path.display()
+        )
+    })?;
     Ok(BufReader::new(file)
         .lines()
         .enumerate()
@@ -225,7 +241,10 @@ fn field<'a>(obj: &'a Value, key: &str, path: &Path, line: usize) -> Result<&'a 
     match obj.get(key) {
         Some(Value::String(s)) => Ok(s),
         None | Some(Value::Null) if key == "title" => Ok(""),
-        _ => bail!("{}:{line}: '{key}' is missing or not a string", path.display()),
+        _ => bail!(
+            "{}:{line}: '{key}' is missing or not a string",
+            path.display()
+        ),
     }
 }
 
@@ -299,7 +318,10 @@ fn read_qrels(path: &Path) -> Result<BTreeMap<String, Qrels>> {
         let g: i32 = g
             .parse()
             .with_context(|| format!("{}:{line}: score '{g}' is not an integer", path.display()))?;
-        qrels.entry(q.to_string()).or_default().insert(d.to_string(), g);
+        qrels
+            .entry(q.to_string())
+            .or_default()
+            .insert(d.to_string(), g);
     }
     Ok(qrels)
 }
