@@ -34,6 +34,9 @@ pub const DEFAULT_EXPANSION: usize = 48;
 const CONNECTIVITY: usize = 16;
 /// Candidates kept while inserting (HNSW `efConstruction`).
 const EXPANSION_ADD: usize = 128;
+/// A filter that keeps at most this many vectors is answered exactly over those vectors;
+/// above it, by the graph search with the filter as a predicate.
+const EXACT_FILTER_MAX: usize = 20_000;
 /// Concurrent searches one index allows; usearch needs per-thread scratch reserved up front.
 const SEARCH_THREADS: usize = 64;
 /// Save after this many changes, or a tenth of the index, whichever is more.
@@ -52,6 +55,18 @@ struct Ann {
 }
 
 type Key = (PathBuf, String, i64);
+
+/// Chunk seqs (sorted) that a filter keeps in a collection, with the data version they were read
+/// at: (last `ann_log` id, persisted HLC). Every chunk change moves the first and every document
+/// write the second, so an entry is used only while both are unchanged.
+type FilterEntry = ((i64, i64), Arc<Vec<u64>>);
+
+static FILTER_CACHE: LazyLock<Mutex<HashMap<String, FilterEntry>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
 
 static REGISTRY: LazyLock<Mutex<HashMap<Key, Arc<RwLock<Ann>>>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
@@ -361,6 +376,136 @@ impl Store {
         let found = ann
             .index
             .search(&unit(vector), depth)
+            .map_err(|e| err("searching the index", e))?;
+        Ok(Some(
+            found
+                .keys
+                .iter()
+                .zip(&found.distances)
+                .map(|(k, d)| (*k as i64, 1.0 - f64::from(*d)))
+                .collect(),
+        ))
+    }
+
+    /// Chunk seqs of `coll` that `filter_sql` (conditions over `documents d`) keeps, sorted.
+    fn filtered_seqs(
+        &self,
+        coll: &Collection,
+        filter_sql: &str,
+        params: &[rusqlite::types::Value],
+    ) -> Result<Arc<Vec<u64>>> {
+        let version = (
+            max_log_id(&self.conn)?,
+            crate::replica::read_hlc(&self.conn)?,
+        );
+        let key = format!(
+            "{}|{}|{}|{filter_sql}|{params:?}",
+            self.path().display(),
+            self.device,
+            coll.id
+        );
+        let cached = FILTER_CACHE
+            .lock()
+            .map_err(|_| Error::Index("the filter cache is poisoned".into()))?
+            .get(&key)
+            .filter(|(v, _)| *v == version)
+            .map(|(_, seqs)| seqs.clone());
+        if let Some(seqs) = cached {
+            return Ok(seqs);
+        }
+        let sql = format!(
+            "SELECT k.seq FROM chunks k JOIN documents d ON d.id = k.document_id
+             WHERE d.deleted = 0 AND d.collection_id = {}{filter_sql}",
+            coll.id
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        // The filter's placeholders are numbered from ?3: in the KNN statements ?1 and ?2 are
+        // the query vector and k.
+        let bound = [rusqlite::types::Value::Null, rusqlite::types::Value::Null]
+            .into_iter()
+            .chain(params.iter().cloned());
+        let mut seqs: Vec<u64> = stmt
+            .query_map(rusqlite::params_from_iter(bound), |r| r.get::<_, i64>(0))?
+            .map(|s| s.map(|s| s as u64))
+            .collect::<std::result::Result<_, _>>()?;
+        seqs.sort_unstable();
+        let seqs = Arc::new(seqs);
+        let mut cache = FILTER_CACHE
+            .lock()
+            .map_err(|_| Error::Index("the filter cache is poisoned".into()))?;
+        if cache.len() >= 256 {
+            cache.clear();
+        }
+        cache.insert(key, (version, seqs.clone()));
+        Ok(seqs)
+    }
+
+    /// As [`Store::ann_ranking`], among the chunks that `filter_sql` keeps. A selective filter
+    /// is answered exactly: every kept vector is scored from the index's copy, and the best are
+    /// rescored from the f32 vectors in SQLite. A broad one is a graph search that skips the
+    /// rest, searching wider the fewer it keeps.
+    pub(crate) fn ann_filtered_ranking(
+        &self,
+        coll: &Collection,
+        vector: &[f32],
+        depth: usize,
+        expansion: Option<usize>,
+        filter_sql: &str,
+        params: &[rusqlite::types::Value],
+    ) -> Result<Option<Vec<(i64, f64)>>> {
+        let entry = self.ann(coll)?;
+        let ann = entry
+            .read()
+            .map_err(|_| Error::Index("an index lock is poisoned".into()))?;
+        let size = ann.index.size();
+        if size < MIN_VECTORS {
+            return Ok(None);
+        }
+        let allowed = self.filtered_seqs(coll, filter_sql, params)?;
+        let q = unit(vector);
+        if allowed.len() <= EXACT_FILTER_MAX {
+            let mut buf = vec![0f32; ann.dims];
+            let mut scored: Vec<(f32, u64)> = Vec::with_capacity(allowed.len());
+            for &key in allowed.iter() {
+                if ann
+                    .index
+                    .get(key, &mut buf)
+                    .map_err(|e| err("reading the index", e))?
+                    > 0
+                {
+                    scored.push((dot(&q, &buf), key));
+                }
+            }
+            // bfloat16 scores choose the candidates; f32 from SQLite orders them exactly.
+            let keep = (2 * depth).max(depth + 10).min(scored.len());
+            if keep < scored.len() {
+                scored.select_nth_unstable_by(keep, |a, b| b.0.total_cmp(&a.0));
+                scored.truncate(keep);
+            }
+            let mut get = self.conn.prepare_cached(&format!(
+                "SELECT embedding FROM {} WHERE rowid = ?1",
+                coll.vec_table()
+            ))?;
+            let mut exact: Vec<(i64, f64)> = Vec::with_capacity(scored.len());
+            for (_, key) in scored {
+                let blob: Option<Vec<u8>> = get.query_row([key as i64], |r| r.get(0)).optional()?;
+                if let Some(b) = blob {
+                    exact.push((key as i64, f64::from(dot(&q, &blob_to_vector(&b)))));
+                }
+            }
+            exact.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            exact.truncate(depth);
+            return Ok(Some(exact));
+        }
+        let share = allowed.len() as f64 / size.max(1) as f64;
+        let base = expansion.unwrap_or(DEFAULT_EXPANSION).max(depth);
+        let ef = ((base as f64 / share.max(1e-3)) as usize).clamp(base, 4096);
+        if ann.index.expansion_search() != ef {
+            ann.index.change_expansion_search(ef);
+        }
+        let found = ann
+            .index
+            .filtered_search(&q, depth, |k| allowed.binary_search(&k).is_ok())
             .map_err(|e| err("searching the index", e))?;
         Ok(Some(
             found

@@ -243,7 +243,7 @@ pub(crate) fn next_hlc(tx: &Connection, skew_ms: i64) -> Result<i64> {
     Ok(next)
 }
 
-fn read_hlc(conn: &Connection) -> Result<i64> {
+pub(crate) fn read_hlc(conn: &Connection) -> Result<i64> {
     Ok(conn
         .query_row(
             "SELECT CAST(value AS INTEGER) FROM outpost_meta WHERE key = 'hlc'",

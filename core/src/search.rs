@@ -436,12 +436,22 @@ impl Store {
                 });
             }
             let filtered = !filters.params.is_empty();
-            // Unfiltered: the collection's HNSW graph, unless it is small enough to scan.
-            if !filtered {
-                if let Some(ranked) = self.ann_ranking(c, vector, depth, expansion)? {
-                    all.extend(ranked);
-                    continue;
-                }
+            // The collection's HNSW graph, unless it is small enough to scan.
+            let ranked = if filtered {
+                self.ann_filtered_ranking(
+                    c,
+                    vector,
+                    depth,
+                    expansion,
+                    &filters.sql,
+                    &filters.params,
+                )?
+            } else {
+                self.ann_ranking(c, vector, depth, expansion)?
+            };
+            if let Some(ranked) = ranked {
+                all.extend(ranked);
+                continue;
             }
             let sql = if filtered {
                 format!(
