@@ -80,14 +80,19 @@ pub fn beir(args: &EvalBeirArgs, model: Arc<dyn Embedder>) -> Result<i32> {
         }
     }
 
-    // The corpus, rewritten as Outpost JSONL records (id, title, text).
+    // The corpus, rewritten as Outpost JSONL records (id, title, text). With --index it sits
+    // beside the database under a fixed name: records are keyed by file and id, so a reused
+    // index recognises them as unchanged.
     let work = tempfile::tempdir().context("creating a temporary directory")?;
-    let records = work.path().join("corpus.jsonl");
+    let (db, records) = match &args.index {
+        Some(db) => {
+            let mut records = db.clone().into_os_string();
+            records.push(".corpus.jsonl");
+            (db.clone(), PathBuf::from(records))
+        }
+        None => (work.path().join("eval.db"), work.path().join("corpus.jsonl")),
+    };
     let documents = rewrite_corpus(&corpus_path, &records)?;
-    let db = args
-        .index
-        .clone()
-        .unwrap_or_else(|| work.path().join("eval.db"));
     let mut store = Store::open(&db)?;
     let opts = IngestOptions {
         collection: "beir".into(),
