@@ -4,7 +4,7 @@
 #
 # What it does, installing what is missing first:
 #   1. Debian's gcc-aarch64-linux-gnu (linker and C compiler for the bundled SQLite, sqlite-vec,
-#      oniguruma, ring) and qemu-user (`qemu-aarch64 -L /usr/aarch64-linux-gnu` is the runner);
+#      oniguruma, ring), g++-aarch64-linux-gnu (usearch's HNSW index) and qemu-user (`qemu-aarch64 -L /usr/aarch64-linux-gnu` is the runner);
 #   2. the nightly toolchain's standard-library source for `-Zbuild-std` (no aarch64 standard
 #      library can be installed here): Debian's `rust-src` from the unstable suite, fetched with a
 #      private apt configuration that reuses this machine's own Debian mirror, unpacked with its
@@ -36,7 +36,7 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # 1. Cross compiler and emulator.
 missing=()
-for pkg in gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user; do
+for pkg in gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -75,6 +75,7 @@ fi
 # 3. Build.
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
+export CXX_aarch64_unknown_linux_gnu=aarch64-linux-gnu-g++
 export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu"
 xcargo() { cargo +nightly "$1" -Zbuild-std --target "$TARGET" --release "${@:2}"; }
