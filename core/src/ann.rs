@@ -517,8 +517,8 @@ impl Store {
         ))
     }
 
-    /// Brings the vector index of every collection up to date and saves it: what `outpost
-    /// index` and the end of an ingest run call, so that the next process starts warm.
+    /// Brings the vector index of every collection up to date and saves it: what the end of
+    /// `outpost ingest` calls, so that the next process starts warm.
     ///
     /// # Errors
     /// Store errors, and [`Error::Index`] if an index cannot be built or saved.

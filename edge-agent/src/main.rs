@@ -250,6 +250,9 @@ fn run(cli: Cli) -> Result<i32> {
                 Progress::Done(_) => bar.inc(1),
             };
             let report = engine.ingest(&args.paths, &opts, &mut on_progress)?;
+            bar.set_message("updating the vector index");
+            // The batch job pays for the index, so that the next search starts warm.
+            engine.store().refresh_vector_indexes()?;
             bar.finish_and_clear();
             let secs = started.elapsed().as_secs_f64();
             let truncated = model.truncated_count();
