@@ -90,7 +90,10 @@ pub fn beir(args: &EvalBeirArgs, model: Arc<dyn Embedder>) -> Result<i32> {
             records.push(".corpus.jsonl");
             (db.clone(), PathBuf::from(records))
         }
-        None => (work.path().join("eval.db"), work.path().join("corpus.jsonl")),
+        None => (
+            work.path().join("eval.db"),
+            work.path().join("corpus.jsonl"),
+        ),
     };
     let documents = rewrite_corpus(&corpus_path, &records)?;
     let mut store = Store::open(&db)?;
