@@ -8,7 +8,8 @@ Reads what `--export` wrote (vectors.f32, queries.f32, truth.u32, meta.json), bu
 index over the same vectors, runs the same queries one at a time (k from meta.json), and prints
 p50 / p99 latency and recall@k against the exact neighbours. With outpost.json beside them (the
 bench's --json report from the same run), it also prints outpost's rows and the ratios
-peer p50 / outpost p50 (above 1: outpost is faster).
+peer p50 / outpost p50, against outpost's fastest setting with recall@k >= 0.98 (above 1:
+outpost is faster).
 
 Set up the venv once: python3 -m venv bench/.venv &&
 bench/.venv/bin/pip install numpy usearch chromadb lancedb pyarrow
@@ -157,9 +158,12 @@ def main():
                 print(f"{'outpost ' + mode:<34} {r['p50_ms']:8.3f} {r['p99_ms']:8.3f} {r['recall_at_k']:7.3f}")
     for r in rows:
         print(f"{r['peer']:<34} {r['p50_ms']:8.3f} {r['p99_ms']:8.3f} {r['recall']:7.3f} {r['build_s']:8.1f}  {r['note']}")
-    if ours and "vector" in ours:
-        base = ours["vector"]["p50_ms"]
-        print(f"ratios, peer p50 / outpost 'vector' p50 ({base:.3f} ms; above 1: outpost faster):")
+    # The base: outpost's fastest unfiltered setting with recall@k >= 0.98 (the bar).
+    good = [(r["p50_ms"], m) for m, r in (ours or {}).items()
+            if m.startswith("vector") and "filter" not in m and (r.get("recall_at_k") or 0) >= 0.98]
+    if good:
+        base, mode = min(good)
+        print(f"ratios, peer p50 / outpost '{mode}' p50 ({base:.3f} ms; above 1: outpost faster):")
         for r in rows:
             print(f"  {r['peer']:<32} {r['p50_ms'] / base:8.2f}")
 
