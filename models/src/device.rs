@@ -16,7 +16,9 @@ pub fn select_device(prefer_gpu: bool) -> Device {
                 // candle appends a backtrace to CUDA errors; the first line says what failed.
                 let err = err.to_string();
                 let reason = err.lines().next().unwrap_or("unknown error").trim();
-                tracing::warn!("built with CUDA support but no usable GPU ({reason}); using the CPU")
+                tracing::warn!(
+                    "built with CUDA support but no usable GPU ({reason}); using the CPU"
+                )
             }
         }
     }

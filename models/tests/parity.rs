@@ -113,9 +113,8 @@ fn load_model(fixture: &Fixture) -> Result<BertEmbedder, Box<dyn StdError>> {
 /// The device under test: CUDA device 0 with the `cuda` feature, else the CPU.
 fn test_device() -> Result<Device, Box<dyn StdError>> {
     #[cfg(feature = "cuda")]
-    return Device::new_cuda(0).map_err(|e| {
-        format!("built with `cuda` but CUDA device 0 cannot be opened: {e}").into()
-    });
+    return Device::new_cuda(0)
+        .map_err(|e| format!("built with `cuda` but CUDA device 0 cannot be opened: {e}").into());
     #[cfg(not(feature = "cuda"))]
     Ok(Device::Cpu)
 }
