@@ -64,6 +64,17 @@ type FilterEntry = ((i64, i64), Arc<Vec<u64>>);
 static FILTER_CACHE: LazyLock<Mutex<HashMap<String, FilterEntry>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 
+/// (chunk seq, cosine similarity) of usearch's matches, best first: inner-product distance of
+/// unit vectors is `1 - cosine`.
+fn similarities(found: &usearch::ffi::Matches) -> Vec<(i64, f64)> {
+    found
+        .keys
+        .iter()
+        .zip(&found.distances)
+        .map(|(k, d)| (*k as i64, 1.0 - f64::from(*d)))
+        .collect()
+}
+
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
@@ -377,14 +388,7 @@ impl Store {
             .index
             .search(&unit(vector), depth)
             .map_err(|e| err("searching the index", e))?;
-        Ok(Some(
-            found
-                .keys
-                .iter()
-                .zip(&found.distances)
-                .map(|(k, d)| (*k as i64, 1.0 - f64::from(*d)))
-                .collect(),
-        ))
+        Ok(Some(similarities(&found)))
     }
 
     /// Chunk seqs of `coll` that `filter_sql` (conditions over `documents d`) keeps, sorted.
@@ -507,14 +511,7 @@ impl Store {
             .index
             .filtered_search(&q, depth, |k| allowed.binary_search(&k).is_ok())
             .map_err(|e| err("searching the index", e))?;
-        Ok(Some(
-            found
-                .keys
-                .iter()
-                .zip(&found.distances)
-                .map(|(k, d)| (*k as i64, 1.0 - f64::from(*d)))
-                .collect(),
-        ))
+        Ok(Some(similarities(&found)))
     }
 
     /// Brings the vector index of every collection up to date and saves it: what the end of

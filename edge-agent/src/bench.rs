@@ -402,6 +402,9 @@ fn search(args: &BenchSearchArgs) -> Result<i32> {
         ("text".to_string(), SearchMode::Text, &[][..], None),
         ("hybrid".to_string(), SearchMode::Hybrid, &[][..], None),
     ]);
+    if args.vector_only {
+        runs.retain(|(_, mode, _, _)| *mode == SearchMode::Vector);
+    }
     let mut results = Vec::new();
     for (name, mode, filters, expansion) in runs {
         // Exact answers for the filters this bench uses, to score filtered recall too.
@@ -413,30 +416,26 @@ fn search(args: &BenchSearchArgs) -> Result<i32> {
             None
         };
         let keep = |i: usize| share.is_none_or(|(m, r)| doc_of[i] % m == r);
-        // Warm-up: the first queries after a (re)open fault the index's pages in.
-        for (text, v) in queries.iter().take(20) {
-            let req = SearchRequest {
+        let requests: Vec<SearchRequest<'_>> = queries
+            .iter()
+            .map(|(text, v)| SearchRequest {
                 mode,
                 filters,
                 vector: Some(("synthetic", v)),
                 expansion,
                 ..SearchRequest::new(text, args.k)
-            };
-            store.search(&req)?;
+            })
+            .collect();
+        // Warm-up: the first queries after a (re)open fault the index's pages in.
+        for req in requests.iter().take(20) {
+            store.search(req)?;
         }
         let mut times = Vec::with_capacity(queries.len());
         let mut recall_sum = 0.0;
         let mut returned = 0usize;
-        for (qi, (text, v)) in queries.iter().enumerate() {
-            let req = SearchRequest {
-                mode,
-                filters,
-                vector: Some(("synthetic", v)),
-                expansion,
-                ..SearchRequest::new(text, args.k)
-            };
+        for (qi, ((_, v), req)) in queries.iter().zip(&requests).enumerate() {
             let t = Instant::now();
-            let hits = store.search(&req)?;
+            let hits = store.search(req)?;
             times.push(t.elapsed().as_secs_f64() * 1000.0);
             returned += hits.len();
             if mode == SearchMode::Vector {
@@ -465,7 +464,7 @@ fn search(args: &BenchSearchArgs) -> Result<i32> {
     }
     // The peer in the same run: a bare sqlite-vec KNN on the same table (exact), without
     // Outpost's filtering, fusion or loading of result rows.
-    {
+    if !args.vector_only {
         let sql = format!(
             "SELECT rowid, distance FROM vec_chunks_{} WHERE embedding MATCH ?1 AND k = ?2 ORDER BY distance",
             coll.id

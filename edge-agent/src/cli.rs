@@ -510,6 +510,9 @@ pub struct BenchSearchArgs {
     /// comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "16,24,32,64,96,128")]
     pub expansion: Vec<usize>,
+    /// Only the vector rows: skip full text, hybrid and the sqlite-vec scan (minutes at 1M).
+    #[arg(long)]
+    pub vector_only: bool,
     /// Also write the vectors, queries and exact top-k to this folder (little-endian f32 / u32
     /// files plus meta.json) for `bench/peers.py`.
     #[arg(long)]
