@@ -10,7 +10,8 @@
 #      private apt configuration that reuses this machine's own Debian mirror, unpacked with its
 #      links resolved into `$(rustc +nightly --print sysroot)/lib/rustlib/src/rust`;
 #   3. builds the `outpost` binary and the FFI library (liboutpost_ffi.so) for aarch64;
-#   4. runs the core tests that need no model under qemu (unit, migrations, queue, replica);
+#   4. runs the core tests that need no model under qemu (unit, migrations, queue, replica, and
+#      the HNSW index's, which use usearch's portable code on aarch64);
 #   5. indexes the example corpus with the native binary and searches it with the aarch64 one
 #      (the same SQLite file on both architectures), full-text and hybrid;
 #   6. checks that aarch64 embeddings agree with x86_64 ones (cosine >= 0.9999).
@@ -86,7 +87,7 @@ file "$BIN" | grep -q "ARM aarch64" || die "$BIN is not an aarch64 executable"
 stage "built outpost and liboutpost_ffi.so for $TARGET"
 
 # 4. The core tests that need no model, under qemu.
-xcargo test --quiet -p outpost-core --lib --test migrations --test queue --test replica 2>&1 |
+xcargo test --quiet -p outpost-core --lib --test migrations --test queue --test replica --test ann 2>&1 |
     grep -E '^test result' | sed 's/^/  /'
 stage "core tests passed under qemu"
 
