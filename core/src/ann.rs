@@ -342,26 +342,31 @@ impl Store {
                     .clone()
             }
         };
-        let behind = {
+        // The common case, nothing applied and nothing to save, needs only the read lock, so
+        // concurrent searches do not queue behind each other.
+        let head = max_log_id(&self.conn)?;
+        let save_due = |a: &Ann| a.unsaved >= SAVE_EVERY.max(a.index.size() / 10);
+        let current = {
             let ann = entry
                 .read()
                 .map_err(|_| Error::Index("an index lock is poisoned".into()))?;
-            let head = max_log_id(&self.conn)?;
-            if head < ann.applied || ann.dims != coll.dims {
-                None // the log went backwards (the file was replaced): rebuild
-            } else {
-                Some(head > ann.applied)
-            }
+            ann.applied == head && ann.dims == coll.dims && !save_due(&ann)
         };
+        if current {
+            return Ok(entry);
+        }
         let mut ann = entry
             .write()
             .map_err(|_| Error::Index("an index lock is poisoned".into()))?;
-        match behind {
-            Some(false) => {}
-            Some(true) => in_read_tx(&self.conn, || catch_up(&self.conn, coll, &mut ann))?,
-            None => *ann = in_read_tx(&self.conn, || build(&self.conn, coll))?,
+        // Another search may have caught up meanwhile: look at the log again under the lock.
+        let head = max_log_id(&self.conn)?;
+        if head < ann.applied || ann.dims != coll.dims {
+            // The log went backwards (the file was replaced): rebuild.
+            *ann = in_read_tx(&self.conn, || build(&self.conn, coll))?;
+        } else if head > ann.applied {
+            in_read_tx(&self.conn, || catch_up(&self.conn, coll, &mut ann))?;
         }
-        if ann.unsaved >= SAVE_EVERY.max(ann.index.size() / 10) && self.path().is_file() {
+        if save_due(&ann) && self.path().is_file() {
             if let Err(e) = save(&dir, &prefix, &mut ann) {
                 tracing::warn!("vector index of '{}' not saved: {e}", coll.name);
             }
