@@ -309,7 +309,7 @@ fn in_read_tx<T>(conn: &Connection, f: impl FnOnce() -> Result<T>) -> Result<T> 
 impl Store {
     /// The current index of `coll`, loaded or built on first use and caught up with the log.
     fn ann(&self, coll: &Collection) -> Result<Arc<RwLock<Ann>>> {
-        let path = std::fs::canonicalize(self.path()).unwrap_or_else(|_| self.path().to_path_buf());
+        let path = self.canonical.clone();
         let key: Key = (path.clone(), self.device.clone(), coll.id);
         let dir = ann_dir(&path);
         let prefix = file_prefix(coll, &self.device);
@@ -531,7 +531,7 @@ impl Store {
     /// # Errors
     /// Store errors, and [`Error::Index`] if an index cannot be built or saved.
     pub fn refresh_vector_indexes(&self) -> Result<()> {
-        let path = std::fs::canonicalize(self.path()).unwrap_or_else(|_| self.path().to_path_buf());
+        let path = self.canonical.clone();
         for coll in self.collections()? {
             let entry = self.ann(&coll)?;
             let mut ann = entry
@@ -551,7 +551,7 @@ impl Store {
     /// As [`Store::refresh_vector_indexes`].
     pub fn unload_vector_indexes(&self) -> Result<()> {
         self.refresh_vector_indexes()?;
-        let path = std::fs::canonicalize(self.path()).unwrap_or_else(|_| self.path().to_path_buf());
+        let path = self.canonical.clone();
         REGISTRY
             .lock()
             .map_err(|_| Error::Index("the index registry is poisoned".into()))?
@@ -561,7 +561,7 @@ impl Store {
 
     /// Bytes the in-memory vector indexes of this database hold.
     pub fn vector_index_memory(&self) -> usize {
-        let path = std::fs::canonicalize(self.path()).unwrap_or_else(|_| self.path().to_path_buf());
+        let path = self.canonical.clone();
         REGISTRY.lock().map_or(0, |map| {
             map.iter()
                 .filter(|((p, d, _), _)| *p == path && *d == self.device)

@@ -173,6 +173,8 @@ pub struct Store {
     pub(crate) device: String,
     /// Added to the wall clock when stamping writes: lets tests play a skewed clock.
     pub(crate) clock_skew_ms: i64,
+    /// The file's canonical path, resolved once at open: the key of its vector indexes.
+    pub(crate) canonical: PathBuf,
 }
 
 impl std::fmt::Debug for Store {
@@ -298,6 +300,7 @@ impl Store {
             path: path.to_path_buf(),
             device,
             clock_skew_ms: 0,
+            canonical: std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()),
         })
     }
 
@@ -331,6 +334,7 @@ impl Store {
             path: path.to_path_buf(),
             device,
             clock_skew_ms: 0,
+            canonical: std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()),
         })
     }
 
