@@ -245,6 +245,22 @@ fn open_lines(path: &Path) -> Result<impl Iterator<Item = (usize, std::io::Resul
         .map(|(i, l)| (i + 1, l)))
 }
 
+/// The non-blank lines of a JSON-lines file, parsed, with their line numbers.
+fn json_lines(path: &Path) -> Result<impl Iterator<Item = Result<(usize, Value)>> + '_> {
+    Ok(open_lines(path)?.filter_map(move |(line, text)| {
+        let text = match text.with_context(|| format!("reading {}", path.display())) {
+            Ok(t) if t.trim().is_empty() => return None,
+            Ok(t) => t,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(
+            serde_json::from_str(&text)
+                .map(|v| (line, v))
+                .with_context(|| format!("{}:{line}: invalid JSON", path.display())),
+        )
+    }))
+}
+
 fn field<'a>(obj: &'a Value, key: &str, path: &Path, line: usize) -> Result<&'a str> {
     match obj.get(key) {
         Some(Value::String(s)) => Ok(s),
@@ -262,13 +278,8 @@ fn rewrite_corpus(from: &Path, to: &PathBuf) -> Result<usize> {
         std::fs::File::create(to).with_context(|| format!("creating {}", to.display()))?,
     );
     let mut n = 0;
-    for (line, text) in open_lines(from)? {
-        let text = text.with_context(|| format!("reading {}", from.display()))?;
-        if text.trim().is_empty() {
-            continue;
-        }
-        let v: Value = serde_json::from_str(&text)
-            .with_context(|| format!("{}:{line}: invalid JSON", from.display()))?;
+    for record in json_lines(from)? {
+        let (line, v) = record?;
         let id = field(&v, "_id", from, line)?;
         let title = field(&v, "title", from, line)?;
         let body = field(&v, "text", from, line)?;
@@ -293,13 +304,8 @@ fn rewrite_corpus(from: &Path, to: &PathBuf) -> Result<usize> {
 
 fn read_queries(path: &Path) -> Result<HashMap<String, String>> {
     let mut queries = HashMap::new();
-    for (line, text) in open_lines(path)? {
-        let text = text.with_context(|| format!("reading {}", path.display()))?;
-        if text.trim().is_empty() {
-            continue;
-        }
-        let v: Value = serde_json::from_str(&text)
-            .with_context(|| format!("{}:{line}: invalid JSON", path.display()))?;
+    for record in json_lines(path)? {
+        let (line, v) = record?;
         queries.insert(
             field(&v, "_id", path, line)?.to_string(),
             field(&v, "text", path, line)?.to_string(),
