@@ -1,6 +1,11 @@
 //! Approximate nearest-neighbour search: one HNSW graph (usearch) per collection, derived from
 //! the collection's vec0 table.
 //!
+//! The graph holds int8 copies of the (unit) vectors, scaled per collection to use the whole
+//! int8 range; it only proposes candidates. Each candidate is then scored exactly in f32 from
+//! the index's own copy of the vectors ([`vectors`]), so the order returned is exact cosine
+//! order and the int8 rounding costs no recall, only a few more candidates.
+//!
 //! Invariants:
 //! - The SQLite file is the source of truth. An index holds nothing that is not in SQLite, its
 //!   files can be deleted at any time, and a missing or unreadable file is rebuilt from SQLite.
@@ -11,8 +16,9 @@
 //!   results, whichever connection or process wrote it.
 //! - One index per (database file, database identity, collection) per process, shared by every
 //!   [`Store`] on that file: readers in a pool search one graph.
-//! - Saved as `<db>.ann/c<collection>-<device>-<applied log id>.usearch`, written under a temporary
-//!   name and renamed; the newest is loaded on start, and only the log after it is replayed.
+//! - Saved as `<db>.ann/c<collection>-<device>-<applied log id>.usearch` with its f32 rows in
+//!   `….vectors` beside it, each written under a temporary name and renamed (the rows first);
+//!   the newest complete pair is loaded on start, and only the log after it is replayed.
 //! - Collections with fewer than [`MIN_VECTORS`] vectors are searched exactly by sqlite-vec.
 
 use std::collections::HashMap;
@@ -25,11 +31,34 @@ use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 use crate::error::{Error, Result};
 use crate::store::{blob_to_vector, Collection, Store};
 
+mod vectors;
+use vectors::{dot, dot_i8, Vectors};
+
+/// Memory a database's loaded vector indexes take.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct IndexMemory {
+    /// Bytes of process memory: the graphs, and the f32 rows changed since the last save.
+    pub resident: usize,
+    /// Bytes of the saved f32 rows, memory-mapped: page cache that the system can reclaim.
+    pub mapped: usize,
+}
+
 /// Below this many vectors a collection is scanned exactly instead.
 pub const MIN_VECTORS: usize = 2_000;
-/// Candidates the graph search keeps (usearch's `expansion_search`) unless a request says
-/// otherwise: recall@10 ≥ 0.98 on the clustered benchmark data at 100k and 1M vectors.
-pub const DEFAULT_EXPANSION: usize = 48;
+
+/// Candidates the graph search keeps (usearch's `expansion_search`) in a collection of `size`
+/// vectors, unless a request says otherwise: 32 at 100k, growing as size^0.6 (128 at 1M), which
+/// keeps recall@10 ≥ 0.98 on the clustered benchmark data at both sizes.
+#[must_use]
+pub fn default_expansion(size: usize) -> usize {
+    let scaled = 32.0 * (size as f64 / 100_000.0).powf(0.6);
+    (scaled as usize).clamp(32, 512)
+}
+
+/// How many of the graph's candidates are rescored in f32 for a `depth`-deep answer.
+fn rescored(ef: usize, depth: usize) -> usize {
+    ef.min((4 * depth).max(ef / 2)).max(depth)
+}
 /// Links per node (HNSW `M`).
 const CONNECTIVITY: usize = 16;
 /// Candidates kept while inserting (HNSW `efConstruction`).
@@ -46,38 +75,48 @@ fn err(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Index(format!("{what}: {e}"))
 }
 
-/// One collection's graph and how far it has applied the log.
+/// One collection's graph, its f32 rows, and how far both have applied the log.
 struct Ann {
     index: Index,
+    vectors: Vectors,
     applied: i64,
     unsaved: usize,
-    dims: usize,
+}
+
+impl Ann {
+    /// The `depth` best of `candidates` by exact f32 similarity to `q`, ties by seq.
+    fn rescore(&self, q: &[f32], candidates: &[u64], depth: usize) -> Vec<(i64, f64)> {
+        let mut exact: Vec<(i64, f64)> = candidates
+            .iter()
+            .filter_map(|&k| {
+                let v = self.vectors.get(k as i64)?;
+                Some((k as i64, f64::from(dot(q, v))))
+            })
+            .collect();
+        exact.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        exact.truncate(depth);
+        exact
+    }
 }
 
 type Key = (PathBuf, String, i64);
 
-/// Chunk seqs (sorted) that a filter keeps in a collection, with the data version they were read
-/// at: (last `ann_log` id, persisted HLC). Every chunk change moves the first and every document
-/// write the second, so an entry is used only while both are unchanged.
-type FilterEntry = ((i64, i64), Arc<Vec<u64>>);
+/// The chunks a filter keeps in a collection: their seqs (sorted) and, for a selective filter,
+/// their int8 codes in the same order, scanned instead of the graph.
+struct FilterSet {
+    seqs: Vec<u64>,
+    codes: Vec<i8>,
+}
+
+/// A filter's kept chunks with the data version they were read at: (last `ann_log` id,
+/// persisted HLC, int8 scale). Every chunk change moves the first, every document write the
+/// second and an index rebuild the third, so an entry is used only while all are unchanged.
+type FilterEntry = ((i64, i64, u32), Arc<FilterSet>);
 
 static FILTER_CACHE: LazyLock<Mutex<HashMap<String, FilterEntry>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
-
-/// (chunk seq, cosine similarity) of usearch's matches, best first: inner-product distance of
-/// unit vectors is `1 - cosine`.
-fn similarities(found: &usearch::ffi::Matches) -> Vec<(i64, f64)> {
-    found
-        .keys
-        .iter()
-        .zip(&found.distances)
-        .map(|(k, d)| (*k as i64, 1.0 - f64::from(*d)))
-        .collect()
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
+/// The cache is emptied when its codes pass this many bytes.
+const FILTER_CACHE_BYTES: usize = 256 << 20;
 
 static REGISTRY: LazyLock<Mutex<HashMap<Key, Arc<RwLock<Ann>>>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
@@ -88,17 +127,13 @@ fn options(dims: usize) -> IndexOptions {
         // Inner product of unit vectors is their cosine, 30–45 % cheaper to compute: vectors
         // are normalised on the way in (`unit`).
         metric: MetricKind::IP,
-        // Half the memory of f32. bfloat16 where usearch has SIMD kernels for it (x86_64:
-        // recall within 0.01 of f32); elsewhere its portable bfloat16 code capped recall@10 at
-        // 0.976 in the tests whatever the breadth, so half floats there.
-        quantization: if cfg!(target_arch = "x86_64") {
-            ScalarKind::BF16
-        } else {
-            ScalarKind::F16
-        },
+        // A quarter of f32's memory and the fastest kernels; the vectors are quantised by
+        // `Vectors::quantize` (usearch's own f32 → int8 cast assumes components near ±1 and
+        // left unit 384-d vectors about three bits, capping recall@10 at 0.89).
+        quantization: ScalarKind::I8,
         connectivity: CONNECTIVITY,
         expansion_add: EXPANSION_ADD,
-        expansion_search: DEFAULT_EXPANSION,
+        expansion_search: default_expansion(0),
         multi: false,
     }
 }
@@ -118,7 +153,7 @@ fn file_prefix(coll: &Collection, device: &str) -> String {
     format!("c{}-{device}-", coll.id)
 }
 
-/// The newest saved file of `coll`, with the log id it applied.
+/// The newest saved index file of `coll`, with the log id it applied.
 fn newest_file(dir: &Path, prefix: &str) -> Option<(PathBuf, i64)> {
     std::fs::read_dir(dir)
         .ok()?
@@ -160,19 +195,22 @@ fn unit(v: &[f32]) -> Vec<f32> {
     }
 }
 
-fn put(index: &Index, seq: i64, vector: Option<&[f32]>) -> Result<()> {
+/// Sets (or with `None` removes) the vector of `seq` in the graph and the f32 rows.
+fn put(ann: &mut Ann, seq: i64, vector: Option<&[f32]>) -> Result<()> {
     let key = seq as u64;
-    if index.contains(key) {
-        index
+    if ann.index.contains(key) {
+        ann.index
             .remove(key)
             .map_err(|e| err("removing from the index", e))?;
     }
-    if let Some(v) = vector {
-        grow(index, 1)?;
-        index
-            .add(key, &unit(v))
+    let v = vector.map(unit);
+    if let Some(v) = &v {
+        grow(&ann.index, 1)?;
+        ann.index
+            .add(key, &ann.vectors.quantize(v))
             .map_err(|e| err("adding to the index", e))?;
     }
+    ann.vectors.set(seq, v.as_deref());
     Ok(())
 }
 
@@ -180,7 +218,8 @@ fn put(index: &Index, seq: i64, vector: Option<&[f32]>) -> Result<()> {
 fn build(conn: &Connection, coll: &Collection) -> Result<Ann> {
     let applied = max_log_id(conn)?;
     let index = Index::new(&options(coll.dims)).map_err(|e| err("creating an index", e))?;
-    let mut rows: Vec<(i64, Vec<f32>)> = Vec::new();
+    let mut vectors = Vectors::new(coll.dims);
+    let mut seqs: Vec<i64> = Vec::new();
     {
         let mut stmt = conn.prepare(&format!(
             "SELECT rowid, embedding FROM {}",
@@ -188,21 +227,27 @@ fn build(conn: &Connection, coll: &Collection) -> Result<Ann> {
         ))?;
         let mut q = stmt.query([])?;
         while let Some(r) = q.next()? {
-            rows.push((r.get(0)?, unit(&blob_to_vector(&r.get::<_, Vec<u8>>(1)?))));
+            let seq: i64 = r.get(0)?;
+            vectors.set(seq, Some(&unit(&blob_to_vector(&r.get::<_, Vec<u8>>(1)?))));
+            seqs.push(seq);
         }
     }
+    vectors.fit_scale();
     index
-        .reserve_capacity_and_threads(rows.len().max(1024), SEARCH_THREADS)
+        .reserve_capacity_and_threads(seqs.len().max(1024), SEARCH_THREADS)
         .map_err(|e| err("reserving index capacity", e))?;
     // Insertion is the cost of a build; usearch inserts concurrently.
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let failed = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
         for t in 0..threads {
-            let (rows, index, failed) = (&rows, &index, &failed);
+            let (seqs, vectors, index, failed) = (&seqs, &vectors, &index, &failed);
             s.spawn(move || {
-                for (seq, v) in rows.iter().skip(t).step_by(threads) {
-                    if index.add(*seq as u64, v).is_err() {
+                for seq in seqs.iter().skip(t).step_by(threads) {
+                    let ok = vectors
+                        .get(*seq)
+                        .is_some_and(|v| index.add(*seq as u64, &vectors.quantize(v)).is_ok());
+                    if !ok {
                         failed.store(true, std::sync::atomic::Ordering::Relaxed);
                     }
                 }
@@ -217,10 +262,15 @@ fn build(conn: &Connection, coll: &Collection) -> Result<Ann> {
     }
     Ok(Ann {
         index,
+        vectors,
         applied,
-        unsaved: rows.len(),
-        dims: coll.dims,
+        unsaved: seqs.len(),
     })
+}
+
+/// The rows file saved with the index file `path`.
+fn vectors_path(path: &Path) -> PathBuf {
+    path.with_extension("vectors")
 }
 
 fn load(path: &Path, applied: i64, coll: &Collection) -> Option<Ann> {
@@ -231,14 +281,26 @@ fn load(path: &Path, applied: i64, coll: &Collection) -> Option<Ann> {
         tracing::warn!("ignoring vector index {}: wrong dimension", path.display());
         return None;
     }
+    let vectors = Vectors::open(&vectors_path(path), coll.dims)
+        .map_err(|e| tracing::warn!("ignoring vector index {}: {e}", path.display()))
+        .ok()?;
+    if vectors.len() != index.size() {
+        tracing::warn!(
+            "ignoring vector index {}: {} vectors in the graph, {} rows beside it",
+            path.display(),
+            index.size(),
+            vectors.len()
+        );
+        return None;
+    }
     index
         .reserve_capacity_and_threads(index.size().max(1024), SEARCH_THREADS)
         .ok()?;
     Some(Ann {
         index,
+        vectors,
         applied,
         unsaved: 0,
-        dims: coll.dims,
     })
 }
 
@@ -262,7 +324,7 @@ fn catch_up(conn: &Connection, coll: &Collection, ann: &mut Ann) -> Result<()> {
     for seq in &seqs {
         let blob: Option<Vec<u8>> = get.query_row([seq], |r| r.get(0)).optional()?;
         let v = blob.map(|b| blob_to_vector(&b));
-        put(&ann.index, *seq, v.as_deref())?;
+        put(ann, *seq, v.as_deref())?;
     }
     ann.applied = last;
     ann.unsaved += seqs.len();
@@ -274,18 +336,23 @@ fn save(dir: &Path, prefix: &str, ann: &mut Ann) -> Result<()> {
     let name = format!("{prefix}{}.usearch", ann.applied);
     let tmp = dir.join(format!("{name}.tmp-{}", std::process::id()));
     let path = dir.join(&name);
+    let rows = vectors_path(&path);
     let tmp_str = tmp
         .to_str()
         .ok_or_else(|| Error::Index(format!("{} is not UTF-8", tmp.display())))?;
+    // The rows first: an index file is only loaded with its rows beside it.
+    ann.vectors.save(&rows)?;
     ann.index
         .save(tmp_str)
         .map_err(|e| err("saving the index", e))?;
     std::fs::rename(&tmp, &path).map_err(|e| err(&format!("renaming {}", tmp.display()), e))?;
     // Older files of this collection are superseded.
+    let keep = rows.file_name().map(|n| n.to_string_lossy().to_string());
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
             let n = e.file_name().to_string_lossy().to_string();
-            if n != name && n.starts_with(prefix) && n.ends_with(".usearch") {
+            let ours = n.ends_with(".usearch") || n.ends_with(".vectors");
+            if n != name && Some(&n) != keep.as_ref() && n.starts_with(prefix) && ours {
                 let _ = std::fs::remove_file(e.path());
             }
         }
@@ -350,7 +417,7 @@ impl Store {
             let ann = entry
                 .read()
                 .map_err(|_| Error::Index("an index lock is poisoned".into()))?;
-            ann.applied == head && ann.dims == coll.dims && !save_due(&ann)
+            ann.applied == head && ann.vectors.dims() == coll.dims && !save_due(&ann)
         };
         if current {
             return Ok(entry);
@@ -360,7 +427,7 @@ impl Store {
             .map_err(|_| Error::Index("an index lock is poisoned".into()))?;
         // Another search may have caught up meanwhile: look at the log again under the lock.
         let head = max_log_id(&self.conn)?;
-        if head < ann.applied || ann.dims != coll.dims {
+        if head < ann.applied || ann.vectors.dims() != coll.dims {
             // The log went backwards (the file was replaced): rebuild.
             *ann = in_read_tx(&self.conn, || build(&self.conn, coll))?;
         } else if head > ann.applied {
@@ -388,34 +455,39 @@ impl Store {
         let ann = entry
             .read()
             .map_err(|_| Error::Index("an index lock is poisoned".into()))?;
-        if ann.index.size() < MIN_VECTORS {
+        let size = ann.index.size();
+        if size < MIN_VECTORS {
             return Ok(None);
         }
-        let ef = expansion.unwrap_or(DEFAULT_EXPANSION).max(depth);
+        let ef = expansion.unwrap_or_else(|| default_expansion(size)).max(depth);
         if ann.index.expansion_search() != ef {
             ann.index.change_expansion_search(ef);
         }
+        let q = unit(vector);
         let found = ann
             .index
-            .search(&unit(vector), depth)
+            .search(&ann.vectors.quantize(&q), rescored(ef, depth))
             .map_err(|e| err("searching the index", e))?;
-        Ok(Some(similarities(&found)))
+        Ok(Some(ann.rescore(&q, &found.keys, depth)))
     }
 
-    /// Chunk seqs of `coll` that `filter_sql` (conditions over `documents d`) keeps, sorted.
-    fn filtered_seqs(
+    /// The chunks of `coll` that `filter_sql` (conditions over `documents d`) keeps, as of log
+    /// id `applied`; with their int8 codes when there are few enough to scan.
+    fn filter_set(
         &self,
         coll: &Collection,
+        ann: &Ann,
         filter_sql: &str,
         params: &[rusqlite::types::Value],
-    ) -> Result<Arc<Vec<u64>>> {
+    ) -> Result<Arc<FilterSet>> {
         let version = (
-            max_log_id(&self.conn)?,
+            ann.applied,
             crate::replica::read_hlc(&self.conn)?,
+            ann.vectors.scale().to_bits(),
         );
         let key = format!(
             "{}|{}|{}|{filter_sql}|{params:?}",
-            self.path().display(),
+            self.canonical.display(),
             self.device,
             coll.id
         );
@@ -424,9 +496,9 @@ impl Store {
             .map_err(|_| Error::Index("the filter cache is poisoned".into()))?
             .get(&key)
             .filter(|(v, _)| *v == version)
-            .map(|(_, seqs)| seqs.clone());
-        if let Some(seqs) = cached {
-            return Ok(seqs);
+            .map(|(_, set)| set.clone());
+        if let Some(set) = cached {
+            return Ok(set);
         }
         let sql = format!(
             "SELECT k.seq FROM chunks k JOIN documents d ON d.id = k.document_id
@@ -444,21 +516,34 @@ impl Store {
             .map(|s| s.map(|s| s as u64))
             .collect::<std::result::Result<_, _>>()?;
         seqs.sort_unstable();
-        let seqs = Arc::new(seqs);
+        let mut codes = Vec::new();
+        if seqs.len() <= EXACT_FILTER_MAX {
+            // Chunks the index has not seen (a write after its catch-up) are left out, as the
+            // graph search would leave them out.
+            seqs.retain(|s| ann.vectors.get(*s as i64).is_some());
+            codes.reserve(seqs.len() * ann.vectors.dims());
+            for s in &seqs {
+                if let Some(v) = ann.vectors.get(*s as i64) {
+                    codes.extend(ann.vectors.quantize(v));
+                }
+            }
+        }
+        let set = Arc::new(FilterSet { seqs, codes });
         let mut cache = FILTER_CACHE
             .lock()
             .map_err(|_| Error::Index("the filter cache is poisoned".into()))?;
-        if cache.len() >= 256 {
+        let held: usize = cache.values().map(|(_, s)| s.codes.len()).sum();
+        if cache.len() >= 256 || held + set.codes.len() > FILTER_CACHE_BYTES {
             cache.clear();
         }
-        cache.insert(key, (version, seqs.clone()));
-        Ok(seqs)
+        cache.insert(key, (version, set.clone()));
+        Ok(set)
     }
 
     /// As [`Store::ann_ranking`], among the chunks that `filter_sql` keeps. A selective filter
-    /// is answered exactly: every kept vector is scored from the index's copy, and the best are
-    /// rescored from the f32 vectors in SQLite. A broad one is a graph search that skips the
-    /// rest, searching wider the fewer it keeps.
+    /// is answered by scanning the kept chunks' int8 codes (cached per filter and data version)
+    /// and rescoring the best in f32; a broad one by a graph search that skips the rest,
+    /// searching wider the fewer it keeps.
     pub(crate) fn ann_filtered_ranking(
         &self,
         coll: &Collection,
@@ -476,53 +561,36 @@ impl Store {
         if size < MIN_VECTORS {
             return Ok(None);
         }
-        let allowed = self.filtered_seqs(coll, filter_sql, params)?;
+        let set = self.filter_set(coll, &ann, filter_sql, params)?;
         let q = unit(vector);
-        if allowed.len() <= EXACT_FILTER_MAX {
-            let mut buf = vec![0f32; ann.dims];
-            let mut scored: Vec<(f32, u64)> = Vec::with_capacity(allowed.len());
-            for &key in allowed.iter() {
-                if ann
-                    .index
-                    .get(key, &mut buf)
-                    .map_err(|e| err("reading the index", e))?
-                    > 0
-                {
-                    scored.push((dot(&q, &buf), key));
-                }
+        let q8 = ann.vectors.quantize(&q);
+        let base = expansion.unwrap_or_else(|| default_expansion(size)).max(depth);
+        let take = rescored(base, depth);
+        if set.seqs.len() <= EXACT_FILTER_MAX {
+            let dims = ann.vectors.dims();
+            let mut scored: Vec<(i32, u64)> = set
+                .codes
+                .chunks_exact(dims)
+                .zip(&set.seqs)
+                .map(|(c, s)| (dot_i8(&q8, c), *s))
+                .collect();
+            if take < scored.len() {
+                scored.select_nth_unstable_by(take, |a, b| b.0.cmp(&a.0));
+                scored.truncate(take);
             }
-            // bfloat16 scores choose the candidates; f32 from SQLite orders them exactly.
-            let keep = (2 * depth).max(depth + 10).min(scored.len());
-            if keep < scored.len() {
-                scored.select_nth_unstable_by(keep, |a, b| b.0.total_cmp(&a.0));
-                scored.truncate(keep);
-            }
-            let mut get = self.conn.prepare_cached(&format!(
-                "SELECT embedding FROM {} WHERE rowid = ?1",
-                coll.vec_table()
-            ))?;
-            let mut exact: Vec<(i64, f64)> = Vec::with_capacity(scored.len());
-            for (_, key) in scored {
-                let blob: Option<Vec<u8>> = get.query_row([key as i64], |r| r.get(0)).optional()?;
-                if let Some(b) = blob {
-                    exact.push((key as i64, f64::from(dot(&q, &blob_to_vector(&b)))));
-                }
-            }
-            exact.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-            exact.truncate(depth);
-            return Ok(Some(exact));
+            let keys: Vec<u64> = scored.into_iter().map(|(_, s)| s).collect();
+            return Ok(Some(ann.rescore(&q, &keys, depth)));
         }
-        let share = allowed.len() as f64 / size.max(1) as f64;
-        let base = expansion.unwrap_or(DEFAULT_EXPANSION).max(depth);
+        let share = set.seqs.len() as f64 / size.max(1) as f64;
         let ef = ((base as f64 / share.max(1e-3)) as usize).clamp(base, 4096);
         if ann.index.expansion_search() != ef {
             ann.index.change_expansion_search(ef);
         }
         let found = ann
             .index
-            .filtered_search(&q, depth, |k| allowed.binary_search(&k).is_ok())
+            .filtered_search(&q8, take, |k| set.seqs.binary_search(&k).is_ok())
             .map_err(|e| err("searching the index", e))?;
-        Ok(Some(similarities(&found)))
+        Ok(Some(ann.rescore(&q, &found.keys, depth)))
     }
 
     /// Brings the vector index of every collection up to date and saves it: what the end of
@@ -559,14 +627,21 @@ impl Store {
         Ok(())
     }
 
-    /// Bytes the in-memory vector indexes of this database hold.
-    pub fn vector_index_memory(&self) -> usize {
+    /// Memory the loaded vector indexes of this database take.
+    pub fn vector_index_memory(&self) -> IndexMemory {
         let path = self.canonical.clone();
-        REGISTRY.lock().map_or(0, |map| {
-            map.iter()
-                .filter(|((p, d, _), _)| *p == path && *d == self.device)
-                .filter_map(|(_, e)| e.read().ok().map(|a| a.index.memory_usage()))
-                .sum()
-        })
+        let mut out = IndexMemory::default();
+        if let Ok(map) = REGISTRY.lock() {
+            for ((p, d, _), e) in map.iter() {
+                if *p != path || *d != self.device {
+                    continue;
+                }
+                if let Ok(a) = e.read() {
+                    out.resident += a.index.memory_usage() + a.vectors.heap_bytes();
+                    out.mapped += a.vectors.mapped_bytes();
+                }
+            }
+        }
+        out
     }
 }

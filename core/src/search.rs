@@ -168,7 +168,7 @@ pub struct SearchRequest<'a> {
     /// Candidates fetched from each ranking before fusion (at least `k`).
     pub candidates: usize,
     /// Breadth of the approximate vector search (candidates the graph search keeps; more is
-    /// slower and closer to exact); `None` for [`crate::ann::DEFAULT_EXPANSION`].
+    /// slower and closer to exact); `None` for [`crate::ann::default_expansion`] of the collection's size.
     pub expansion: Option<usize>,
 }
 

@@ -1,0 +1,322 @@
+//! Exact copies of an index's vectors, for rescoring the graph's int8 candidates in f32.
+//!
+//! Reading a vector back out of sqlite-vec costs tens of microseconds (a blob handle into a
+//! 1,024-vector chunk each time), so the index keeps its own: the rows of the last save in a
+//! memory-mapped file (page cache, not process memory, on a device short of RAM), and the rows
+//! changed since in memory. A table from chunk seq to row makes a lookup one or two memory reads.
+//!
+//! File layout (little-endian): the 8-byte magic `OPVECS01`, dims (u32), the int8 scale (f32),
+//! the row count (u64), 8 bytes reserved; then each row's chunk seq (i64); then the rows (f32 ×
+//! dims each). It is written under a temporary name and renamed, like the index beside it.
+
+use std::io::Write;
+use std::path::Path;
+
+use memmap2::Mmap;
+use zerocopy::FromBytes;
+
+use crate::error::{Error, Result};
+
+const MAGIC: &[u8; 8] = b"OPVECS01";
+const HEADER: usize = 32;
+
+/// Where a row lives: the mapped file or the in-memory tail.
+#[derive(Clone, Copy)]
+enum Row {
+    None,
+    File(u32),
+    Tail(u32),
+}
+
+pub(super) struct Vectors {
+    dims: usize,
+    /// Multiplier from a unit vector's components to int8 (see [`Vectors::quantize`]).
+    scale: f32,
+    /// Smallest seq the table covers.
+    base: i64,
+    rows: Vec<Row>,
+    file: Option<Mmap>,
+    tail: Vec<f32>,
+    live: usize,
+}
+
+fn bad(path: &Path, what: &str) -> Error {
+    Error::Index(format!("{}: {what}", path.display()))
+}
+
+impl Vectors {
+    /// An empty store; [`Vectors::fit_scale`] sets its int8 scale once it holds vectors.
+    pub(super) fn new(dims: usize) -> Self {
+        Self {
+            dims,
+            scale: 127.0,
+            base: 0,
+            rows: Vec::new(),
+            file: None,
+            tail: Vec::new(),
+            live: 0,
+        }
+    }
+
+    /// Sets the int8 scale from up to 10,000 of the vectors held in memory.
+    pub(super) fn fit_scale(&mut self) {
+        let sample: Vec<&[f32]> = self.tail.chunks_exact(self.dims).take(10_000).collect();
+        self.scale = scale_for(&sample);
+    }
+
+    pub(super) fn scale(&self) -> f32 {
+        self.scale
+    }
+
+    pub(super) fn dims(&self) -> usize {
+        self.dims
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.live
+    }
+
+    /// `v` (a unit vector) as the index stores it: each component times the scale, rounded and
+    /// clamped to ±127.
+    pub(super) fn quantize(&self, v: &[f32]) -> Vec<i8> {
+        v.iter()
+            .map(|x| (x * self.scale).round().clamp(-127.0, 127.0) as i8)
+            .collect()
+    }
+
+    fn file_rows(&self) -> &[f32] {
+        match &self.file {
+            Some(m) => {
+                let count = u64::from_le_bytes(m[16..24].try_into().unwrap_or_default()) as usize;
+                let start = HEADER + 8 * count;
+                <[f32]>::ref_from_bytes(&m[start..]).unwrap_or(&[])
+            }
+            None => &[],
+        }
+    }
+
+    pub(super) fn get(&self, seq: i64) -> Option<&[f32]> {
+        let i = usize::try_from(seq.checked_sub(self.base)?).ok()?;
+        let d = self.dims;
+        match *self.rows.get(i)? {
+            Row::None => None,
+            Row::File(r) => self.file_rows().get(r as usize * d..(r as usize + 1) * d),
+            Row::Tail(r) => self.tail.get(r as usize * d..(r as usize + 1) * d),
+        }
+    }
+
+    fn slot(&mut self, seq: i64) -> &mut Row {
+        if self.rows.is_empty() {
+            self.base = seq;
+        }
+        if seq < self.base {
+            let shift = (self.base - seq) as usize;
+            self.rows.splice(0..0, std::iter::repeat_n(Row::None, shift));
+            self.base = seq;
+        }
+        let i = (seq - self.base) as usize;
+        if i >= self.rows.len() {
+            self.rows.resize(i + 1, Row::None);
+        }
+        &mut self.rows[i]
+    }
+
+    /// Sets (or with `None` removes) the vector of `seq`.
+    pub(super) fn set(&mut self, seq: i64, v: Option<&[f32]>) {
+        let was = self.get(seq).is_some();
+        let row = match v {
+            Some(v) => {
+                let r = (self.tail.len() / self.dims) as u32;
+                self.tail.extend_from_slice(v);
+                Row::Tail(r)
+            }
+            None => Row::None,
+        };
+        *self.slot(seq) = row;
+        self.live = self.live + usize::from(v.is_some()) - usize::from(was);
+    }
+
+    /// Bytes held in process memory (the mapped file is not counted).
+    pub(super) fn heap_bytes(&self) -> usize {
+        self.rows.capacity() * std::mem::size_of::<Row>() + self.tail.capacity() * 4
+    }
+
+    /// Bytes of the mapped file.
+    pub(super) fn mapped_bytes(&self) -> usize {
+        self.file.as_ref().map_or(0, |m| m.len())
+    }
+
+    /// Writes every live row to `path` (via a temporary file), then maps it in place of the
+    /// in-memory rows.
+    pub(super) fn save(&mut self, path: &Path) -> Result<()> {
+        let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+        let io = |e: std::io::Error| bad(&tmp, &format!("writing: {e}"));
+        {
+            let f = std::fs::File::create(&tmp).map_err(io)?;
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+            let seqs: Vec<i64> = (0..self.rows.len())
+                .filter(|&i| !matches!(self.rows[i], Row::None))
+                .map(|i| self.base + i as i64)
+                .collect();
+            w.write_all(MAGIC).map_err(io)?;
+            w.write_all(&(self.dims as u32).to_le_bytes()).map_err(io)?;
+            w.write_all(&self.scale.to_le_bytes()).map_err(io)?;
+            w.write_all(&(seqs.len() as u64).to_le_bytes()).map_err(io)?;
+            w.write_all(&[0u8; 8]).map_err(io)?;
+            for s in &seqs {
+                w.write_all(&s.to_le_bytes()).map_err(io)?;
+            }
+            for s in &seqs {
+                for x in self.get(*s).unwrap_or_default() {
+                    w.write_all(&x.to_le_bytes()).map_err(io)?;
+                }
+            }
+            w.into_inner()
+                .map_err(|e| io(e.into_error()))?
+                .sync_all()
+                .map_err(io)?;
+        }
+        std::fs::rename(&tmp, path).map_err(|e| bad(path, &format!("renaming: {e}")))?;
+        *self = Self::open(path, self.dims)?;
+        Ok(())
+    }
+
+    /// Maps a file written by [`Vectors::save`].
+    pub(super) fn open(path: &Path, dims: usize) -> Result<Self> {
+        let f = std::fs::File::open(path).map_err(|e| bad(path, &format!("opening: {e}")))?;
+        // SAFETY: the file is only ever written under a temporary name and renamed into place,
+        // never modified after; a file that shrank under the map would be another program's
+        // doing.
+        #[allow(unsafe_code)]
+        let map = unsafe { Mmap::map(&f) }.map_err(|e| bad(path, &format!("mapping: {e}")))?;
+        if map.len() < HEADER || &map[..8] != MAGIC {
+            return Err(bad(path, "not a vectors file"));
+        }
+        let word = |at: usize| u32::from_le_bytes(map[at..at + 4].try_into().unwrap_or_default());
+        let file_dims = word(8) as usize;
+        let scale = f32::from_bits(word(12));
+        let count = u64::from_le_bytes(map[16..24].try_into().unwrap_or_default()) as usize;
+        if file_dims != dims {
+            return Err(bad(path, &format!("holds {file_dims}-d vectors, not {dims}-d")));
+        }
+        let expected = count
+            .checked_mul(8 + 4 * dims)
+            .and_then(|n| n.checked_add(HEADER));
+        if expected != Some(map.len()) || !scale.is_finite() || scale <= 0.0 {
+            return Err(bad(path, "truncated or damaged"));
+        }
+        let seqs = <[i64]>::ref_from_bytes(&map[HEADER..HEADER + 8 * count])
+            .map_err(|_| bad(path, "misaligned"))?;
+        let mut out = Self {
+            dims,
+            scale,
+            base: 0,
+            rows: Vec::new(),
+            file: None,
+            tail: Vec::new(),
+            live: count,
+        };
+        if let (Some(lo), Some(hi)) = (seqs.iter().min(), seqs.iter().max()) {
+            out.base = *lo;
+            out.rows = vec![Row::None; (hi - lo) as usize + 1];
+            for (r, s) in seqs.iter().enumerate() {
+                out.rows[(s - lo) as usize] = Row::File(r as u32);
+            }
+        }
+        out.file = Some(map);
+        Ok(out)
+    }
+}
+
+/// The int8 scale for unit vectors like `sample`: 127 over the 99.99th percentile of their
+/// components' magnitudes, so that rounding keeps as many bits as the data allows while only
+/// rare outliers clip. (The graph search only chooses candidates; exact f32 orders them.)
+fn scale_for(sample: &[&[f32]]) -> f32 {
+    let mut mags: Vec<f32> = sample
+        .iter()
+        .flat_map(|v| v.iter().map(|x| x.abs()))
+        .filter(|x| x.is_finite())
+        .collect();
+    if mags.is_empty() {
+        return 127.0;
+    }
+    let at = ((mags.len() as f64 * 0.9999) as usize).min(mags.len() - 1);
+    let (_, top, _) = mags.select_nth_unstable_by(at, f32::total_cmp);
+    if *top > 0.0 {
+        127.0 / *top
+    } else {
+        127.0
+    }
+}
+
+/// f32 dot product in 16 lanes, which the compiler turns into SIMD.
+pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..16 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// int8 dot product (exact in i32 up to 133,000 dimensions).
+pub(super) fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| i32::from(*x) * i32::from(*y))
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saved_rows_read_back_and_changes_overlay_them() -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let a = [0.6f32, 0.8, 0.0];
+        let b = [0.0f32, 0.6, 0.8];
+        let mut v = Vectors::new(3);
+        v.set(10, Some(&a));
+        v.set(12, Some(&b));
+        v.fit_scale();
+        assert_eq!(v.quantize(&a), vec![95, 127, 0]);
+        v.set(5, Some(&b));
+        v.set(5, None);
+        assert_eq!(v.len(), 2);
+        let path = dir.path().join("x.vectors");
+        v.save(&path)?;
+        let mut w = Vectors::open(&path, 3)?;
+        assert_eq!(w.get(10), Some(&a[..]));
+        assert_eq!(w.get(12), Some(&b[..]));
+        assert_eq!(w.get(5), None);
+        assert_eq!(w.get(11), None);
+        w.set(10, Some(&b));
+        w.set(3, Some(&a));
+        assert_eq!(w.get(10), Some(&b[..]));
+        assert_eq!(w.get(3), Some(&a[..]));
+        assert_eq!(w.get(12), Some(&b[..]));
+        assert_eq!(w.len(), 3);
+        assert!(Vectors::open(&path, 4).is_err());
+        std::fs::write(&path, b"OPVECS01 truncated")?;
+        assert!(Vectors::open(&path, 3).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn dot_products_match_the_plain_sum() {
+        let a: Vec<f32> = (0..37).map(|i| i as f32 * 0.1).collect();
+        let b: Vec<f32> = (0..37).map(|i| 1.0 - i as f32 * 0.05).collect();
+        let plain: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+        assert!((dot(&a, &b) - plain).abs() < 1e-3);
+        assert_eq!(dot_i8(&[1, -2, 3], &[4, 5, -6]), 4 - 10 - 18);
+    }
+}
