@@ -144,13 +144,13 @@ fn ann_dir(db: &Path) -> PathBuf {
     db.with_file_name(name)
 }
 
-fn file_prefix(coll: &Collection, device: &str) -> String {
+fn file_prefix(collection_id: i64, device: &str) -> String {
     let device: String = device
         .chars()
         .filter(char::is_ascii_alphanumeric)
         .take(12)
         .collect();
-    format!("c{}-{device}-", coll.id)
+    format!("c{collection_id}-{device}-")
 }
 
 /// The newest saved index file of `coll`, with the log id it applied.
@@ -379,7 +379,7 @@ impl Store {
         let path = self.canonical.clone();
         let key: Key = (path.clone(), self.device.clone(), coll.id);
         let dir = ann_dir(&path);
-        let prefix = file_prefix(coll, &self.device);
+        let prefix = file_prefix(coll.id, &self.device);
         let entry = REGISTRY
             .lock()
             .map_err(|_| Error::Index("the index registry is poisoned".into()))?
@@ -459,7 +459,9 @@ impl Store {
         if size < MIN_VECTORS {
             return Ok(None);
         }
-        let ef = expansion.unwrap_or_else(|| default_expansion(size)).max(depth);
+        let ef = expansion
+            .unwrap_or_else(|| default_expansion(size))
+            .max(depth);
         if ann.index.expansion_search() != ef {
             ann.index.change_expansion_search(ef);
         }
@@ -564,7 +566,9 @@ impl Store {
         let set = self.filter_set(coll, &ann, filter_sql, params)?;
         let q = unit(vector);
         let q8 = ann.vectors.quantize(&q);
-        let base = expansion.unwrap_or_else(|| default_expansion(size)).max(depth);
+        let base = expansion
+            .unwrap_or_else(|| default_expansion(size))
+            .max(depth);
         let take = rescored(base, depth);
         if set.seqs.len() <= EXACT_FILTER_MAX {
             let dims = ann.vectors.dims();
@@ -599,14 +603,36 @@ impl Store {
     /// # Errors
     /// Store errors, and [`Error::Index`] if an index cannot be built or saved.
     pub fn refresh_vector_indexes(&self) -> Result<()> {
-        let path = self.canonical.clone();
         for coll in self.collections()? {
-            let entry = self.ann(&coll)?;
+            self.ann(&coll)?;
+        }
+        self.save_vector_indexes()
+    }
+
+    /// Saves this database's loaded vector indexes that changed since their last save, as they
+    /// are (a consistent snapshot at the log id each applied): what a daemon does on shutdown,
+    /// so that its next start loads instead of rebuilding or replaying.
+    ///
+    /// # Errors
+    /// [`Error::Index`] if an index cannot be saved.
+    pub fn save_vector_indexes(&self) -> Result<()> {
+        if !self.path().is_file() {
+            return Ok(());
+        }
+        let path = self.canonical.clone();
+        let loaded: Vec<(i64, Arc<RwLock<Ann>>)> = REGISTRY
+            .lock()
+            .map_err(|_| Error::Index("the index registry is poisoned".into()))?
+            .iter()
+            .filter(|((p, d, _), _)| *p == path && *d == self.device)
+            .map(|((_, _, c), e)| (*c, e.clone()))
+            .collect();
+        for (coll, entry) in loaded {
             let mut ann = entry
                 .write()
                 .map_err(|_| Error::Index("an index lock is poisoned".into()))?;
-            if ann.unsaved > 0 && self.path().is_file() {
-                save(&ann_dir(&path), &file_prefix(&coll, &self.device), &mut ann)?;
+            if ann.unsaved > 0 {
+                save(&ann_dir(&path), &file_prefix(coll, &self.device), &mut ann)?;
             }
         }
         Ok(())
@@ -616,9 +642,9 @@ impl Store {
     /// process; the next search loads them again from their files. Also what a restart does.
     ///
     /// # Errors
-    /// As [`Store::refresh_vector_indexes`].
+    /// As [`Store::save_vector_indexes`].
     pub fn unload_vector_indexes(&self) -> Result<()> {
-        self.refresh_vector_indexes()?;
+        self.save_vector_indexes()?;
         let path = self.canonical.clone();
         REGISTRY
             .lock()

@@ -111,7 +111,8 @@ impl Vectors {
         }
         if seq < self.base {
             let shift = (self.base - seq) as usize;
-            self.rows.splice(0..0, std::iter::repeat_n(Row::None, shift));
+            self.rows
+                .splice(0..0, std::iter::repeat_n(Row::None, shift));
             self.base = seq;
         }
         let i = (seq - self.base) as usize;
@@ -161,7 +162,8 @@ impl Vectors {
             w.write_all(MAGIC).map_err(io)?;
             w.write_all(&(self.dims as u32).to_le_bytes()).map_err(io)?;
             w.write_all(&self.scale.to_le_bytes()).map_err(io)?;
-            w.write_all(&(seqs.len() as u64).to_le_bytes()).map_err(io)?;
+            w.write_all(&(seqs.len() as u64).to_le_bytes())
+                .map_err(io)?;
             w.write_all(&[0u8; 8]).map_err(io)?;
             for s in &seqs {
                 w.write_all(&s.to_le_bytes()).map_err(io)?;
@@ -197,7 +199,10 @@ impl Vectors {
         let scale = f32::from_bits(word(12));
         let count = u64::from_le_bytes(map[16..24].try_into().unwrap_or_default()) as usize;
         if file_dims != dims {
-            return Err(bad(path, &format!("holds {file_dims}-d vectors, not {dims}-d")));
+            return Err(bad(
+                path,
+                &format!("holds {file_dims}-d vectors, not {dims}-d"),
+            ));
         }
         let expected = count
             .checked_mul(8 + 4 * dims)
@@ -280,7 +285,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn saved_rows_read_back_and_changes_overlay_them() -> std::result::Result<(), Box<dyn std::error::Error>> {
+    fn saved_rows_read_back_and_changes_overlay_them(
+    ) -> std::result::Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let a = [0.6f32, 0.8, 0.0];
         let b = [0.0f32, 0.6, 0.8];

@@ -253,6 +253,11 @@ async fn serve(
         t.abort();
     }
     drop(_watcher);
+    // The vector indexes changed since their last save are saved, so the next start loads them
+    // instead of replaying the log or rebuilding.
+    if let Err(e) = Store::open(&db).and_then(|s| s.save_vector_indexes()) {
+        tracing::warn!("vector indexes not saved: {e}");
+    }
     tracing::info!("stopped");
     Ok(0)
 }
