@@ -29,7 +29,7 @@ pub struct Collection {
 
 impl Collection {
     /// The name of this collection's vec0 table.
-    pub(crate) fn vec_table(&self) -> String {
+    pub fn vec_table(&self) -> String {
         format!("vec_chunks_{}", self.id)
     }
 }
@@ -197,7 +197,7 @@ pub(crate) fn new_id() -> String {
 }
 
 /// Reads a little-endian f32 blob (sqlite-vec's layout).
-pub(crate) fn blob_to_vector(blob: &[u8]) -> Vec<f32> {
+pub fn blob_to_vector(blob: &[u8]) -> Vec<f32> {
     blob.chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect()

@@ -34,7 +34,7 @@ const BUCKETS: usize = 10;
 /// Runs a benchmark command.
 pub fn run(cmd: &BenchCommand, load_model: &dyn Fn() -> Result<Arc<BertEmbedder>>) -> Result<i32> {
     match cmd {
-        BenchCommand::Search(args) => search(args),
+        BenchCommand::Search(args) => search(args, load_model),
         BenchCommand::Embed(args) => embed(args, load_model()?),
         BenchCommand::Sync(args) => crate::bench_sync::run(args),
         BenchCommand::Http(args) => crate::bench_http::run(args),
@@ -197,6 +197,8 @@ struct ModeResult {
 
 #[derive(Debug, Serialize)]
 struct Report {
+    /// `synthetic`, or the BEIR folder the vectors were embedded from.
+    data: String,
     n: usize,
     dims: usize,
     k: usize,
@@ -270,11 +272,138 @@ pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[idx.min(sorted.len() - 1)]
 }
 
-fn search(args: &BenchSearchArgs) -> Result<i32> {
+/// What the search bench runs over: a store, every vector in it (row order), the queries and
+/// how to find a hit's row.
+struct BenchData {
+    store: Store,
+    /// Keeps a temporary database alive.
+    _tmp: Option<tempfile::TempDir>,
+    /// The vec0 table, for the sqlite-vec peer.
+    vec_table: String,
+    model_id: String,
+    dims: usize,
+    vectors: Vec<Vec<f32>>,
+    /// The document number of each row, for the filtered rows (synthetic data only).
+    doc_of: Option<Vec<usize>>,
+    queries: Vec<(String, Vec<f32>)>,
+    row_of: Rows,
+    build_seconds: f64,
+    index_seconds: f64,
+    cold_start_seconds: f64,
+    index_memory: outpost_core::ann::IndexMemory,
+}
+
+/// Builds the vector index, saves it, and reopens the store as a restart would: (seconds to
+/// build, memory, reopened store, seconds to reopen).
+fn index_and_reopen(
+    store: Store,
+    path: &Path,
+) -> Result<(f64, outpost_core::ann::IndexMemory, Store, f64)> {
+    let started = Instant::now();
+    store.refresh_vector_indexes()?;
+    let index_seconds = started.elapsed().as_secs_f64();
+    let memory = store.vector_index_memory();
+    // A restart: the index comes back from its files, not from a rebuild.
+    store.unload_vector_indexes()?;
+    drop(store);
+    let started = Instant::now();
+    let store = Store::open(path)?;
+    store.refresh_vector_indexes()?;
+    Ok((
+        index_seconds,
+        memory,
+        store,
+        started.elapsed().as_secs_f64(),
+    ))
+}
+
+/// Chunk id → row.
+type Rows = std::collections::HashMap<String, usize>;
+
+/// Chunk id → row, rows in seq order, and the vectors in that order.
+fn rows_of(store: &Store, vec_table: &str) -> Result<(Rows, Vec<Vec<f32>>)> {
+    let mut stmt = store.connection().prepare(&format!(
+        "SELECT k.id, v.embedding FROM chunks k JOIN {vec_table} v ON v.rowid = k.seq ORDER BY k.seq"
+    ))?;
+    let mut rows = stmt.query([])?;
+    let (mut ids, mut vectors) = (std::collections::HashMap::new(), Vec::new());
+    while let Some(r) = rows.next()? {
+        ids.insert(r.get::<_, String>(0)?, vectors.len());
+        vectors.push(outpost_core::store::blob_to_vector(
+            &r.get::<_, Vec<u8>>(1)?,
+        ));
+    }
+    Ok((ids, vectors))
+}
+
+/// The BEIR corpus in `dir`, chunked and embedded with the model (into `--index` when given,
+/// reused if it holds the corpus already), and its first `--queries` queries embedded.
+fn beir_data(
+    dir: &Path,
+    args: &BenchSearchArgs,
+    load_model: &dyn Fn() -> Result<Arc<BertEmbedder>>,
+) -> Result<BenchData> {
+    let model = load_model()?;
+    let corpus = crate::eval::index_corpus(
+        dir,
+        args.index.as_deref(),
+        outpost_core::ChunkParams::default(),
+        model.as_ref(),
+        args.json,
+    )?;
+    let build_seconds = corpus.seconds;
+    let coll = corpus
+        .store
+        .collections()?
+        .into_iter()
+        .find(|c| c.name == "beir")
+        .context("the indexed corpus has no 'beir' collection")?;
+    let path = corpus.store.path().to_path_buf();
+    let (index_seconds, index_memory, store, cold_start_seconds) =
+        index_and_reopen(corpus.store, &path)?;
+    let mut queries: Vec<(String, String)> = crate::eval::read_queries(&dir.join("queries.jsonl"))?
+        .into_iter()
+        .collect();
+    queries.sort();
+    queries.truncate(args.queries);
+    let texts: Vec<&str> = queries.iter().map(|(_, t)| t.as_str()).collect();
+    let embedded = outpost_core::Embedder::embed(model.as_ref(), &texts)?;
+    let (row_of, vectors) = rows_of(&store, &coll.vec_table())?;
+    Ok(BenchData {
+        _tmp: None,
+        vec_table: coll.vec_table(),
+        model_id: coll.model_id.clone(),
+        dims: coll.dims,
+        vectors,
+        doc_of: None,
+        queries: texts.iter().map(|t| t.to_string()).zip(embedded).collect(),
+        row_of,
+        build_seconds,
+        index_seconds,
+        cold_start_seconds,
+        index_memory,
+        store,
+    })
+}
+
+fn search(
+    args: &BenchSearchArgs,
+    load_model: &dyn Fn() -> Result<Arc<BertEmbedder>>,
+) -> Result<i32> {
     anyhow::ensure!(
         args.n > 0 && args.dims > 0 && args.queries > 0,
         "--n, --dims and --queries must be positive"
     );
+    let data = match &args.beir {
+        Some(dir) => beir_data(dir, args, load_model)?,
+        None => synthetic_data(args)?,
+    };
+    measure(args, data)
+}
+
+/// `--n` synthetic vectors (see the module's doc) stored through the store, in documents of
+/// [`CHUNKS_PER_DOC`] chunks, with `bucket` (10 %) and `pct` (1 %) metadata for the filters.
+fn synthetic_data(args: &BenchSearchArgs) -> Result<BenchData> {
     let tmp = tempfile::tempdir()?;
     let path = args
         .index
@@ -348,30 +477,52 @@ fn search(args: &BenchSearchArgs) -> Result<i32> {
     }
     bar.finish_and_clear();
     let build_seconds = started.elapsed().as_secs_f64();
-    // The vector index: built from the table, then saved beside the database.
-    let started = Instant::now();
-    store.refresh_vector_indexes()?;
-    let index_seconds = started.elapsed().as_secs_f64();
-    let index_memory = store.vector_index_memory();
-    // A restart: the index comes back from its file, not from a rebuild.
-    store.unload_vector_indexes()?;
-    drop(store);
-    let (store, cold_start_seconds) = {
-        let started = Instant::now();
-        let store = Store::open(&path)?;
-        store.refresh_vector_indexes()?;
-        (store, started.elapsed().as_secs_f64())
-    };
-
+    let (index_seconds, index_memory, store, cold_start_seconds) = index_and_reopen(store, &path)?;
     let queries: Vec<(String, Vec<f32>)> = (0..args.queries)
         .map(|_| (synth.text(3), synth.vector()))
         .collect();
+    let row_of = store
+        .connection()
+        .prepare("SELECT id FROM chunks ORDER BY seq")?
+        .query_map([], |r| r.get::<_, String>(0))?
+        .enumerate()
+        .map(|(i, id)| id.map(|id| (id, i)))
+        .collect::<Result<_, _>>()?;
+    Ok(BenchData {
+        _tmp: Some(tmp),
+        vec_table: coll.vec_table(),
+        model_id: "synthetic".into(),
+        dims: args.dims,
+        vectors,
+        doc_of: Some(doc_of),
+        queries,
+        row_of,
+        build_seconds,
+        index_seconds,
+        cold_start_seconds,
+        index_memory,
+        store,
+    })
+}
+
+/// Runs every mode over `data` and prints the report.
+fn measure(args: &BenchSearchArgs, data: BenchData) -> Result<i32> {
+    let BenchData {
+        store,
+        vec_table,
+        model_id,
+        vectors,
+        doc_of,
+        queries,
+        row_of,
+        ..
+    } = &data;
     let truth: Vec<Vec<usize>> = queries
         .iter()
-        .map(|(_, q)| exact_top_k(&vectors, q, args.k, |_| true))
+        .map(|(_, q)| exact_top_k(vectors, q, args.k, |_| true))
         .collect();
     if let Some(dir) = &args.export {
-        export(dir, args, &vectors, &queries, &truth)?;
+        export(dir, args, data.dims, vectors, queries, &truth)?;
     }
     let bucket_filter: Vec<Filter> = vec!["bucket=3".parse()?];
     let pct_filter: Vec<Filter> = vec!["pct=7".parse()?];
@@ -408,6 +559,9 @@ fn search(args: &BenchSearchArgs) -> Result<i32> {
     if args.vector_only {
         runs.retain(|(_, mode, _, _)| *mode == SearchMode::Vector);
     }
+    if doc_of.is_none() {
+        runs.retain(|(_, _, filters, _)| filters.is_empty());
+    }
     let mut results = Vec::new();
     for (name, mode, filters, expansion) in runs {
         // Exact answers for the filters this bench uses, to score filtered recall too.
@@ -418,13 +572,14 @@ fn search(args: &BenchSearchArgs) -> Result<i32> {
         } else {
             None
         };
-        let keep = |i: usize| share.is_none_or(|(m, r)| doc_of[i] % m == r);
+        let keep =
+            |i: usize| share.is_none_or(|(m, r)| doc_of.as_ref().is_some_and(|d| d[i] % m == r));
         let requests: Vec<SearchRequest<'_>> = queries
             .iter()
             .map(|(text, v)| SearchRequest {
                 mode,
                 filters,
-                vector: Some(("synthetic", v)),
+                vector: Some((model_id.as_str(), v.as_slice())),
                 expansion,
                 ..SearchRequest::new(text, args.k)
             })
@@ -444,12 +599,12 @@ fn search(args: &BenchSearchArgs) -> Result<i32> {
             if mode == SearchMode::Vector {
                 let got: Vec<usize> = hits
                     .iter()
-                    .filter_map(|h| h.text.split(' ').next()?.strip_prefix('n')?.parse().ok())
+                    .filter_map(|h| row_of.get(&h.chunk_id).copied())
                     .collect();
                 let exact = if filters.is_empty() {
                     truth[qi].clone()
                 } else {
-                    exact_top_k(&vectors, v, args.k, keep)
+                    exact_top_k(vectors, v, args.k, keep)
                 };
                 let found = exact.iter().filter(|t| got.contains(t)).count();
                 recall_sum += found as f64 / exact.len().max(1) as f64;
@@ -469,13 +624,12 @@ fn search(args: &BenchSearchArgs) -> Result<i32> {
     // Outpost's filtering, fusion or loading of result rows.
     if !args.vector_only {
         let sql = format!(
-            "SELECT rowid, distance FROM vec_chunks_{} WHERE embedding MATCH ?1 AND k = ?2 ORDER BY distance",
-            coll.id
+            "SELECT rowid, distance FROM {vec_table} WHERE embedding MATCH ?1 AND k = ?2 ORDER BY distance"
         );
         let mut stmt = store.connection().prepare(&sql)?;
         let mut times = Vec::with_capacity(queries.len());
         let mut returned = 0usize;
-        for (_, v) in &queries {
+        for (_, v) in queries {
             let blob = outpost_core::store::vector_blob(v);
             let t = Instant::now();
             let rows: Vec<(i64, f64)> = stmt
@@ -497,23 +651,28 @@ fn search(args: &BenchSearchArgs) -> Result<i32> {
         });
     }
     let report = Report {
-        n: args.n,
-        dims: args.dims,
+        data: args.beir.as_ref().map_or_else(
+            || "synthetic".to_string(),
+            |d| format!("{} (embedded with {model_id})", d.display()),
+        ),
+        n: vectors.len(),
+        dims: data.dims,
         k: args.k,
-        queries: args.queries,
+        queries: queries.len(),
         seed: args.seed,
-        build_seconds,
-        index_seconds,
-        cold_start_seconds,
-        index_bytes: index_memory.resident,
-        index_mapped_bytes: index_memory.mapped,
+        build_seconds: data.build_seconds,
+        index_seconds: data.index_seconds,
+        cold_start_seconds: data.cold_start_seconds,
+        index_bytes: data.index_memory.resident,
+        index_mapped_bytes: data.index_memory.mapped,
         results,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "{} vectors x {} dims, k={}, {} queries; stored in {:.1}s, vector index built and saved in {:.1}s ({:.0} MiB resident, {:.0} MiB of rows mapped), reopened in {:.2}s",
+            "{}: {} vectors x {} dims, k={}, {} queries; stored in {:.1}s, vector index built and saved in {:.1}s ({:.0} MiB resident, {:.0} MiB of rows mapped), reopened in {:.2}s",
+            report.data,
             report.n,
             report.dims,
             report.k,
@@ -544,6 +703,7 @@ fn search(args: &BenchSearchArgs) -> Result<i32> {
 fn export(
     dir: &Path,
     args: &BenchSearchArgs,
+    dims: usize,
     vectors: &[Vec<f32>],
     queries: &[(String, Vec<f32>)],
     truth: &[Vec<usize>],
@@ -574,7 +734,7 @@ fn export(
         &mut truth.iter().flatten().map(|&i| (i as u32).to_le_bytes()),
     )?;
     let meta = serde_json::json!({
-        "n": vectors.len(), "dims": args.dims, "queries": queries.len(), "k": args.k,
+        "n": vectors.len(), "dims": dims, "queries": queries.len(), "k": args.k,
         "seed": args.seed, "centres": CENTRES, "noise": NOISE,
     });
     std::fs::write(dir.join("meta.json"), serde_json::to_string_pretty(&meta)?)?;

@@ -503,9 +503,15 @@ pub struct BenchSearchArgs {
     /// Random seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Keep the index in this file (default: a temporary file, removed afterwards).
+    /// Keep the index in this file (default: a temporary file, removed afterwards). Synthetic
+    /// data replaces what the file holds; with --beir a file that holds the corpus is reused.
     #[arg(long)]
     pub index: Option<PathBuf>,
+    /// Real embeddings instead of synthetic vectors: this BEIR folder's corpus chunked and
+    /// embedded with the model, and its first --queries queries (by id) embedded as queries.
+    /// No filtered rows (the corpus has no bucket metadata).
+    #[arg(long)]
+    pub beir: Option<PathBuf>,
     /// Vector-search breadths to measure besides the default (HNSW candidates kept),
     /// comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "16,24,32,64,96,128")]

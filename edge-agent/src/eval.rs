@@ -56,7 +56,6 @@ struct Report {
 pub fn beir(args: &EvalBeirArgs, model: Arc<dyn Embedder>) -> Result<i32> {
     let mode: SearchMode = args.mode.parse()?;
     let dir = &args.dir;
-    let corpus_path = dir.join("corpus.jsonl");
     let queries = read_queries(&dir.join("queries.jsonl"))?;
     let qrels = read_qrels(&dir.join("qrels").join(format!("{}.tsv", args.split)))?;
     let judged: Vec<(&String, &Qrels)> = qrels
@@ -80,63 +79,22 @@ pub fn beir(args: &EvalBeirArgs, model: Arc<dyn Embedder>) -> Result<i32> {
         }
     }
 
-    // The corpus, rewritten as Outpost JSONL records (id, title, text). With --index it sits
-    // beside the database under a fixed name: records are keyed by file and id, so a reused
-    // index recognises them as unchanged.
-    let work = tempfile::tempdir().context("creating a temporary directory")?;
-    let (db, records) = match &args.index {
-        Some(db) => {
-            let mut records = db.clone().into_os_string();
-            records.push(".corpus.jsonl");
-            (db.clone(), PathBuf::from(records))
-        }
-        None => (
-            work.path().join("eval.db"),
-            work.path().join("corpus.jsonl"),
-        ),
-    };
-    let documents = rewrite_corpus(&corpus_path, &records)?;
-    let mut store = Store::open(&db)?;
-    let opts = IngestOptions {
-        collection: "beir".into(),
-        chunking: ChunkParams {
+    let corpus = index_corpus(
+        dir,
+        args.index.as_deref(),
+        ChunkParams {
             max_tokens: args.chunk_tokens,
             overlap: args.chunk_overlap,
         },
-        ..IngestOptions::default()
-    };
-    let started = Instant::now();
-    let bar = progress_bar(0, args.json, "indexing (chunks)");
-    let report = outpost_core::ingest::ingest_paths(
-        &mut store,
         model.as_ref(),
-        std::slice::from_ref(&records),
-        &opts,
-        &mut |p| {
-            if let outpost_core::Progress::Embedded(done, total) = p {
-                bar.set_length(total as u64);
-                bar.set_position(done as u64);
-            }
-        },
+        args.json,
     )?;
-    bar.finish_and_clear();
-    if report.failed > 0 {
-        let first = &report.failures[0];
-        bail!(
-            "{} corpus records could not be indexed; first: {}: {}",
-            report.failed,
-            first.path,
-            first.reason
-        );
-    }
-    let index_seconds = started.elapsed().as_secs_f64();
-    let chunks = store
-        .stats()?
-        .collections
-        .iter()
-        .filter(|c| c.collection.name == "beir")
-        .map(|c| c.chunks)
-        .sum();
+    let (store, documents, chunks, index_seconds) = (
+        &corpus.store,
+        corpus.documents,
+        corpus.chunks,
+        corpus.seconds,
+    );
 
     // Queries are embedded in one batch: the model sorts and batches them by length.
     let texts: Vec<&str> = judged
@@ -210,6 +168,90 @@ pub fn beir(args: &EvalBeirArgs, model: Arc<dyn Embedder>) -> Result<i32> {
         );
     }
     Ok(0)
+}
+
+/// A BEIR corpus indexed into an Outpost database (collection `beir`).
+pub(crate) struct IndexedCorpus {
+    pub store: Store,
+    pub documents: usize,
+    pub chunks: usize,
+    /// Seconds the indexing took (little when `index` already held the corpus).
+    pub seconds: f64,
+    /// Holds the temporary database when no `index` was given.
+    _work: tempfile::TempDir,
+}
+
+/// Indexes `dir`'s corpus.jsonl into `index` (reused if it holds it already) or a temporary
+/// database.
+pub(crate) fn index_corpus(
+    dir: &Path,
+    index: Option<&Path>,
+    chunking: ChunkParams,
+    model: &dyn Embedder,
+    json: bool,
+) -> Result<IndexedCorpus> {
+    let corpus_path = dir.join("corpus.jsonl");
+    // The corpus, rewritten as Outpost JSONL records (id, title, text). With --index it sits
+    // beside the database under a fixed name: records are keyed by file and id, so a reused
+    // index recognises them as unchanged.
+    let work = tempfile::tempdir().context("creating a temporary directory")?;
+    let (db, records) = match index {
+        Some(db) => {
+            let mut records = db.as_os_str().to_os_string();
+            records.push(".corpus.jsonl");
+            (db.to_path_buf(), PathBuf::from(records))
+        }
+        None => (
+            work.path().join("eval.db"),
+            work.path().join("corpus.jsonl"),
+        ),
+    };
+    let documents = rewrite_corpus(&corpus_path, &records)?;
+    let mut store = Store::open(&db)?;
+    let opts = IngestOptions {
+        collection: "beir".into(),
+        chunking,
+        ..IngestOptions::default()
+    };
+    let started = Instant::now();
+    let bar = progress_bar(0, json, "indexing (chunks)");
+    let report = outpost_core::ingest::ingest_paths(
+        &mut store,
+        model,
+        std::slice::from_ref(&records),
+        &opts,
+        &mut |p| {
+            if let outpost_core::Progress::Embedded(done, total) = p {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            }
+        },
+    )?;
+    bar.finish_and_clear();
+    if report.failed > 0 {
+        let first = &report.failures[0];
+        bail!(
+            "{} corpus records could not be indexed; first: {}: {}",
+            report.failed,
+            first.path,
+            first.reason
+        );
+    }
+    let index_seconds = started.elapsed().as_secs_f64();
+    let chunks = store
+        .stats()?
+        .collections
+        .iter()
+        .filter(|c| c.collection.name == "beir")
+        .map(|c| c.chunks)
+        .sum();
+    Ok(IndexedCorpus {
+        store,
+        documents,
+        chunks,
+        seconds: index_seconds,
+        _work: work,
+    })
 }
 
 fn progress_bar(len: u64, json: bool, what: &str) -> ProgressBar {
@@ -302,7 +344,7 @@ fn rewrite_corpus(from: &Path, to: &PathBuf) -> Result<usize> {
     Ok(n)
 }
 
-fn read_queries(path: &Path) -> Result<HashMap<String, String>> {
+pub(crate) fn read_queries(path: &Path) -> Result<HashMap<String, String>> {
     let mut queries = HashMap::new();
     for record in json_lines(path)? {
         let (line, v) = record?;
