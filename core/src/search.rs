@@ -6,7 +6,9 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::{LazyLock, Mutex};
 
 use rusqlite::types::Value as SqlValue;
 use serde::Serialize;
@@ -494,12 +496,15 @@ impl Store {
         text: &str,
         depth: usize,
     ) -> Result<Vec<(i64, f64)>> {
-        let Some(query) = fts_query(text) else {
-            return Ok(Vec::new());
-        };
         if filters.collections.is_empty() {
             return Ok(Vec::new());
         }
+        let words = fts_words(text);
+        let all_words = words.len();
+        let words = self.informative_words(words)?;
+        let Some(query) = or_query(&words) else {
+            return Ok(Vec::new());
+        };
         // Without filters the FTS5 table answers alone: tombstoned documents have no chunks,
         // and FTS5 keeps only the top `depth` while scoring when ordered by `rank` alone.
         let sql = if filters.sql.is_empty() {
@@ -515,13 +520,75 @@ impl Store {
             )
         };
         let mut stmt = self.conn.prepare_cached(&sql)?;
-        let mut params: Vec<SqlValue> =
-            vec![SqlValue::Text(query), SqlValue::Integer(depth as i64)];
-        params.extend(filters.params.iter().cloned());
-        let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
-            Ok((r.get::<_, i64>(0)?, -r.get::<_, f64>(1)?))
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let mut run = |query: String| -> Result<Vec<(i64, f64)>> {
+            let mut params: Vec<SqlValue> =
+                vec![SqlValue::Text(query), SqlValue::Integer(depth as i64)];
+            params.extend(filters.params.iter().cloned());
+            let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
+                Ok((r.get::<_, i64>(0)?, -r.get::<_, f64>(1)?))
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        };
+        let ranked = run(query)?;
+        // Fewer than asked for: the rest match only the dropped words, and come from the whole
+        // query.
+        if ranked.len() < depth && words.len() < all_words {
+            return run(fts_query(text).unwrap_or_default());
+        }
+        Ok(ranked)
+    }
+
+    /// `words` without those that at least half of all chunks contain, unless that would leave
+    /// none. FTS5's BM25 clamps such a word's IDF to 1e-6, so it changes no score by more than
+    /// that, yet scoring it walks a posting list as long as half the table: dropping "of",
+    /// "the", "and" made SciFact's text queries three times faster with identical top-10s.
+    /// Document frequencies are cached per database until a chunk is added or removed.
+    fn informative_words(&self, words: Vec<String>) -> Result<Vec<String>> {
+        if words.len() < 2 {
+            return Ok(words);
+        }
+        let version: i64 =
+            self.conn
+                .query_row("SELECT coalesce(max(id), 0) FROM ann_log", [], |r| r.get(0))?;
+        let mut cache = DF_CACHE
+            .lock()
+            .map_err(|_| Error::Index("the word-frequency cache is poisoned".into()))?;
+        let key = (self.canonical.clone(), self.device.clone());
+        let stale = cache.get(&key).is_none_or(|c| c.version != version);
+        if stale || cache.get(&key).is_some_and(|c| c.df.len() > 100_000) {
+            let chunks: i64 = self
+                .conn
+                .query_row("SELECT count(*) FROM chunks", [], |r| r.get(0))?;
+            cache.insert(
+                key.clone(),
+                DocFrequencies {
+                    version,
+                    chunks,
+                    df: HashMap::new(),
+                },
+            );
+        }
+        let Some(entry) = cache.get_mut(&key) else {
+            return Ok(words);
+        };
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?1")?;
+        let mut kept = Vec::with_capacity(words.len());
+        for w in &words {
+            let df = match entry.df.get(w) {
+                Some(n) => *n,
+                None => {
+                    let n: i64 = stmt.query_row([format!("\"{w}\"")], |r| r.get(0))?;
+                    entry.df.insert(w.clone(), n);
+                    n
+                }
+            };
+            if 2 * df < entry.chunks {
+                kept.push(w.clone());
+            }
+        }
+        Ok(if kept.is_empty() { words } else { kept })
     }
 
     /// Loads the rows behind ranked chunk rowids, keeping the order.
@@ -571,17 +638,36 @@ pub(crate) fn fuse(vector: &[(i64, f64)], text: &[(i64, f64)], p: &RrfParams) ->
 /// Turns free text into an FTS5 query: every word quoted (so punctuation and FTS5 operators in
 /// user input are inert), joined by OR so BM25 ranks partial matches. `None` if no words.
 pub fn fts_query(text: &str) -> Option<String> {
-    let words: Vec<String> = text
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(|w| format!("\"{w}\""))
-        .collect();
-    if words.is_empty() {
-        None
-    } else {
-        Some(words.join(" OR "))
-    }
+    or_query(&fts_words(text))
 }
+
+/// The words of `text`: runs of letters and digits.
+fn fts_words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// `words` quoted (so none is an FTS5 operator) and joined with OR.
+fn or_query(words: &[String]) -> Option<String> {
+    if words.is_empty() {
+        return None;
+    }
+    let quoted: Vec<String> = words.iter().map(|w| format!("\"{w}\"")).collect();
+    Some(quoted.join(" OR "))
+}
+
+/// One database's cached document frequencies of query words.
+struct DocFrequencies {
+    /// The last `ann_log` id when counted: every chunk insert and delete moves it.
+    version: i64,
+    chunks: i64,
+    df: HashMap<String, i64>,
+}
+
+static DF_CACHE: LazyLock<Mutex<HashMap<(PathBuf, String), DocFrequencies>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
 
 #[cfg(test)]
 mod tests {

@@ -114,6 +114,34 @@ fn a_filter_is_applied_inside_the_knn_so_k_results_come_back() -> TestResult {
 }
 
 #[test]
+fn words_in_most_chunks_do_not_change_the_text_ranking() -> TestResult {
+    // "document" is in all 200 chunks and "moss" in 188: FTS5's BM25 gives both next to no
+    // weight, and the search leaves them out of the query, so the 12 "lichen" chunks lead.
+    let store = clustered_store()?;
+    let lichen: Vec<String> = (0..200)
+        .filter(|i| i % 17 == 0)
+        .map(|i| format!("doc {i}"))
+        .collect();
+    for k in [5, 20] {
+        let hits = store.search(&SearchRequest {
+            mode: SearchMode::Text,
+            ..SearchRequest::new("document moss lichen", k)
+        })?;
+        // Asking for more than the rare word matches fills up from the whole query.
+        assert_eq!(hits.len(), k);
+        let top: Vec<&String> = hits.iter().take(12).map(|h| &h.title).collect();
+        assert!(top.iter().all(|t| lichen.contains(t)), "{top:?}");
+    }
+    // Only frequent words: the query is kept whole.
+    let hits = store.search(&SearchRequest {
+        mode: SearchMode::Text,
+        ..SearchRequest::new("document moss", 10)
+    })?;
+    assert_eq!(hits.len(), 10);
+    Ok(())
+}
+
+#[test]
 fn range_prefix_and_collection_filters() -> TestResult {
     let store = clustered_store()?;
     let recent = query(
