@@ -379,7 +379,7 @@ impl Store {
                 })?;
                 self.vector_ranking(&filters, model, v, depth, req.expansion)?
             }
-            SearchMode::Text => self.text_ranking(&filters, req.text, depth)?,
+            SearchMode::Text => self.text_ranking(&filters, req.text, depth, true)?,
             SearchMode::Hybrid => {
                 let vector = match req.vector {
                     Some((model, v)) => {
@@ -387,7 +387,10 @@ impl Store {
                     }
                     None => Vec::new(),
                 };
-                let text = self.text_ranking(&filters, req.text, depth)?;
+                // Fused with a vector ranking, the text ranking stops at what its informative
+                // words match: chunks that only share "the" and "of" with the query carry no
+                // evidence, and finding them walks the longest posting lists.
+                let text = self.text_ranking(&filters, req.text, depth, req.vector.is_none())?;
                 fuse(&vector, &text, &req.rrf)
             }
         };
@@ -489,12 +492,14 @@ impl Store {
         Ok(all)
     }
 
-    /// Chunk rowids by BM25, best first.
+    /// Chunk rowids by BM25, best first: up to `depth` of them, or with `fill` unset only those
+    /// that match a word outside the most frequent (see [`Store::informative_words`]).
     fn text_ranking(
         &self,
         filters: &CompiledFilters,
         text: &str,
         depth: usize,
+        fill: bool,
     ) -> Result<Vec<(i64, f64)>> {
         if filters.collections.is_empty() {
             return Ok(Vec::new());
@@ -531,8 +536,8 @@ impl Store {
         };
         let ranked = run(query)?;
         // Fewer than asked for: the rest match only the dropped words, and come from the whole
-        // query.
-        if ranked.len() < depth && words.len() < all_words {
+        // query when `fill` asks for them.
+        if fill && ranked.len() < depth && words.len() < all_words {
             return run(fts_query(text).unwrap_or_default());
         }
         Ok(ranked)
