@@ -32,7 +32,7 @@ use crate::error::{Error, Result};
 use crate::store::{blob_to_vector, Collection, Store};
 
 mod vectors;
-use vectors::{dot, dot_i8, Vectors};
+use vectors::{dot, dots_i8, Vectors};
 
 /// Memory a database's loaded vector indexes take.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -572,13 +572,10 @@ impl Store {
             .max(depth);
         let take = rescored(base, depth);
         if set.seqs.len() <= EXACT_FILTER_MAX {
-            let dims = ann.vectors.dims();
-            let mut scored: Vec<(i32, u64)> = set
-                .codes
-                .chunks_exact(dims)
-                .zip(&set.seqs)
-                .map(|(c, s)| (dot_i8(&q8, c), *s))
-                .collect();
+            let mut dots = Vec::with_capacity(set.seqs.len());
+            dots_i8(&set.codes, &q8, &mut dots);
+            let mut scored: Vec<(i32, u64)> =
+                dots.into_iter().zip(set.seqs.iter().copied()).collect();
             if take < scored.len() {
                 scored.select_nth_unstable_by(take, |a, b| b.0.cmp(&a.0));
                 scored.truncate(take);

@@ -97,8 +97,10 @@ trap 'rm -rf "$work"' EXIT
 # The binary re-executes itself once to set its allocator's options unless they are set already;
 # under qemu-user without binfmt that exec would hand the aarch64 file to /bin/sh.
 export MIMALLOC_PURGE_DELAY=-1
-CARGO_TARGET_DIR="$NATIVE_TARGET_DIR" cargo build --quiet --release -p outpost
-native="$NATIVE_TARGET_DIR/release/outpost"
+# The native side in the dev profile (dependencies optimised): scripts/test.sh has built it
+# already, so CI does not pay for a second, release build here.
+CARGO_TARGET_DIR="$NATIVE_TARGET_DIR" cargo build --quiet -p outpost
+native="$NATIVE_TARGET_DIR/debug/outpost"
 "$native" models list --json | grep -q '"present": true' || "$native" models fetch >/dev/null
 "$native" --db "$work/corpus.db" ingest examples/corpus >/dev/null
 query="how do I keep a sourdough starter alive"
