@@ -544,7 +544,7 @@ impl Store {
     }
 
     /// `words` without those that at least half of all chunks contain, unless that would leave
-    /// none. FTS5's BM25 clamps such a word's IDF to 1e-6, so it changes no score by more than
+    /// none or the table holds fewer than [`PRUNE_FROM_CHUNKS`] chunks. FTS5's BM25 clamps such a word's IDF to 1e-6, so it changes no score by more than
     /// that, yet scoring it walks a posting list as long as half the table: dropping "of",
     /// "the", "and" made SciFact's text queries three times faster with identical top-10s.
     /// Document frequencies are cached per database until a chunk is added or removed.
@@ -576,6 +576,12 @@ impl Store {
         let Some(entry) = cache.get_mut(&key) else {
             return Ok(words);
         };
+        // In a small table every posting list is short, and the order BM25 still gives the
+        // chunks that share only such words with the query (by their frequency and length)
+        // is worth keeping.
+        if entry.chunks < PRUNE_FROM_CHUNKS {
+            return Ok(words);
+        }
         let mut stmt = self
             .conn
             .prepare_cached("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?1")?;
@@ -662,6 +668,9 @@ fn or_query(words: &[String]) -> Option<String> {
     let quoted: Vec<String> = words.iter().map(|w| format!("\"{w}\"")).collect();
     Some(quoted.join(" OR "))
 }
+
+/// Below this many chunks no query word is left out (see [`Store::informative_words`]).
+const PRUNE_FROM_CHUNKS: i64 = 5_000;
 
 /// One database's cached document frequencies of query words.
 struct DocFrequencies {
