@@ -171,7 +171,8 @@ fn newest_file(dir: &Path, prefix: &str) -> Option<(PathBuf, i64)> {
         .max_by_key(|(_, applied)| *applied)
 }
 
-fn max_log_id(conn: &Connection) -> Result<i64> {
+/// The last `ann_log` id: every chunk insert and delete moves it.
+pub(crate) fn max_log_id(conn: &Connection) -> Result<i64> {
     Ok(conn.query_row("SELECT coalesce(max(id), 0) FROM ann_log", [], |r| r.get(0))?)
 }
 
@@ -413,7 +414,10 @@ impl Store {
         // The common case, nothing applied and nothing to save, needs only the read lock, so
         // concurrent searches do not queue behind each other.
         let head = max_log_id(&self.conn)?;
-        let save_due = |a: &Ann| a.unsaved >= SAVE_EVERY.max(a.index.size() / 10);
+        // An in-memory database has nowhere to save to: its index is never due, or every
+        // search would take the write lock.
+        let persistent = self.path() != Path::new(":memory:");
+        let save_due = |a: &Ann| persistent && a.unsaved >= SAVE_EVERY.max(a.index.size() / 10);
         let current = {
             let ann = entry
                 .read()
@@ -523,13 +527,14 @@ impl Store {
         if seqs.len() <= EXACT_FILTER_MAX {
             // Chunks the index has not seen (a write after its catch-up) are left out, as the
             // graph search would leave them out.
-            seqs.retain(|s| ann.vectors.get(*s as i64).is_some());
             codes.reserve(seqs.len() * ann.vectors.dims());
-            for s in &seqs {
-                if let Some(v) = ann.vectors.get(*s as i64) {
+            seqs.retain(|s| match ann.vectors.get(*s as i64) {
+                Some(v) => {
                     codes.extend(ann.vectors.quantize(v));
+                    true
                 }
-            }
+                None => false,
+            });
         }
         let set = Arc::new(FilterSet { seqs, codes });
         let mut cache = FILTER_CACHE

@@ -170,7 +170,8 @@ pub struct SearchRequest<'a> {
     /// Candidates fetched from each ranking before fusion (at least `k`).
     pub candidates: usize,
     /// Breadth of the approximate vector search (candidates the graph search keeps; more is
-    /// slower and closer to exact); `None` for [`crate::ann::default_expansion`] of the collection's size.
+    /// slower and closer to exact); `None` for [`crate::ann::default_expansion`] of the
+    /// collection's size.
     pub expansion: Option<usize>,
 }
 
@@ -544,17 +545,16 @@ impl Store {
     }
 
     /// `words` without those that at least half of all chunks contain, unless that would leave
-    /// none or the table holds fewer than [`PRUNE_FROM_CHUNKS`] chunks. FTS5's BM25 clamps such a word's IDF to 1e-6, so it changes no score by more than
-    /// that, yet scoring it walks a posting list as long as half the table: dropping "of",
-    /// "the", "and" made SciFact's text queries three times faster with identical top-10s.
+    /// none or the table holds fewer than [`PRUNE_FROM_CHUNKS`] chunks. FTS5's BM25 clamps such
+    /// a word's IDF to 1e-6, so it changes no score by more than that, yet scoring it walks a
+    /// posting list as long as half the table: dropping "of", "the", "and" made SciFact's text
+    /// queries three times faster with identical top-10s.
     /// Document frequencies are cached per database until a chunk is added or removed.
     fn informative_words(&self, words: Vec<String>) -> Result<Vec<String>> {
         if words.len() < 2 {
             return Ok(words);
         }
-        let version: i64 =
-            self.conn
-                .query_row("SELECT coalesce(max(id), 0) FROM ann_log", [], |r| r.get(0))?;
+        let version = crate::ann::max_log_id(&self.conn)?;
         let mut cache = DF_CACHE
             .lock()
             .map_err(|_| Error::Index("the word-frequency cache is poisoned".into()))?;
