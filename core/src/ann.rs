@@ -41,6 +41,8 @@ pub struct IndexMemory {
     pub resident: usize,
     /// Bytes of the saved f32 rows, memory-mapped: page cache that the system can reclaim.
     pub mapped: usize,
+    /// Bytes of process memory the text index takes (its postings).
+    pub text: usize,
 }
 
 /// Below this many vectors a collection is scanned exactly instead.
@@ -139,19 +141,24 @@ fn options(dims: usize) -> IndexOptions {
     }
 }
 
-fn ann_dir(db: &Path) -> PathBuf {
+/// The folder beside the database that holds its saved indexes.
+pub(crate) fn ann_dir(db: &Path) -> PathBuf {
     let mut name = db.file_name().unwrap_or_default().to_os_string();
     name.push(".ann");
     db.with_file_name(name)
 }
 
 fn file_prefix(collection_id: i64, device: &str) -> String {
-    let device: String = device
+    format!("c{collection_id}-{}-", device_tag(device))
+}
+
+/// The database identity as it appears in index file names.
+pub(crate) fn device_tag(device: &str) -> String {
+    device
         .chars()
         .filter(char::is_ascii_alphanumeric)
         .take(12)
-        .collect();
-    format!("c{collection_id}-{device}-")
+        .collect()
 }
 
 /// The newest saved index file of `coll`, with the log id it applied.
@@ -365,7 +372,7 @@ fn save(dir: &Path, prefix: &str, ann: &mut Ann) -> Result<()> {
 
 /// Runs `f` inside a read transaction unless one is open already, so that the log and the
 /// vectors it points at are read from one snapshot.
-fn in_read_tx<T>(conn: &Connection, f: impl FnOnce() -> Result<T>) -> Result<T> {
+pub(crate) fn in_read_tx<T>(conn: &Connection, f: impl FnOnce() -> Result<T>) -> Result<T> {
     if !conn.is_autocommit() {
         return f();
     }
@@ -609,6 +616,7 @@ impl Store {
         for coll in self.collections()? {
             self.ann(&coll)?;
         }
+        self.refresh_text_index()?;
         self.save_vector_indexes()
     }
 
@@ -638,7 +646,7 @@ impl Store {
                 save(&ann_dir(&path), &file_prefix(coll, &self.device), &mut ann)?;
             }
         }
-        Ok(())
+        self.save_text_index(false)
     }
 
     /// Saves this database's vector indexes if they changed and frees their memory in this
@@ -653,13 +661,16 @@ impl Store {
             .lock()
             .map_err(|_| Error::Index("the index registry is poisoned".into()))?
             .retain(|(p, d, _), _| !(*p == path && *d == self.device));
-        Ok(())
+        self.save_text_index(true)
     }
 
     /// Memory the loaded vector indexes of this database take.
     pub fn vector_index_memory(&self) -> IndexMemory {
         let path = self.canonical.clone();
-        let mut out = IndexMemory::default();
+        let mut out = IndexMemory {
+            text: self.text_index_memory(),
+            ..IndexMemory::default()
+        };
         if let Ok(map) = REGISTRY.lock() {
             for ((p, d, _), e) in map.iter() {
                 if *p != path || *d != self.device {

@@ -18,6 +18,7 @@ pub mod eval;
 pub mod extract;
 pub mod hlc;
 pub mod ingest;
+mod lexical;
 pub mod queue;
 pub mod replica;
 pub mod schema;

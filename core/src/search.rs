@@ -506,6 +506,12 @@ impl Store {
             return Ok(Vec::new());
         }
         let words = fts_words(text);
+        if let Some(ranked) =
+            self.lexical_ranking(&words, depth, !fill, &filters.sql, &filters.params)?
+        {
+            return Ok(ranked);
+        }
+        // A word that FTS5 reads as a phrase of several tokens: FTS5 answers.
         let all_words = words.len();
         let words = self.informative_words(words)?;
         let Some(query) = or_query(&words) else {

@@ -385,3 +385,172 @@ fn the_example_corpus_answers_its_sample_questions() -> TestResult {
     );
     Ok(())
 }
+
+/// Text made of words with shared stems, diacritics, capitals, digits, repeats and a token
+/// longer than the stemmer takes, from a fixed seed.
+fn varied_text(state: &mut u64, words: usize) -> String {
+    const VOCAB: &[&str] = &[
+        "run",
+        "running",
+        "runs",
+        "runner",
+        "Café",
+        "cafe",
+        "naïve",
+        "naive",
+        "Zürich",
+        "bee",
+        "bees",
+        "beeswax",
+        "honey",
+        "HONEY",
+        "hive",
+        "hives",
+        "connection",
+        "connected",
+        "connecting",
+        "the",
+        "of",
+        "and",
+        "a",
+        "2024",
+        "x86",
+        "ÉCOLE",
+        "école",
+        "relational",
+        "generalization",
+        "moss",
+        "lichen",
+        "straße",
+        "strasse",
+        "data",
+        "database",
+        "supercalifragilisticexpialidocious-and-then-some-more-letters-to-pass-sixty-four-bytes",
+    ];
+    (0..words)
+        .map(|_| {
+            *state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            // Skewed towards the start of the list, as real word frequencies are.
+            let r = ((*state >> 33) % 1000) as usize;
+            VOCAB[(r * r / 1000) * VOCAB.len() / 1000]
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Every hit of a text search against FTS5's own bm25() for the same query: same chunks, same
+/// scores.
+fn assert_text_matches_fts5(store: &Store, queries: &[String]) -> TestResult {
+    let conn = store.connection();
+    for q in queries {
+        // The words as the search reads them: runs of letters and digits, each quoted.
+        let quoted: Vec<String> = q
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(|w| format!("\"{w}\""))
+            .collect();
+        let mut stmt = conn.prepare(
+            "SELECT k.id, -bm25(chunks_fts) FROM chunks_fts JOIN chunks k ON k.seq = chunks_fts.rowid
+             WHERE chunks_fts MATCH ?1 ORDER BY rank",
+        )?;
+        let fts: Vec<(String, f64)> = stmt
+            .query_map([quoted.join(" OR ")], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        for k in [1, 10, 200] {
+            let hits = store.search(&SearchRequest {
+                mode: SearchMode::Text,
+                ..SearchRequest::new(q, k)
+            })?;
+            assert_eq!(hits.len(), fts.len().min(k), "{q:?} k={k}");
+            for (hit, (_, want)) in hits.iter().zip(&fts) {
+                // The same score at each rank, and each chunk scored as FTS5 scores it.
+                assert!(
+                    (hit.score - want).abs() < 1e-9,
+                    "{q:?}: {} vs {want}",
+                    hit.score
+                );
+                let own = fts.iter().find(|(id, _)| *id == hit.chunk_id);
+                assert!(
+                    own.is_some_and(|(_, s)| (s - hit.score).abs() < 1e-9),
+                    "{q:?}: {} is not FTS5's",
+                    hit.chunk_id
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn text_search_ranks_as_fts5_bm25_through_changes_and_restarts() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("t.db");
+    let mut store = Store::open(&path)?;
+    let c = store.ensure_collection("c", "m", 2)?;
+    let mut state = 7u64;
+    let mut put = |store: &mut Store, i: usize, state: &mut u64| -> Result<String, Error> {
+        let doc = NewDocument {
+            source: format!("/d/{i}"),
+            title: format!("doc {i}"),
+            content_hash: i.to_string(),
+            metadata: Map::new(),
+        };
+        let chunks: Vec<NewChunk> = (0..1 + i % 3)
+            .map(|_| {
+                let text = varied_text(state, 3 + (*state % 60) as usize);
+                NewChunk {
+                    byte_end: text.len(),
+                    text,
+                    embedding: vec![1.0, 0.0],
+                    ..Default::default()
+                }
+            })
+            .collect();
+        Ok(store.put_document(&c, &doc, &chunks)?.0)
+    };
+    let mut ids = Vec::new();
+    for i in 0..800 {
+        ids.push(put(&mut store, i, &mut state)?);
+    }
+    let queries: Vec<String> = (0..40)
+        .map(|i| {
+            let mut q = varied_text(&mut state, 1 + i % 7);
+            if i % 5 == 0 {
+                q.push_str(" unseenword");
+            }
+            q
+        })
+        .chain(["bees bees honey".to_string(), "RUNNING runs".to_string()])
+        .collect();
+    assert_text_matches_fts5(&store, &queries)?;
+
+    // Deleted and added documents: the next search sees both.
+    for id in ids.iter().step_by(7) {
+        store.delete_document(id)?;
+    }
+    for i in 800..900 {
+        put(&mut store, i, &mut state)?;
+    }
+    assert_text_matches_fts5(&store, &queries)?;
+
+    // Saved and loaded, then rebuilt from a damaged file.
+    store.unload_vector_indexes()?;
+    let ann = dir.path().join("t.db.ann");
+    let saved: Vec<_> = std::fs::read_dir(&ann)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "lex"))
+        .collect();
+    assert_eq!(saved.len(), 1);
+    drop(store);
+    let store = Store::open(&path)?;
+    assert_text_matches_fts5(&store, &queries)?;
+    store.unload_vector_indexes()?;
+    let mut bytes = std::fs::read(&saved[0])?;
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    std::fs::write(&saved[0], bytes)?;
+    assert_text_matches_fts5(&store, &queries)?;
+    Ok(())
+}
