@@ -540,14 +540,11 @@ impl Lexicon {
         // Terms before `essential` cannot by themselves lift a chunk into the heap.
         let mut essential = 0;
         let mut threshold = f64::NEG_INFINITY;
-        loop {
-            let Some(doc) = cursors[essential..]
-                .iter()
-                .filter_map(|c| c.list.docs.get(c.pos).copied())
-                .min()
-            else {
-                break;
-            };
+        while let Some(doc) = cursors[essential..]
+            .iter()
+            .filter_map(|c| c.list.docs.get(c.pos).copied())
+            .min()
+        {
             let seq = self.seqs[doc as usize];
             let allowed = keep.is_none_or(|k| k.binary_search(&seq).is_ok());
             let d_norm = norm(doc);
