@@ -490,7 +490,7 @@ fn text_search_ranks_as_fts5_bm25_through_changes_and_restarts() -> TestResult {
     let mut store = Store::open(&path)?;
     let c = store.ensure_collection("c", "m", 2)?;
     let mut state = 7u64;
-    let mut put = |store: &mut Store, i: usize, state: &mut u64| -> Result<String, Error> {
+    let put = |store: &mut Store, i: usize, state: &mut u64| -> Result<String, Error> {
         let doc = NewDocument {
             source: format!("/d/{i}"),
             title: format!("doc {i}"),
