@@ -960,8 +960,12 @@ impl Store {
         Ok(set)
     }
 
-    /// Builds or catches up the text index and saves it if it changed.
-    pub(crate) fn refresh_text_index(&self) -> Result<()> {
+    /// Builds (or loads) the text index, catches it up and saves it if it changed; part of
+    /// [`Store::refresh_vector_indexes`].
+    ///
+    /// # Errors
+    /// Store errors, and [`Error::Index`] if the index cannot be built or saved.
+    pub fn refresh_text_index(&self) -> Result<()> {
         let entry = self.lexicon()?;
         self.save_text_index_entry(&entry)
     }

@@ -211,6 +211,10 @@ struct Report {
     index_bytes: usize,
     /// The index's saved f32 rows, memory-mapped (page cache).
     index_mapped_bytes: usize,
+    /// Building and saving the text index (BM25 postings).
+    text_index_seconds: f64,
+    /// Process memory of the text index.
+    text_index_bytes: usize,
     results: Vec<ModeResult>,
 }
 
@@ -290,15 +294,20 @@ struct BenchData {
     build_seconds: f64,
     index_seconds: f64,
     cold_start_seconds: f64,
+    text_index_seconds: f64,
     index_memory: outpost_core::ann::IndexMemory,
 }
 
-/// Builds the vector index, saves it, and reopens the store as a restart would: (seconds to
-/// build, memory, reopened store, seconds to reopen).
+/// Builds the text and vector indexes, saves them, and reopens the store as a restart would:
+/// (seconds to build the vector index, memory, reopened store, seconds to reopen, seconds to
+/// build the text index).
 fn index_and_reopen(
     store: Store,
     path: &Path,
-) -> Result<(f64, outpost_core::ann::IndexMemory, Store, f64)> {
+) -> Result<(f64, outpost_core::ann::IndexMemory, Store, f64, f64)> {
+    let started = Instant::now();
+    store.refresh_text_index()?;
+    let text_seconds = started.elapsed().as_secs_f64();
     let started = Instant::now();
     store.refresh_vector_indexes()?;
     let index_seconds = started.elapsed().as_secs_f64();
@@ -314,6 +323,7 @@ fn index_and_reopen(
         memory,
         store,
         started.elapsed().as_secs_f64(),
+        text_seconds,
     ))
 }
 
@@ -359,7 +369,7 @@ fn beir_data(
         .find(|c| c.name == "beir")
         .context("the indexed corpus has no 'beir' collection")?;
     let path = corpus.store.path().to_path_buf();
-    let (index_seconds, index_memory, store, cold_start_seconds) =
+    let (index_seconds, index_memory, store, cold_start_seconds, text_index_seconds) =
         index_and_reopen(corpus.store, &path)?;
     let mut queries: Vec<(String, String)> = crate::eval::read_queries(&dir.join("queries.jsonl"))?
         .into_iter()
@@ -381,6 +391,7 @@ fn beir_data(
         build_seconds,
         index_seconds,
         cold_start_seconds,
+        text_index_seconds,
         index_memory,
         store,
     })
@@ -477,7 +488,8 @@ fn synthetic_data(args: &BenchSearchArgs) -> Result<BenchData> {
     }
     bar.finish_and_clear();
     let build_seconds = started.elapsed().as_secs_f64();
-    let (index_seconds, index_memory, store, cold_start_seconds) = index_and_reopen(store, &path)?;
+    let (index_seconds, index_memory, store, cold_start_seconds, text_index_seconds) =
+        index_and_reopen(store, &path)?;
     let queries: Vec<(String, Vec<f32>)> = (0..args.queries)
         .map(|_| (synth.text(3), synth.vector()))
         .collect();
@@ -500,6 +512,7 @@ fn synthetic_data(args: &BenchSearchArgs) -> Result<BenchData> {
         build_seconds,
         index_seconds,
         cold_start_seconds,
+        text_index_seconds,
         index_memory,
         store,
     })
@@ -665,13 +678,15 @@ fn measure(args: &BenchSearchArgs, data: BenchData) -> Result<i32> {
         cold_start_seconds: data.cold_start_seconds,
         index_bytes: data.index_memory.resident,
         index_mapped_bytes: data.index_memory.mapped,
+        text_index_seconds: data.text_index_seconds,
+        text_index_bytes: data.index_memory.text,
         results,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "{}: {} vectors x {} dims, k={}, {} queries; stored in {:.1}s, vector index built and saved in {:.1}s ({:.0} MiB resident, {:.0} MiB of rows mapped), reopened in {:.2}s",
+            "{}: {} vectors x {} dims, k={}, {} queries; stored in {:.1}s, vector index built and saved in {:.1}s ({:.0} MiB resident, {:.0} MiB of rows mapped), text index in {:.1}s ({:.0} MiB), reopened in {:.2}s",
             report.data,
             report.n,
             report.dims,
@@ -681,6 +696,8 @@ fn measure(args: &BenchSearchArgs, data: BenchData) -> Result<i32> {
             report.index_seconds,
             report.index_bytes as f64 / (1024.0 * 1024.0),
             report.index_mapped_bytes as f64 / (1024.0 * 1024.0),
+            report.text_index_seconds,
+            report.text_index_bytes as f64 / (1024.0 * 1024.0),
             report.cold_start_seconds
         );
         println!(
