@@ -29,6 +29,7 @@ use std::collections::{BinaryHeap, HashMap};
 use std::ffi::{c_char, c_int, c_void};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, LazyLock, Mutex, RwLock};
 
 use rusqlite::types::Value as SqlValue;
@@ -206,26 +207,22 @@ pub(crate) fn query_tokens(word: &str) -> Result<Vec<Vec<u8>>> {
 }
 
 /// The chunks (dense document numbers) that contain one term, ascending, with the term's
-/// count in each, and what bounds its score: the highest count and the shortest chunk.
+/// count in each.
 #[derive(Default)]
 struct Postings {
     docs: Vec<u32>,
     tfs: Vec<u16>,
-    max_tf: u16,
-    min_len: u32,
 }
 
 impl Postings {
-    fn push(&mut self, doc: u32, tf: u16, len: u32) {
-        if self.docs.is_empty() {
-            self.min_len = len;
-        }
+    fn push(&mut self, doc: u32, tf: u16) {
         self.docs.push(doc);
         self.tfs.push(tf);
-        self.max_tf = self.max_tf.max(tf);
-        self.min_len = self.min_len.min(len);
     }
 }
+
+/// No bound computed yet (see [`Lexicon::bounds`]).
+const UNKNOWN: u64 = u64::MAX;
 
 /// The in-memory postings of every chunk in the database, with what they applied of the log.
 pub(crate) struct Lexicon {
@@ -236,6 +233,11 @@ pub(crate) struct Lexicon {
     by_seq: HashMap<i64, u32>,
     terms: HashMap<Box<[u8]>, u32>,
     lists: Vec<Postings>,
+    /// Per term, the most its BM25 term-frequency part reaches in any chunk at the current
+    /// average length (f64 bits; [`UNKNOWN`] until a query needs it): MaxScore's bound, exact
+    /// rather than from the highest count and the shortest chunk, which are rarely in the same
+    /// chunk. Every change of the table forgets them.
+    bounds: Vec<AtomicU64>,
     /// Live chunks and their tokens: FTS5's row count and total size.
     rows: u64,
     tokens: u64,
@@ -288,6 +290,7 @@ impl Lexicon {
             by_seq: HashMap::new(),
             terms: HashMap::new(),
             lists: Vec::new(),
+            bounds: Vec::new(),
             rows: 0,
             tokens: 0,
             applied,
@@ -300,7 +303,7 @@ impl Lexicon {
     fn add(&mut self, tok: &mut Tokenizer, seq: i64, text: &str, ids: &mut Vec<u32>) -> Result<()> {
         let doc = u32::try_from(self.seqs.len()).map_err(|_| err("more than 4 billion chunks"))?;
         ids.clear();
-        let (terms, lists) = (&mut self.terms, &mut self.lists);
+        let (terms, lists, bounds) = (&mut self.terms, &mut self.lists, &mut self.bounds);
         tok.tokenize(text, false, |t| {
             let id = match terms.get(t) {
                 Some(&id) => id,
@@ -308,6 +311,7 @@ impl Lexicon {
                     let id = lists.len() as u32;
                     terms.insert(t.into(), id);
                     lists.push(Postings::default());
+                    bounds.push(AtomicU64::new(UNKNOWN));
                     id
                 }
             };
@@ -317,7 +321,7 @@ impl Lexicon {
         ids.sort_unstable();
         for run in ids.chunk_by(|a, b| a == b) {
             let tf = u16::try_from(run.len()).unwrap_or(u16::MAX);
-            lists[run[0] as usize].push(doc, tf, len);
+            lists[run[0] as usize].push(doc, tf);
         }
         self.seqs.push(seq);
         self.lens.push(len);
@@ -357,13 +361,12 @@ impl Lexicon {
                 })
                 .collect();
         }
-        let (seqs, lens) = (&self.seqs, &self.lens);
+        let seqs = &self.seqs;
         for list in &mut self.lists {
             let mut kept = Postings::default();
             for (&doc, &tf) in list.docs.iter().zip(&list.tfs) {
                 if seqs[doc as usize] != DEAD {
-                    let id = if renumber { new_id[doc as usize] } else { doc };
-                    kept.push(id, tf, lens[doc as usize]);
+                    kept.push(if renumber { new_id[doc as usize] } else { doc }, tf);
                 }
             }
             *list = kept;
@@ -436,6 +439,10 @@ impl Lexicon {
         })?;
         self.applied = last;
         self.unsaved += seqs.len();
+        // The average length moved, and with it every bound.
+        for b in &self.bounds {
+            b.store(UNKNOWN, AtomicOrdering::Relaxed);
+        }
         Ok(())
     }
 
@@ -444,7 +451,7 @@ impl Lexicon {
         let lists: usize = self
             .lists
             .iter()
-            .map(|l| l.docs.capacity() * 4 + l.tfs.capacity() * 2 + size_of::<Postings>())
+            .map(|l| l.docs.capacity() * 4 + l.tfs.capacity() * 2 + size_of::<Postings>() + 8)
             .sum();
         let terms: usize = self.terms.keys().map(|k| k.len() + 24).sum();
         lists
@@ -515,9 +522,22 @@ impl Lexicon {
             .iter()
             .map(|&(id, weight)| {
                 let list = &self.lists[id as usize];
-                let min_norm = K1 * (1.0 - B + B * f64::from(list.min_len) / avgdl);
+                let cached = &self.bounds[id as usize];
+                let most = match cached.load(AtomicOrdering::Relaxed) {
+                    UNKNOWN => {
+                        let most = list
+                            .docs
+                            .iter()
+                            .zip(&list.tfs)
+                            .map(|(&d, &tf)| part(tf, norm(d)))
+                            .fold(0.0, f64::max);
+                        cached.store(most.to_bits(), AtomicOrdering::Relaxed);
+                        most
+                    }
+                    bits => f64::from_bits(bits),
+                };
                 // Rounding in the sums must never make a bound fall short.
-                let bound = weight * part(list.max_tf, min_norm) * (1.0 + 1e-9);
+                let bound = weight * most * (1.0 + 1e-9);
                 Cursor {
                     list,
                     pos: 0,
@@ -565,7 +585,7 @@ impl Lexicon {
                     break;
                 }
                 let c = &mut cursors[i];
-                c.pos += c.list.docs[c.pos..].partition_point(|&d| d < doc);
+                c.pos = seek(&c.list.docs, c.pos, doc);
                 if c.list.docs.get(c.pos) == Some(&doc) {
                     score += c.weight * part(c.list.tfs[c.pos], d_norm);
                 }
@@ -723,17 +743,42 @@ impl Lexicon {
                     return Err("postings out of order or out of range".into());
                 }
                 last = Some(d);
-                list.push(d, tf, lex.lens[d as usize]);
+                list.push(d, tf);
             }
             if count == 0 || lex.terms.insert(term, id as u32).is_some() {
                 return Err("an empty or repeated term".into());
             }
             lex.lists.push(list);
+            lex.bounds.push(AtomicU64::new(UNKNOWN));
         }
         if !r.0.is_empty() {
             return Err("trailing bytes".into());
         }
         Ok(lex)
+    }
+}
+
+/// The first position from `pos` on whose chunk number is at least `target`: galloping, so
+/// that a short step (the usual case in a long list) costs a few comparisons in cache instead
+/// of a binary search over the whole rest of the list.
+fn seek(docs: &[u32], pos: usize, target: u32) -> usize {
+    if docs.get(pos).is_none_or(|&d| d >= target) {
+        return pos;
+    }
+    // docs[lo] < target throughout.
+    let (mut lo, mut step) = (pos, 1);
+    loop {
+        let hi = lo + step;
+        match docs.get(hi) {
+            Some(&d) if d < target => {
+                lo = hi;
+                step *= 2;
+            }
+            _ => {
+                let end = hi.min(docs.len());
+                return lo + 1 + docs[lo + 1..end].partition_point(|&d| d < target);
+            }
+        }
     }
 }
 
@@ -1003,5 +1048,21 @@ impl Store {
             .and_then(|m| m.get(&key).cloned())
             .and_then(|e| e.read().ok().map(|l| l.heap_bytes()))
             .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::seek;
+
+    #[test]
+    fn seek_finds_the_first_chunk_at_or_after_the_target() {
+        let docs = [2, 3, 5, 8, 13, 21, 34, 55, 89];
+        for pos in 0..=docs.len() {
+            for target in 0..100 {
+                let want = pos + docs[pos..].partition_point(|&d| d < target);
+                assert_eq!(seek(&docs, pos, target), want, "pos {pos} target {target}");
+            }
+        }
     }
 }
