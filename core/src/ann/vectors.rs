@@ -313,10 +313,49 @@ pub(super) fn dots_i8(codes: &[i8], q: &[i8], out: &mut Vec<i32>) {
     dots_i8_lanes(codes, q, out);
 }
 
+/// 32 products per step: `maddubs(|q|, sign(row, q))` multiplies unsigned |q| by the row
+/// byte with q's sign moved onto it, into i16 pairs (at most 2 · 127 · 127, no saturation:
+/// the codes never hold -128), which `madd` with ones widens to i32.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 fn dots_i8_avx2(codes: &[i8], q: &[i8], out: &mut Vec<i32>) {
-    dots_i8_lanes(codes, q, out);
+    use std::arch::x86_64::{
+        __m256i, _mm256_abs_epi8, _mm256_add_epi32, _mm256_castsi256_si128,
+        _mm256_extracti128_si256, _mm256_loadu_si256, _mm256_madd_epi16, _mm256_maddubs_epi16,
+        _mm256_set1_epi16, _mm256_setzero_si256, _mm256_sign_epi8, _mm_add_epi32,
+        _mm_cvtsi128_si32, _mm_shuffle_epi32,
+    };
+    let d = q.len();
+    if d == 0 || !d.is_multiple_of(32) || q.contains(&i8::MIN) {
+        return dots_i8_lanes(codes, q, out);
+    }
+    // SAFETY: every load reads 32 bytes inside `q` or inside one `d`-long row of `codes`
+    // (d is a multiple of 32); AVX2 is enabled for this function.
+    #[allow(unsafe_code)]
+    unsafe {
+        let qs: Vec<__m256i> = q
+            .chunks_exact(32)
+            .map(|c| _mm256_loadu_si256(c.as_ptr().cast()))
+            .collect();
+        let qa: Vec<__m256i> = qs.iter().map(|v| _mm256_abs_epi8(*v)).collect();
+        let ones = _mm256_set1_epi16(1);
+        out.reserve(codes.len() / d);
+        for row in codes.chunks_exact(d) {
+            let mut acc = _mm256_setzero_si256();
+            for (j, c) in row.chunks_exact(32).enumerate() {
+                let r = _mm256_sign_epi8(_mm256_loadu_si256(c.as_ptr().cast()), qs[j]);
+                let pairs = _mm256_maddubs_epi16(qa[j], r);
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, ones));
+            }
+            let s = _mm_add_epi32(
+                _mm256_castsi256_si128(acc),
+                _mm256_extracti128_si256::<1>(acc),
+            );
+            let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+            let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+            out.push(_mm_cvtsi128_si32(s));
+        }
+    }
 }
 
 #[inline(always)]
@@ -375,5 +414,22 @@ mod tests {
         let mut out = Vec::new();
         dots_i8(&[1, -2, 3, 0, 0, 1], &[4, 5, -6], &mut out);
         assert_eq!(out, vec![4 - 10 - 18, -6]);
+        // Rows long enough for the 32-byte kernel, with the extremes the codes can hold.
+        let q: Vec<i8> = (0..64).map(|i| ((i * 37) % 255 - 127) as i8).collect();
+        let rows: Vec<i8> = (0..64 * 3)
+            .map(|i| ((i * 91 + 5) % 255 - 127) as i8)
+            .collect();
+        let mut fast = Vec::new();
+        dots_i8(&rows, &q, &mut fast);
+        let plain: Vec<i32> = rows
+            .chunks_exact(64)
+            .map(|r| {
+                r.iter()
+                    .zip(&q)
+                    .map(|(a, b)| i32::from(*a) * i32::from(*b))
+                    .sum()
+            })
+            .collect();
+        assert_eq!(fast, plain);
     }
 }
