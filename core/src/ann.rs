@@ -184,6 +184,19 @@ pub(crate) fn max_log_id(conn: &Connection) -> Result<i64> {
     Ok(conn.query_row("SELECT coalesce(max(id), 0) FROM ann_log", [], |r| r.get(0))?)
 }
 
+/// Whether the log still holds every row after `applied`: [`Store::trim_index_log`] may have
+/// removed rows that an index saved (or loaded in another process) before the trim needs, and
+/// such an index is rebuilt instead of caught up. Log ids have no gaps (AUTOINCREMENT, and a
+/// trim keeps the newest row), so the first id left says what is gone.
+pub(crate) fn log_covers(conn: &Connection, applied: i64) -> Result<bool> {
+    let first: i64 =
+        conn.query_row("SELECT coalesce(min(id), 0) FROM ann_log", [], |r| r.get(0))?;
+    Ok(first == 0 || first <= applied + 1)
+}
+
+/// The log is trimmed once it holds this many rows.
+const TRIM_FROM: i64 = 10_000;
+
 fn grow(index: &Index, extra: usize) -> Result<()> {
     let need = index.size() + extra;
     if need > index.capacity() {
@@ -401,7 +414,9 @@ impl Store {
                 let ann = in_read_tx(&self.conn, || {
                     let head = max_log_id(&self.conn)?;
                     let loaded = newest_file(&dir, &prefix)
-                        .filter(|(_, applied)| *applied <= head)
+                        .filter(|(_, applied)| {
+                            *applied <= head && log_covers(&self.conn, *applied).unwrap_or(false)
+                        })
                         .and_then(|(p, applied)| load(&p, applied, coll));
                     match loaded {
                         Some(mut ann) => {
@@ -440,8 +455,12 @@ impl Store {
             .map_err(|_| Error::Index("an index lock is poisoned".into()))?;
         // Another search may have caught up meanwhile: look at the log again under the lock.
         let head = max_log_id(&self.conn)?;
-        if head < ann.applied || ann.vectors.dims() != coll.dims {
-            // The log went backwards (the file was replaced): rebuild.
+        if head < ann.applied
+            || ann.vectors.dims() != coll.dims
+            || !log_covers(&self.conn, ann.applied)?
+        {
+            // The log went backwards (the file was replaced), or was trimmed past this index
+            // (in another process): rebuild.
             *ann = in_read_tx(&self.conn, || build(&self.conn, coll))?;
         } else if head > ann.applied {
             in_read_tx(&self.conn, || catch_up(&self.conn, coll, &mut ann))?;
@@ -647,7 +666,8 @@ impl Store {
                 save(&ann_dir(&path), &file_prefix(coll, &self.device), &mut ann)?;
             }
         }
-        self.save_text_index(false)
+        self.save_text_index(false)?;
+        self.trim_index_log()
     }
 
     /// Saves this database's vector indexes if they changed and frees their memory in this
@@ -663,6 +683,82 @@ impl Store {
             .map_err(|_| Error::Index("the index registry is poisoned".into()))?
             .retain(|(p, d, _), _| !(*p == path && *d == self.device));
         self.save_text_index(true)
+    }
+
+    /// Deletes the `ann_log` rows that every saved index file of this database, and every index
+    /// loaded in this process, has applied, once the log holds [`TRIM_FROM`] rows; the newest
+    /// row always stays. An index that needed a deleted row (one loaded in another process
+    /// before the trim) sees the gap ([`log_covers`]) and is rebuilt from SQLite.
+    ///
+    /// # Errors
+    /// SQLite errors from the delete (a busy database is not one: the trim waits for the
+    /// next save).
+    pub fn trim_index_log(&self) -> Result<()> {
+        if !self.path().is_file() || !self.conn.is_autocommit() {
+            return Ok(());
+        }
+        let head = max_log_id(&self.conn)?;
+        let first: i64 =
+            self.conn
+                .query_row("SELECT coalesce(min(id), 0) FROM ann_log", [], |r| r.get(0))?;
+        if first == 0 || head - first + 1 < TRIM_FROM {
+            return Ok(());
+        }
+        let mut through = head - 1;
+        let tag = device_tag(&self.device);
+        if let Ok(entries) = std::fs::read_dir(ann_dir(&self.canonical)) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                let Some(stem) = [".usearch", ".vectors", ".lex"]
+                    .iter()
+                    .find_map(|x| name.strip_suffix(x))
+                else {
+                    continue;
+                };
+                let mut parts = stem.rsplitn(3, '-');
+                let (Some(applied), Some(device)) = (parts.next(), parts.next()) else {
+                    continue;
+                };
+                if device == tag {
+                    if let Ok(applied) = applied.parse::<i64>() {
+                        through = through.min(applied);
+                    }
+                }
+            }
+        }
+        let path = self.canonical.clone();
+        for ((p, d, _), e) in REGISTRY
+            .lock()
+            .map_err(|_| Error::Index("the index registry is poisoned".into()))?
+            .iter()
+        {
+            if *p == path && *d == self.device {
+                if let Ok(a) = e.read() {
+                    through = through.min(a.applied);
+                }
+            }
+        }
+        if let Some(applied) = self.text_index_applied() {
+            through = through.min(applied);
+        }
+        if through < first {
+            return Ok(());
+        }
+        match self
+            .conn
+            .execute("DELETE FROM ann_log WHERE id <= ?1", [through])
+        {
+            Ok(n) => {
+                tracing::debug!(rows = n, through, "trimmed the index log");
+                Ok(())
+            }
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Memory the loaded vector indexes of this database take.

@@ -35,7 +35,7 @@ use std::sync::{Arc, LazyLock, Mutex, RwLock};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{ffi, Connection, OptionalExtension};
 
-use crate::ann::{ann_dir, device_tag, in_read_tx, max_log_id};
+use crate::ann::{ann_dir, device_tag, in_read_tx, log_covers, max_log_id};
 use crate::error::{Error, Result};
 use crate::store::Store;
 
@@ -875,7 +875,9 @@ impl Store {
                 let lex = in_read_tx(&self.conn, || {
                     let head = max_log_id(&self.conn)?;
                     let loaded = newest_file(&dir, &prefix)
-                        .filter(|(_, applied)| *applied <= head)
+                        .filter(|(_, applied)| {
+                            *applied <= head && log_covers(&self.conn, *applied).unwrap_or(false)
+                        })
                         .and_then(|(p, _)| {
                             Lexicon::read(&p)
                                 .map_err(|e| {
@@ -911,8 +913,9 @@ impl Store {
         }
         let mut lex = entry.write().map_err(|_| poisoned())?;
         let head = max_log_id(&self.conn)?;
-        if head < lex.applied {
-            // The log went backwards (the file was replaced): rebuild.
+        if head < lex.applied || !log_covers(&self.conn, lex.applied)? {
+            // The log went backwards (the file was replaced), or was trimmed past this index
+            // (in another process): rebuild.
             *lex = in_read_tx(&self.conn, || Lexicon::build(&self.conn))?;
         } else if head > lex.applied {
             in_read_tx(&self.conn, || lex.catch_up(&self.conn))?;
@@ -1037,6 +1040,16 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// The log id the loaded text index has applied, if one is loaded.
+    pub(crate) fn text_index_applied(&self) -> Option<i64> {
+        let key: Key = (self.canonical.clone(), self.device.clone());
+        REGISTRY
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&key).cloned())
+            .and_then(|e| e.read().ok().map(|l| l.applied))
     }
 
     /// Memory the loaded text index of this database takes.

@@ -279,3 +279,81 @@ fn deletes_and_inserts_are_seen_by_the_next_search_from_any_connection() -> Test
     assert_eq!(search(&reader, q, 1, &[])?, vec!["fresh".to_string()]);
     Ok(())
 }
+
+#[test]
+fn the_index_log_is_trimmed_and_an_index_saved_before_the_trim_is_rebuilt() -> TestResult {
+    let (f, mut store) = fixture()?;
+    store.refresh_vector_indexes()?;
+    let dir = f.path.with_file_name("ann.db.ann");
+    let before_trim = tempfile::tempdir()?;
+    for e in std::fs::read_dir(&dir)? {
+        let e = e?;
+        std::fs::copy(e.path(), before_trim.path().join(e.file_name()))?;
+    }
+    // The best match of the first query goes; 10,000 new chunks pass the trim threshold.
+    let gone = search(&store, &f.queries[0], 1, &[])?.remove(0);
+    let doc_no: usize = gone.trim_start_matches('n').parse::<usize>()? / CHUNKS_PER_DOC;
+    let (doc_id, _, _) = store
+        .document_by_source(&f.coll, &format!("doc{doc_no}"))?
+        .ok_or("the document is missing")?;
+    store.delete_document(&doc_id)?;
+    let mut rng = Rng(11);
+    for d in 0..100 {
+        let chunks: Vec<NewChunk> = (0..100)
+            .map(|j| {
+                let text = format!("extra{d}x{j}");
+                let v: Vec<f32> = (0..DIMS).map(|_| rng.next()).collect();
+                NewChunk {
+                    byte_end: text.len(),
+                    text,
+                    embedding: v,
+                    ..Default::default()
+                }
+            })
+            .collect();
+        let doc = NewDocument {
+            source: format!("extra{d}"),
+            title: String::new(),
+            content_hash: d.to_string(),
+            metadata: Map::new(),
+        };
+        store.put_document(&f.coll, &doc, &chunks)?;
+    }
+    let text_hits = |store: &Store, q: &str| -> Result<usize, outpost_core::Error> {
+        Ok(store
+            .search(&SearchRequest {
+                mode: SearchMode::Text,
+                ..SearchRequest::new(q, 10)
+            })?
+            .len())
+    };
+    assert_eq!(text_hits(&store, &gone)?, 0);
+    assert_eq!(text_hits(&store, "extra7x7")?, 1);
+    store.refresh_vector_indexes()?;
+    let log: i64 = store
+        .connection()
+        .query_row("SELECT count(*) FROM ann_log", [], |r| r.get(0))?;
+    assert_eq!(
+        log, 1,
+        "the saved indexes applied the whole log: only the newest row stays"
+    );
+    let current = search(&store, &f.queries[0], 10, &[])?;
+    assert!(!current.contains(&gone));
+
+    // Indexes saved before the trim, as another process may still hold them, cannot be caught
+    // up over the gap: they are rebuilt, and know of the delete and the new chunks.
+    store.unload_vector_indexes()?;
+    drop(store);
+    for e in std::fs::read_dir(&dir)? {
+        std::fs::remove_file(e?.path())?;
+    }
+    for e in std::fs::read_dir(before_trim.path())? {
+        let e = e?;
+        std::fs::copy(e.path(), dir.join(e.file_name()))?;
+    }
+    let store = Store::open(&f.path)?;
+    assert_eq!(search(&store, &f.queries[0], 10, &[])?, current);
+    assert_eq!(text_hits(&store, &gone)?, 0);
+    assert_eq!(text_hits(&store, "extra7x7")?, 1);
+    Ok(())
+}
