@@ -363,7 +363,10 @@ impl Lexicon {
         }
         let seqs = &self.seqs;
         for list in &mut self.lists {
-            let mut kept = Postings::default();
+            let mut kept = Postings {
+                docs: Vec::with_capacity(list.docs.len()),
+                tfs: Vec::with_capacity(list.tfs.len()),
+            };
             for (&doc, &tf) in list.docs.iter().zip(&list.tfs) {
                 if seqs[doc as usize] != DEAD {
                     kept.push(if renumber { new_id[doc as usize] } else { doc }, tf);
@@ -404,6 +407,11 @@ impl Lexicon {
             }
             Ok(())
         })?;
+        // Postings grew by doubling: up to half of their capacity is slack.
+        for list in &mut lex.lists {
+            list.docs.shrink_to_fit();
+            list.tfs.shrink_to_fit();
+        }
         lex.unsaved = lex.seqs.len();
         Ok(lex)
     }
