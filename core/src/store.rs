@@ -183,14 +183,6 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// How much of the database file SQLite reads through a memory map (`PRAGMA mmap_size`): all
-/// of it, up to 4 GiB, on 64-bit targets; 256 MiB on 32-bit ones, whose address space is small.
-const MMAP_BYTES: i64 = if cfg!(target_pointer_width = "64") {
-    4 << 30
-} else {
-    256 << 20
-};
-
 /// Milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
@@ -333,10 +325,6 @@ impl Store {
             }
             // In WAL mode NORMAL keeps every commit atomic and consistent across a crash.
             conn.pragma_update(None, "synchronous", "NORMAL")
-                .map_err(wrap)?;
-            // Reads straight from the page cache instead of a pread and a copy per page:
-            // loading ten results cost 65-220 µs through pread at 100k chunks.
-            conn.pragma_update(None, "mmap_size", MMAP_BYTES)
                 .map_err(wrap)?;
         }
         schema::migrate(&mut conn, path).map_err(|e| reclassify(path, e))?;
