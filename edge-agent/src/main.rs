@@ -250,7 +250,7 @@ fn run(cli: Cli) -> Result<i32> {
                 Progress::Done(_) => bar.inc(1),
             };
             let report = engine.ingest(&args.paths, &opts, &mut on_progress)?;
-            bar.set_message("updating the vector index");
+            bar.set_message("updating the search indexes");
             // The batch job pays for the index, so that the next search starts warm.
             let indexing = Instant::now();
             engine.store().refresh_vector_indexes()?;
@@ -261,12 +261,13 @@ fn run(cli: Cli) -> Result<i32> {
             if args.json {
                 let mut v = serde_json::to_value(&report)?;
                 v["seconds"] = json!(secs);
+                // The vector indexes and the text index (the name predates the latter).
                 v["vector_index_seconds"] = json!(index_secs);
                 v["truncated_inputs"] = json!(truncated);
                 print_json(&v)?;
             } else {
                 println!(
-                    "{} added, {} updated, {} unchanged, {} removed, {} failed; {} chunks embedded in {:.1}s ({:.2}s of it updating the vector index)",
+                    "{} added, {} updated, {} unchanged, {} removed, {} failed; {} chunks embedded in {:.1}s ({:.2}s of it updating the search indexes)",
                     report.added,
                     report.updated,
                     report.unchanged,
