@@ -71,7 +71,7 @@ fn breadth(size: usize, connectivity: usize) -> usize {
 /// were twice as slow for the same recall (twice the neighbours scored per hop); at 1M they
 /// reached recall 0.989 at breadth 64 where 16 links needed 128 for 0.98, 22 % faster.
 fn connectivity_for(size: usize) -> usize {
-    if size >= LARGE_GRAPH {
+    if size >= LARGE_GRAPH.load(std::sync::atomic::Ordering::Relaxed) {
         32
     } else {
         16
@@ -79,7 +79,8 @@ fn connectivity_for(size: usize) -> usize {
 }
 
 /// A graph of this many vectors is built with 32 links per node.
-const LARGE_GRAPH: usize = 250_000;
+/// (A static only so that a unit test can lower it.)
+static LARGE_GRAPH: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(250_000);
 
 /// How many of the graph's candidates are rescored in f32 for a `depth`-deep answer.
 fn rescored(ef: usize, depth: usize) -> usize {
@@ -814,5 +815,67 @@ impl Store {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{NewChunk, NewDocument};
+
+    #[test]
+    fn a_graph_that_grows_past_the_large_size_is_rebuilt_with_more_links() -> Result<()> {
+        // The only test in this binary that builds a graph: lowering the size is safe here.
+        LARGE_GRAPH.store(3_000, std::sync::atomic::Ordering::Relaxed);
+        let dir = tempfile::tempdir().map_err(|e| Error::Index(e.to_string()))?;
+        let mut store = Store::open(dir.path().join("g.db"))?;
+        let coll = store.ensure_collection("c", "m", 8)?;
+        let put = |store: &mut Store, d: usize| -> Result<()> {
+            let chunks: Vec<NewChunk> = (0..100)
+                .map(|j| {
+                    let x = (d * 100 + j) as f32;
+                    NewChunk {
+                        text: format!("c{d}x{j}"),
+                        byte_end: 1,
+                        embedding: (0..8).map(|i| (x * (i + 1) as f32).sin()).collect(),
+                        ..Default::default()
+                    }
+                })
+                .collect();
+            let doc = NewDocument {
+                source: format!("d{d}"),
+                title: String::new(),
+                content_hash: d.to_string(),
+                metadata: serde_json::Map::new(),
+            };
+            store.put_document(&coll, &doc, &chunks)?;
+            Ok(())
+        };
+        let links = |store: &Store| -> Result<usize> {
+            let entry = store.ann(&coll)?;
+            let ann = entry.read().map_err(|_| Error::Index("poisoned".into()))?;
+            Ok(ann.index.connectivity())
+        };
+        for d in 0..25 {
+            put(&mut store, d)?;
+        }
+        store.refresh_vector_indexes()?;
+        assert_eq!(links(&store)?, 16);
+        // Grown one chunk at a time past the size: a search catches up without a rebuild…
+        for d in 25..35 {
+            put(&mut store, d)?;
+        }
+        assert_eq!(links(&store)?, 16);
+        // …and the end of an ingest rebuilds it with 32 links, holding every chunk.
+        store.refresh_vector_indexes()?;
+        assert_eq!(links(&store)?, 32);
+        let entry = store.ann(&coll)?;
+        let size = entry
+            .read()
+            .map_err(|_| Error::Index("poisoned".into()))?
+            .index
+            .size();
+        assert_eq!(size, 3_500);
+        Ok(())
     }
 }
