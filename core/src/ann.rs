@@ -184,8 +184,8 @@ pub(crate) fn device_tag(device: &str) -> String {
         .collect()
 }
 
-/// The newest saved index file of `coll`, with the log id it applied.
-fn newest_file(dir: &Path, prefix: &str) -> Option<(PathBuf, i64)> {
+/// The newest saved index file named `<prefix><applied log id><suffix>`, with that log id.
+pub(crate) fn newest_file(dir: &Path, prefix: &str, suffix: &str) -> Option<(PathBuf, i64)> {
     std::fs::read_dir(dir)
         .ok()?
         .filter_map(|e| {
@@ -193,7 +193,7 @@ fn newest_file(dir: &Path, prefix: &str) -> Option<(PathBuf, i64)> {
             let name = e.file_name().into_string().ok()?;
             let applied = name
                 .strip_prefix(prefix)?
-                .strip_suffix(".usearch")?
+                .strip_suffix(suffix)?
                 .parse()
                 .ok()?;
             Some((e.path(), applied))
@@ -211,9 +211,13 @@ pub(crate) fn max_log_id(conn: &Connection) -> Result<i64> {
 /// such an index is rebuilt instead of caught up. Log ids have no gaps (AUTOINCREMENT, and a
 /// trim keeps the newest row), so the first id left says what is gone.
 pub(crate) fn log_covers(conn: &Connection, applied: i64) -> Result<bool> {
-    let first: i64 =
-        conn.query_row("SELECT coalesce(min(id), 0) FROM ann_log", [], |r| r.get(0))?;
+    let first = first_log_id(conn)?;
     Ok(first == 0 || first <= applied + 1)
+}
+
+/// The oldest `ann_log` id left (0 for an empty log).
+fn first_log_id(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row("SELECT coalesce(min(id), 0) FROM ann_log", [], |r| r.get(0))?)
 }
 
 /// The log is trimmed once it holds this many rows.
@@ -436,7 +440,7 @@ impl Store {
             None => {
                 let ann = in_read_tx(&self.conn, || {
                     let head = max_log_id(&self.conn)?;
-                    let loaded = newest_file(&dir, &prefix)
+                    let loaded = newest_file(&dir, &prefix, ".usearch")
                         .filter(|(_, applied)| {
                             *applied <= head && log_covers(&self.conn, *applied).unwrap_or(false)
                         })
@@ -557,22 +561,11 @@ impl Store {
         if let Some(set) = cached {
             return Ok(set);
         }
-        let sql = format!(
-            "SELECT k.seq FROM chunks k JOIN documents d ON d.id = k.document_id
-             WHERE d.deleted = 0 AND d.collection_id = {}{filter_sql}",
-            coll.id
-        );
-        let mut stmt = self.conn.prepare_cached(&sql)?;
-        // The filter's placeholders are numbered from ?3: in the KNN statements ?1 and ?2 are
-        // the query vector and k.
-        let bound = [rusqlite::types::Value::Null, rusqlite::types::Value::Null]
+        let mut seqs: Vec<u64> = self
+            .filtered_chunks(Some(coll.id), filter_sql, params)?
             .into_iter()
-            .chain(params.iter().cloned());
-        let mut seqs: Vec<u64> = stmt
-            .query_map(rusqlite::params_from_iter(bound), |r| r.get::<_, i64>(0))?
-            .map(|s| s.map(|s| s as u64))
-            .collect::<std::result::Result<_, _>>()?;
-        seqs.sort_unstable();
+            .map(|s| s as u64)
+            .collect();
         let mut codes = Vec::new();
         if seqs.len() <= EXACT_FILTER_MAX {
             // Chunks the index has not seen (a write after its catch-up) are left out, as the
@@ -733,9 +726,7 @@ impl Store {
             return Ok(());
         }
         let head = max_log_id(&self.conn)?;
-        let first: i64 =
-            self.conn
-                .query_row("SELECT coalesce(min(id), 0) FROM ann_log", [], |r| r.get(0))?;
+        let first = first_log_id(&self.conn)?;
         if first == 0 || head - first + 1 < TRIM_FROM {
             return Ok(());
         }

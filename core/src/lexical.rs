@@ -35,8 +35,9 @@ use std::sync::{Arc, LazyLock, Mutex, RwLock};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{ffi, Connection, OptionalExtension};
 
-use crate::ann::{ann_dir, device_tag, in_read_tx, log_covers, max_log_id};
+use crate::ann::{ann_dir, device_tag, in_read_tx, log_covers, max_log_id, newest_file};
 use crate::error::{Error, Result};
+use crate::search::PRUNE_FROM_CHUNKS;
 use crate::store::Store;
 
 /// FTS5's bm25() constants.
@@ -384,12 +385,7 @@ impl Lexicon {
                 .collect();
             self.seqs = live.iter().map(|(s, _)| *s).collect();
             self.lens = live.iter().map(|(_, l)| *l).collect();
-            self.by_seq = self
-                .seqs
-                .iter()
-                .enumerate()
-                .map(|(i, s)| (*s, i as u32))
-                .collect();
+            self.by_seq = numbered(&self.seqs);
         }
         self.removed = 0;
     }
@@ -471,7 +467,7 @@ impl Lexicon {
 
     /// The `depth` best chunks for the query terms (with repeats) by FTS5's bm25(), best first,
     /// ties by seq; only chunks in `keep` (sorted seqs) when given. With `informative` set and
-    /// at least [`PRUNE_FROM_ROWS`] chunks, terms that half the chunks contain are left out
+    /// at least [`PRUNE_FROM_CHUNKS`] chunks, terms that half the chunks contain are left out
     /// unless all are such: they have FTS5's floor IDF of 1e-6, and a chunk that shares only
     /// them with the query carries no evidence to fuse.
     fn top(
@@ -505,7 +501,7 @@ impl Lexicon {
                 .terms
                 .get(t.as_slice())
                 .map_or(0, |&id| self.lists[id as usize].docs.len());
-            let common = self.rows >= PRUNE_FROM_ROWS && 2 * df as u64 >= self.rows;
+            let common = self.rows >= PRUNE_FROM_CHUNKS as u64 && 2 * df as u64 >= self.rows;
             all_common &= common;
             present.push((t, df, common));
         }
@@ -724,12 +720,7 @@ impl Lexicon {
         lex.lens = (0..docs)
             .map(|_| r.u32())
             .collect::<std::result::Result<_, _>>()?;
-        lex.by_seq = lex
-            .seqs
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (*s, i as u32))
-            .collect();
+        lex.by_seq = numbered(&lex.seqs);
         if lex.by_seq.len() != docs {
             return Err("a chunk listed twice".into());
         }
@@ -790,6 +781,14 @@ fn seek(docs: &[u32], pos: usize, target: u32) -> usize {
     }
 }
 
+/// Each seq's document number (its position in `seqs`).
+fn numbered(seqs: &[i64]) -> HashMap<i64, u32> {
+    seqs.iter()
+        .enumerate()
+        .map(|(i, s)| (*s, i as u32))
+        .collect()
+}
+
 /// A writer that checksums what passes through it.
 struct Crc<W>(W, crc32fast::Hasher);
 
@@ -829,11 +828,6 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// From this many chunks on, a hybrid search leaves out the query's words that half the
-/// chunks contain (see [`Lexicon::top`]). In a smaller table the order BM25 still gives the
-/// chunks that share only such words with the query (by their counts and lengths) is kept.
-pub(crate) const PRUNE_FROM_ROWS: u64 = 5_000;
-
 type Key = (PathBuf, String);
 
 static REGISTRY: LazyLock<Mutex<HashMap<Key, Arc<RwLock<Lexicon>>>>> =
@@ -849,22 +843,6 @@ fn poisoned() -> Error {
     err("a lock is poisoned")
 }
 
-fn newest_file(dir: &Path, prefix: &str) -> Option<(PathBuf, i64)> {
-    std::fs::read_dir(dir)
-        .ok()?
-        .filter_map(|e| {
-            let e = e.ok()?;
-            let name = e.file_name().into_string().ok()?;
-            let applied = name
-                .strip_prefix(prefix)?
-                .strip_suffix(".lex")?
-                .parse()
-                .ok()?;
-            Some((e.path(), applied))
-        })
-        .max_by_key(|(_, applied)| *applied)
-}
-
 impl Store {
     fn lexicon_prefix(&self) -> String {
         format!("t-{}-", device_tag(&self.device))
@@ -873,16 +851,14 @@ impl Store {
     /// The text index of this database, loaded or built on first use and caught up with the
     /// log.
     fn lexicon(&self) -> Result<Arc<RwLock<Lexicon>>> {
-        let key: Key = (self.canonical.clone(), self.device.clone());
         let dir = ann_dir(&self.canonical);
         let prefix = self.lexicon_prefix();
-        let entry = REGISTRY.lock().map_err(|_| poisoned())?.get(&key).cloned();
-        let entry = match entry {
+        let entry = match self.loaded_lexicon()? {
             Some(e) => e,
             None => {
                 let lex = in_read_tx(&self.conn, || {
                     let head = max_log_id(&self.conn)?;
-                    let loaded = newest_file(&dir, &prefix)
+                    let loaded = newest_file(&dir, &prefix, ".lex")
                         .filter(|(_, applied)| {
                             *applied <= head && log_covers(&self.conn, *applied).unwrap_or(false)
                         })
@@ -904,7 +880,7 @@ impl Store {
                 REGISTRY
                     .lock()
                     .map_err(|_| poisoned())?
-                    .entry(key)
+                    .entry(self.lexicon_key())
                     .or_insert_with(|| Arc::new(RwLock::new(lex)))
                     .clone()
             }
@@ -994,18 +970,7 @@ impl Store {
         if let Some(set) = cached {
             return Ok(set);
         }
-        let sql = format!(
-            "SELECT k.seq FROM chunks k JOIN documents d ON d.id = k.document_id
-             WHERE d.deleted = 0{filter_sql}"
-        );
-        let mut stmt = self.conn.prepare_cached(&sql)?;
-        let bound = [SqlValue::Null, SqlValue::Null]
-            .into_iter()
-            .chain(params.iter().cloned());
-        let mut seqs: Vec<i64> = stmt
-            .query_map(rusqlite::params_from_iter(bound), |r| r.get(0))?
-            .collect::<std::result::Result<_, _>>()?;
-        seqs.sort_unstable();
+        let seqs = self.filtered_chunks(None, filter_sql, params)?;
         let set = Arc::new(seqs);
         let mut cache = KEPT_CACHE.lock().map_err(|_| poisoned())?;
         let held: usize = cache.values().map(|(_, s)| s.len()).sum();
@@ -1037,14 +1002,28 @@ impl Store {
         Ok(())
     }
 
+    fn lexicon_key(&self) -> Key {
+        (self.canonical.clone(), self.device.clone())
+    }
+
+    /// This database's text index if this process has it loaded (without loading it).
+    fn loaded_lexicon(&self) -> Result<Option<Arc<RwLock<Lexicon>>>> {
+        Ok(REGISTRY
+            .lock()
+            .map_err(|_| poisoned())?
+            .get(&self.lexicon_key())
+            .cloned())
+    }
+
     /// Saves the loaded text index if it changed, and with `unload` frees it.
     pub(crate) fn save_text_index(&self, unload: bool) -> Result<()> {
-        let key: Key = (self.canonical.clone(), self.device.clone());
-        let entry = REGISTRY.lock().map_err(|_| poisoned())?.get(&key).cloned();
-        if let Some(entry) = entry {
+        if let Some(entry) = self.loaded_lexicon()? {
             self.save_text_index_entry(&entry)?;
             if unload {
-                REGISTRY.lock().map_err(|_| poisoned())?.remove(&key);
+                REGISTRY
+                    .lock()
+                    .map_err(|_| poisoned())?
+                    .remove(&self.lexicon_key());
             }
         }
         Ok(())
@@ -1052,23 +1031,17 @@ impl Store {
 
     /// The log id the loaded text index has applied, if one is loaded.
     pub(crate) fn text_index_applied(&self) -> Option<i64> {
-        let key: Key = (self.canonical.clone(), self.device.clone());
-        REGISTRY
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&key).cloned())
-            .and_then(|e| e.read().ok().map(|l| l.applied))
+        let entry = self.loaded_lexicon().ok()??;
+        let applied = entry.read().ok()?.applied;
+        Some(applied)
     }
 
     /// Memory the loaded text index of this database takes.
     pub(crate) fn text_index_memory(&self) -> usize {
-        let key: Key = (self.canonical.clone(), self.device.clone());
-        REGISTRY
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&key).cloned())
-            .and_then(|e| e.read().ok().map(|l| l.heap_bytes()))
-            .unwrap_or(0)
+        let Some(entry) = self.loaded_lexicon().ok().flatten() else {
+            return 0;
+        };
+        entry.read().map_or(0, |l| l.heap_bytes())
     }
 }
 

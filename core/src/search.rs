@@ -334,6 +334,32 @@ impl Store {
         })
     }
 
+    /// The seqs of live chunks (of collection `collection`, or of all) that `filter_sql` keeps
+    /// (conditions over `documents d` from [`Store::compile_filters`]), ascending.
+    pub(crate) fn filtered_chunks(
+        &self,
+        collection: Option<i64>,
+        filter_sql: &str,
+        params: &[SqlValue],
+    ) -> Result<Vec<i64>> {
+        let only = collection.map_or(String::new(), |c| format!(" AND d.collection_id = {c}"));
+        let sql = format!(
+            "SELECT k.seq FROM chunks k JOIN documents d ON d.id = k.document_id
+             WHERE d.deleted = 0{only}{filter_sql}"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        // The filter's placeholders are numbered from ?3: in the KNN statements ?1 and ?2 are
+        // the query vector and k.
+        let bound = [SqlValue::Null, SqlValue::Null]
+            .into_iter()
+            .chain(params.iter().cloned());
+        let mut seqs: Vec<i64> = stmt
+            .query_map(rusqlite::params_from_iter(bound), |r| r.get(0))?
+            .collect::<std::result::Result<_, _>>()?;
+        seqs.sort_unstable();
+        Ok(seqs)
+    }
+
     /// Metadata keys present in any of `collections`.
     fn metadata_keys(&self, collections: &[Collection]) -> Result<Vec<String>> {
         let mut stmt = self
@@ -675,8 +701,9 @@ fn or_query(words: &[String]) -> Option<String> {
     Some(quoted.join(" OR "))
 }
 
-/// Below this many chunks no query word is left out (see [`Store::informative_words`]).
-const PRUNE_FROM_CHUNKS: i64 = 5_000;
+/// Below this many chunks no query word is left out (see [`Store::informative_words`]; the
+/// text index applies the same rule).
+pub(crate) const PRUNE_FROM_CHUNKS: i64 = 5_000;
 
 /// One database's cached document frequencies of query words.
 struct DocFrequencies {

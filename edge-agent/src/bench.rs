@@ -294,16 +294,11 @@ struct BenchData {
     queries: Vec<(String, Vec<f32>)>,
     row_of: Rows,
     build_seconds: f64,
-    index_seconds: f64,
-    cold_start_seconds: f64,
-    /// Seconds to build and to load the text index.
-    text_index_seconds: (f64, f64),
-    index_memory: outpost_core::ann::IndexMemory,
+    indexing: Indexing,
 }
 
-/// A store with its indexes built, saved and loaded again, and what that took.
-struct Indexed {
-    store: Store,
+/// What building the indexes, saving them and loading them again took.
+struct Indexing {
     index_seconds: f64,
     memory: outpost_core::ann::IndexMemory,
     cold_start_seconds: f64,
@@ -312,7 +307,7 @@ struct Indexed {
 }
 
 /// Builds the text and vector indexes, saves them, and reopens the store as a restart would.
-fn index_and_reopen(store: Store, path: &Path) -> Result<Indexed> {
+fn index_and_reopen(store: Store, path: &Path) -> Result<(Store, Indexing)> {
     let started = Instant::now();
     store.refresh_text_index()?;
     let text_seconds = started.elapsed().as_secs_f64();
@@ -329,13 +324,13 @@ fn index_and_reopen(store: Store, path: &Path) -> Result<Indexed> {
     let text_reopen = started.elapsed().as_secs_f64();
     let started = Instant::now();
     store.refresh_vector_indexes()?;
-    Ok(Indexed {
-        store,
+    let indexing = Indexing {
         index_seconds,
         memory,
         cold_start_seconds: started.elapsed().as_secs_f64(),
         text_index_seconds: (text_seconds, text_reopen),
-    })
+    };
+    Ok((store, indexing))
 }
 
 /// Chunk id → row.
@@ -380,13 +375,7 @@ fn beir_data(
         .find(|c| c.name == "beir")
         .context("the indexed corpus has no 'beir' collection")?;
     let path = corpus.store.path().to_path_buf();
-    let Indexed {
-        store,
-        index_seconds,
-        memory: index_memory,
-        cold_start_seconds,
-        text_index_seconds,
-    } = index_and_reopen(corpus.store, &path)?;
+    let (store, indexing) = index_and_reopen(corpus.store, &path)?;
     let mut queries: Vec<(String, String)> = crate::eval::read_queries(&dir.join("queries.jsonl"))?
         .into_iter()
         .collect();
@@ -405,10 +394,7 @@ fn beir_data(
         queries: texts.iter().map(|t| t.to_string()).zip(embedded).collect(),
         row_of,
         build_seconds,
-        index_seconds,
-        cold_start_seconds,
-        text_index_seconds,
-        index_memory,
+        indexing,
         store,
     })
 }
@@ -504,13 +490,7 @@ fn synthetic_data(args: &BenchSearchArgs) -> Result<BenchData> {
     }
     bar.finish_and_clear();
     let build_seconds = started.elapsed().as_secs_f64();
-    let Indexed {
-        store,
-        index_seconds,
-        memory: index_memory,
-        cold_start_seconds,
-        text_index_seconds,
-    } = index_and_reopen(store, &path)?;
+    let (store, indexing) = index_and_reopen(store, &path)?;
     let queries: Vec<(String, Vec<f32>)> = (0..args.queries)
         .map(|_| (synth.text(3), synth.vector()))
         .collect();
@@ -531,10 +511,7 @@ fn synthetic_data(args: &BenchSearchArgs) -> Result<BenchData> {
         queries,
         row_of,
         build_seconds,
-        index_seconds,
-        cold_start_seconds,
-        text_index_seconds,
-        index_memory,
+        indexing,
         store,
     })
 }
@@ -695,13 +672,13 @@ fn measure(args: &BenchSearchArgs, data: BenchData) -> Result<i32> {
         queries: queries.len(),
         seed: args.seed,
         build_seconds: data.build_seconds,
-        index_seconds: data.index_seconds,
-        cold_start_seconds: data.cold_start_seconds,
-        index_bytes: data.index_memory.resident,
-        index_mapped_bytes: data.index_memory.mapped,
-        text_index_seconds: data.text_index_seconds.0,
-        text_cold_start_seconds: data.text_index_seconds.1,
-        text_index_bytes: data.index_memory.text,
+        index_seconds: data.indexing.index_seconds,
+        cold_start_seconds: data.indexing.cold_start_seconds,
+        index_bytes: data.indexing.memory.resident,
+        index_mapped_bytes: data.indexing.memory.mapped,
+        text_index_seconds: data.indexing.text_index_seconds.0,
+        text_cold_start_seconds: data.indexing.text_index_seconds.1,
+        text_index_bytes: data.indexing.memory.text,
         results,
     };
     if args.json {
