@@ -22,7 +22,7 @@ use std::sync::Arc;
 use outpost_models::BertEmbedder;
 
 use crate::cli::{BenchCommand, BenchEmbedArgs, BenchSearchArgs};
-use outpost_core::{Filter, NewChunk, NewDocument, SearchMode, SearchRequest, Store};
+use outpost_core::{Collection, Filter, NewChunk, NewDocument, SearchMode, SearchRequest, Store};
 
 const CENTRES: usize = 2000;
 const NOISE: f32 = 0.6;
@@ -315,7 +315,17 @@ fn index_and_reopen(store: Store, path: &Path) -> Result<(Store, Indexing)> {
     store.refresh_vector_indexes()?;
     let index_seconds = started.elapsed().as_secs_f64();
     let memory = store.vector_index_memory();
-    // A restart: the index comes back from its files, not from a rebuild.
+    reopen(store, path, text_seconds, (index_seconds, memory))
+}
+
+/// Drops `store` (saving its indexes) and opens `path` again as a restart would, timing how long
+/// the indexes take to come back from their files.
+fn reopen(
+    store: Store,
+    path: &Path,
+    text_seconds: f64,
+    (index_seconds, memory): (f64, outpost_core::ann::IndexMemory),
+) -> Result<(Store, Indexing)> {
     store.unload_vector_indexes()?;
     drop(store);
     let started = Instant::now();
@@ -324,6 +334,11 @@ fn index_and_reopen(store: Store, path: &Path) -> Result<(Store, Indexing)> {
     let text_reopen = started.elapsed().as_secs_f64();
     let started = Instant::now();
     store.refresh_vector_indexes()?;
+    let memory = if memory.resident == 0 {
+        store.vector_index_memory()
+    } else {
+        memory
+    };
     let indexing = Indexing {
         index_seconds,
         memory,
@@ -331,6 +346,34 @@ fn index_and_reopen(store: Store, path: &Path) -> Result<(Store, Indexing)> {
         text_index_seconds: (text_seconds, text_reopen),
     };
     Ok((store, indexing))
+}
+
+/// Fails unless the reused database holds exactly the chunks this run generated (count, first
+/// and last vector), so that recall is measured against the right truth.
+fn check_reused(store: &Store, coll: &Collection, vectors: &[Vec<f32>]) -> Result<()> {
+    let count = store.connection().query_row(
+        &format!("SELECT count(*) FROM {}", coll.vec_table()),
+        [],
+        |r| r.get::<_, i64>(0),
+    )?;
+    let mut same = usize::try_from(count).is_ok_and(|c| c == vectors.len()) && coll.dims == vectors.first().map_or(0, Vec::len);
+    for (row, order) in [(vectors.first(), "ASC"), (vectors.last(), "DESC")] {
+        let stored: Vec<u8> = store.connection().query_row(
+            &format!(
+                "SELECT embedding FROM {} ORDER BY rowid {order} LIMIT 1",
+                coll.vec_table()
+            ),
+            [],
+            |r| r.get(0),
+        )?;
+        same &= row.is_some_and(|v| outpost_core::store::vector_blob(v) == stored);
+    }
+    anyhow::ensure!(
+        same,
+        "--reuse: the database holds {count} vectors that are not this run's (--n {}, --seed); run without --reuse to rebuild it",
+        vectors.len()
+    );
+    Ok(())
 }
 
 /// Chunk id → row.
@@ -422,8 +465,9 @@ fn synthetic_data(args: &BenchSearchArgs) -> Result<BenchData> {
         .index
         .clone()
         .unwrap_or_else(|| tmp.path().join("bench.db"));
-    // A fresh database each run: the file, its WAL and its vector-index folder.
-    for suffix in ["", "-wal", "-shm", ".ann"] {
+    let reuse = args.reuse && path.exists();
+    // A fresh database each run, unless reused: the file, its WAL and its index folder.
+    for suffix in ["", "-wal", "-shm", ".ann"].iter().filter(|_| !reuse) {
         let mut p = path.clone().into_os_string();
         p.push(suffix);
         let p = PathBuf::from(p);
@@ -484,13 +528,20 @@ fn synthetic_data(args: &BenchSearchArgs) -> Result<BenchData> {
             content_hash: format!("{doc_no}"),
             metadata,
         };
-        store.put_document(&coll, &doc, &chunks)?;
+        if !reuse {
+            store.put_document(&coll, &doc, &chunks)?;
+        }
         i += count;
         bar.inc(count as u64);
     }
     bar.finish_and_clear();
-    let build_seconds = started.elapsed().as_secs_f64();
-    let (store, indexing) = index_and_reopen(store, &path)?;
+    let (build_seconds, (store, indexing)) = if reuse {
+        check_reused(&store, &coll, &vectors)?;
+        (0.0, reopen(store, &path, 0.0, Default::default())?)
+    } else {
+        let build_seconds = started.elapsed().as_secs_f64();
+        (build_seconds, index_and_reopen(store, &path)?)
+    };
     let queries: Vec<(String, Vec<f32>)> = (0..args.queries)
         .map(|_| (synth.text(3), synth.vector()))
         .collect();

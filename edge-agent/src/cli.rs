@@ -504,9 +504,15 @@ pub struct BenchSearchArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Keep the index in this file (default: a temporary file, removed afterwards). Synthetic
-    /// data replaces what the file holds; with --beir a file that holds the corpus is reused.
+    /// data replaces what the file holds (unless --reuse); with --beir a file that holds the
+    /// corpus is reused.
     #[arg(long)]
     pub index: Option<PathBuf>,
+    /// With --index and synthetic data: search the database an earlier run with the same --n,
+    /// --dims and --seed left there instead of building it again. Its store and index-build
+    /// times are then reported as 0; the reopen times are measured.
+    #[arg(long, requires = "index")]
+    pub reuse: bool,
     /// Real embeddings instead of synthetic vectors: this BEIR folder's corpus chunked and
     /// embedded with the model, and its first --queries queries (by id) embedded as queries.
     /// No filtered rows (the corpus has no bucket metadata).
