@@ -92,6 +92,9 @@ const EXPANSION_ADD: usize = 128;
 /// (49 MB at 384 dimensions, about 5 ms) and rescoring the best in f32; above it, by the graph
 /// search with the filter as a predicate, which needs a breadth of ef / share.
 const EXACT_FILTER_MAX: usize = 128_000;
+/// Rows of a filter's codes scored per block of its scan: 384 KB of codes at 384 dimensions,
+/// whose dot products stay in L1 while the best are picked out.
+const SCAN_BLOCK: usize = 1024;
 /// Concurrent searches one index allows; usearch needs per-thread scratch reserved up front.
 const SEARCH_THREADS: usize = 64;
 /// Save after this many changes, or a tenth of the index, whichever is more.
@@ -126,6 +129,40 @@ impl Ann {
 }
 
 type Key = (PathBuf, String, i64);
+
+/// The seqs of the `take` codes in `set` with the highest int8 dot product with `q8`, in no
+/// particular order. The scan goes block by block and keeps only products above the running
+/// `take`-th best, so no per-row buffer is allocated.
+fn best_codes(set: &FilterSet, q8: &[i8], take: usize) -> Vec<u64> {
+    let dims = q8.len().max(1);
+    let mut dots = Vec::with_capacity(SCAN_BLOCK);
+    let mut best: Vec<(i32, u64)> = Vec::with_capacity(2 * take + SCAN_BLOCK);
+    let mut floor = i32::MIN;
+    for (codes, seqs) in set
+        .codes
+        .chunks(SCAN_BLOCK * dims)
+        .zip(set.seqs.chunks(SCAN_BLOCK))
+    {
+        dots.clear();
+        dots_i8(codes, q8, &mut dots);
+        best.extend(
+            dots.iter()
+                .zip(seqs)
+                .filter(|(d, _)| **d >= floor)
+                .map(|(&d, &s)| (d, s)),
+        );
+        if take > 0 && best.len() > 2 * take {
+            best.select_nth_unstable_by(take - 1, |a, b| b.0.cmp(&a.0));
+            best.truncate(take);
+            floor = best[take - 1].0;
+        }
+    }
+    if best.len() > take {
+        best.select_nth_unstable_by(take.saturating_sub(1), |a, b| b.0.cmp(&a.0));
+        best.truncate(take);
+    }
+    best.into_iter().map(|(_, s)| s).collect()
+}
 
 /// The chunks a filter keeps in a collection: their seqs (sorted) and, for a selective filter,
 /// their int8 codes in the same order, scanned instead of the graph.
@@ -203,7 +240,9 @@ pub(crate) fn newest_file(dir: &Path, prefix: &str, suffix: &str) -> Option<(Pat
 
 /// The last `ann_log` id: every chunk insert and delete moves it.
 pub(crate) fn max_log_id(conn: &Connection) -> Result<i64> {
-    Ok(conn.query_row("SELECT coalesce(max(id), 0) FROM ann_log", [], |r| r.get(0))?)
+    Ok(conn
+        .prepare_cached("SELECT coalesce(max(id), 0) FROM ann_log")?
+        .query_row([], |r| r.get(0))?)
 }
 
 /// Whether the log still holds every row after `applied`: [`Store::trim_index_log`] may have
@@ -217,7 +256,9 @@ pub(crate) fn log_covers(conn: &Connection, applied: i64) -> Result<bool> {
 
 /// The oldest `ann_log` id left (0 for an empty log).
 fn first_log_id(conn: &Connection) -> Result<i64> {
-    Ok(conn.query_row("SELECT coalesce(min(id), 0) FROM ann_log", [], |r| r.get(0))?)
+    Ok(conn
+        .prepare_cached("SELECT coalesce(min(id), 0) FROM ann_log")?
+        .query_row([], |r| r.get(0))?)
 }
 
 /// The log is trimmed once it holds this many rows.
@@ -620,15 +661,7 @@ impl Store {
             .max(depth);
         let take = rescored(base, depth);
         if set.seqs.len() <= EXACT_FILTER_MAX {
-            let mut dots = Vec::with_capacity(set.seqs.len());
-            dots_i8(&set.codes, &q8, &mut dots);
-            let mut scored: Vec<(i32, u64)> =
-                dots.into_iter().zip(set.seqs.iter().copied()).collect();
-            if take < scored.len() {
-                scored.select_nth_unstable_by(take, |a, b| b.0.cmp(&a.0));
-                scored.truncate(take);
-            }
-            let keys: Vec<u64> = scored.into_iter().map(|(_, s)| s).collect();
+            let keys = best_codes(&set, &q8, take);
             return Ok(Some(ann.rescore(&q, &keys, depth)));
         }
         let share = set.seqs.len() as f64 / size.max(1) as f64;
@@ -868,5 +901,35 @@ mod tests {
             .size();
         assert_eq!(size, 3_500);
         Ok(())
+    }
+
+    #[test]
+    fn the_scan_keeps_the_best_codes_across_blocks() {
+        // Several blocks, with ties, and the best codes spread over all of them.
+        let dims = 32;
+        let rows = 3 * SCAN_BLOCK + 77;
+        let mut codes = Vec::with_capacity(rows * dims);
+        for r in 0..rows {
+            codes.extend((0..dims).map(|j| (((r * 7919 + j * 104_729) % 251) as i32 - 125) as i8));
+        }
+        let set = FilterSet {
+            seqs: (0..rows as u64).map(|s| s * 3 + 1).collect(),
+            codes,
+        };
+        let q: Vec<i8> = (0..dims)
+            .map(|j| ((j * 37 % 200) as i32 - 100) as i8)
+            .collect();
+        let mut dots = Vec::new();
+        dots_i8(&set.codes, &q, &mut dots);
+        for take in [1, 40, 400] {
+            let mut got: Vec<i32> = best_codes(&set, &q, take)
+                .iter()
+                .map(|s| dots[((s - 1) / 3) as usize])
+                .collect();
+            let mut all = dots.clone();
+            all.sort_unstable_by(|a, b| b.cmp(a));
+            got.sort_unstable_by(|a, b| b.cmp(a));
+            assert_eq!(got, all[..take], "take {take}");
+        }
     }
 }

@@ -245,11 +245,8 @@ pub(crate) fn next_hlc(tx: &Connection, skew_ms: i64) -> Result<i64> {
 
 pub(crate) fn read_hlc(conn: &Connection) -> Result<i64> {
     Ok(conn
-        .query_row(
-            "SELECT CAST(value AS INTEGER) FROM outpost_meta WHERE key = 'hlc'",
-            [],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT CAST(value AS INTEGER) FROM outpost_meta WHERE key = 'hlc'")?
+        .query_row([], |r| r.get(0))
         .optional()?
         .unwrap_or(0))
 }

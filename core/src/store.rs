@@ -316,6 +316,9 @@ impl Store {
             .map_err(wrap)?;
         conn.pragma_update(None, "foreign_keys", true)
             .map_err(wrap)?;
+        // Room for every statement a search or an ingest prepares (rusqlite keeps 16), so that
+        // none is compiled again per call.
+        conn.set_prepared_statement_cache_capacity(64);
         if path != Path::new(":memory:") {
             let mode: String = conn
                 .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
@@ -401,7 +404,7 @@ impl Store {
     pub fn collections(&self) -> Result<Vec<Collection>> {
         let mut stmt = self
             .conn
-            .prepare("SELECT id, name, model_id, dims FROM collections ORDER BY name")?;
+            .prepare_cached("SELECT id, name, model_id, dims FROM collections ORDER BY name")?;
         let rows = stmt.query_map([], row_to_collection)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }

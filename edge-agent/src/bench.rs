@@ -356,7 +356,8 @@ fn check_reused(store: &Store, coll: &Collection, vectors: &[Vec<f32>]) -> Resul
         [],
         |r| r.get::<_, i64>(0),
     )?;
-    let mut same = usize::try_from(count).is_ok_and(|c| c == vectors.len()) && coll.dims == vectors.first().map_or(0, Vec::len);
+    let mut same = usize::try_from(count).is_ok_and(|c| c == vectors.len())
+        && coll.dims == vectors.first().map_or(0, Vec::len);
     for (row, order) in [(vectors.first(), "ASC"), (vectors.last(), "DESC")] {
         let stored: Vec<u8> = store.connection().query_row(
             &format!(
@@ -624,9 +625,9 @@ fn measure(args: &BenchSearchArgs, data: BenchData) -> Result<i32> {
     if doc_of.is_none() {
         runs.retain(|(_, _, filters, _)| filters.is_empty());
     }
-    let mut results = Vec::new();
+    // Each row's requests, and for vector rows the exact answers to score recall against.
+    let mut rows = Vec::with_capacity(runs.len());
     for (name, mode, filters, expansion) in runs {
-        // Exact answers for the filters this bench uses, to score filtered recall too.
         let share = if name.ends_with("(10%)") {
             Some((BUCKETS, 3))
         } else if name.ends_with("(1%)") {
@@ -636,6 +637,16 @@ fn measure(args: &BenchSearchArgs, data: BenchData) -> Result<i32> {
         };
         let keep =
             |i: usize| share.is_none_or(|(m, r)| doc_of.as_ref().is_some_and(|d| d[i] % m == r));
+        let exact: Option<Vec<Vec<usize>>> = (mode == SearchMode::Vector).then(|| {
+            if share.is_none() {
+                truth.clone()
+            } else {
+                queries
+                    .iter()
+                    .map(|(_, v)| exact_top_k(vectors, v, args.k, keep))
+                    .collect()
+            }
+        });
         let requests: Vec<SearchRequest<'_>> = queries
             .iter()
             .map(|(text, v)| SearchRequest {
@@ -646,39 +657,56 @@ fn measure(args: &BenchSearchArgs, data: BenchData) -> Result<i32> {
                 ..SearchRequest::new(text, args.k)
             })
             .collect();
-        // Warm-up: the first queries after a (re)open fault the index's pages in.
-        for req in requests.iter().take(20) {
-            store.search(req)?;
+        rows.push((name, requests, exact));
+    }
+    // One untimed pass over every query of every row first, so that no row is timed over pages
+    // (of the index, the rows file or SQLite) that an earlier row happened to warm. Then the rows
+    // take turns in blocks of TURN queries, so that the machine's slow phases (seconds long
+    // here) fall on all of them alike, while each row still runs mostly on its own working set
+    // as it would alone. At each turn every row has different queries, so that none finds the
+    // graph nodes of its queries already in the CPU caches from the row before.
+    const TURN: usize = 20;
+    let stride = (queries.len() / rows.len().max(1)).max(1);
+    let query_at = |i: usize, ri: usize| (i + ri * stride) % queries.len();
+    for i in 0..queries.len() {
+        for (ri, (_, requests, _)) in rows.iter().enumerate() {
+            store.search(&requests[query_at(i, ri)])?;
         }
-        let mut times = Vec::with_capacity(queries.len());
-        let mut recall_sum = 0.0;
-        let mut returned = 0usize;
-        for (qi, ((_, v), req)) in queries.iter().zip(&requests).enumerate() {
-            let t = Instant::now();
-            let hits = store.search(req)?;
-            times.push(t.elapsed().as_secs_f64() * 1000.0);
-            returned += hits.len();
-            if mode == SearchMode::Vector {
-                let got: Vec<usize> = hits
-                    .iter()
-                    .filter_map(|h| row_of.get(&h.chunk_id).copied())
-                    .collect();
-                let exact = if filters.is_empty() {
-                    truth[qi].clone()
-                } else {
-                    exact_top_k(vectors, v, args.k, keep)
-                };
-                let found = exact.iter().filter(|t| got.contains(t)).count();
-                recall_sum += found as f64 / exact.len().max(1) as f64;
-            }
+    }
+    let mut times = vec![Vec::with_capacity(queries.len()); rows.len()];
+    let mut found = vec![(0usize, 0usize, 0usize); rows.len()];
+    let n = queries.len();
+    let schedule = (0..n).step_by(TURN).flat_map(|start| {
+        (0..rows.len()).flat_map(move |ri| (start..(start + TURN).min(n)).map(move |i| (ri, i)))
+    });
+    for (ri, i) in schedule {
+        let (_, requests, exact) = &rows[ri];
+        let qi = query_at(i, ri);
+        let t = Instant::now();
+        let hits = store.search(&requests[qi])?;
+        times[ri].push(t.elapsed().as_secs_f64() * 1000.0);
+        found[ri].0 += hits.len();
+        if let Some(exact) = exact {
+            let exact = &exact[qi];
+            found[ri].1 += hits
+                .iter()
+                .filter_map(|h| row_of.get(&h.chunk_id))
+                .filter(|r| exact.contains(r))
+                .count();
+            found[ri].2 += exact.len();
         }
+    }
+    let mut results = Vec::new();
+    for ((name, _, exact), (mut times, (returned, hit, relevant))) in
+        rows.into_iter().zip(times.into_iter().zip(found))
+    {
         times.sort_by(f64::total_cmp);
         results.push(ModeResult {
             mode: name,
             p50_ms: percentile(&times, 0.5),
             p99_ms: percentile(&times, 0.99),
             mean_ms: times.iter().sum::<f64>() / times.len() as f64,
-            recall_at_k: (mode == SearchMode::Vector).then(|| recall_sum / queries.len() as f64),
+            recall_at_k: exact.map(|_| hit as f64 / relevant.max(1) as f64),
             mean_results: returned as f64 / queries.len() as f64,
         });
     }
