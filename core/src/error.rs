@@ -115,6 +115,9 @@ pub enum Error {
     /// A vector index (derived from the database) could not be built, loaded or searched.
     #[error("vector index: {0}")]
     Index(String),
+    /// An export could not be written, or read a stored value it could not encode.
+    #[error("export: {0}")]
+    Export(String),
 }
 
 /// Why an input file was not ingested.

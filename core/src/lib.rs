@@ -17,6 +17,7 @@ pub mod error;
 pub mod eval;
 pub mod extract;
 pub mod hlc;
+pub mod import;
 pub mod ingest;
 mod lexical;
 pub mod queue;

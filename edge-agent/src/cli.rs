@@ -62,6 +62,12 @@ pub enum Command {
     /// Retrieval-quality evaluations.
     #[command(subcommand)]
     Eval(EvalCommand),
+    /// Bring documents in from a Chroma store, a JSONL dump or a SQLite table.
+    #[command(subcommand)]
+    Import(ImportCommand),
+    /// Write every document out, in the format `import jsonl` reads.
+    #[command(subcommand)]
+    Export(ExportCommand),
     /// Sync with the central Supabase store: push local changes, pull other devices' ones.
     Sync(SyncArgs),
     /// Push everything stored here to a (new, empty) central store.
@@ -532,4 +538,70 @@ pub struct BenchSearchArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// What `import` does with vectors that come with the input.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Reembed {
+    /// Embed the text of records whose vector is of another model or size; keep the others.
+    Mismatched,
+    /// Ignore every vector in the input and embed all texts.
+    All,
+}
+
+/// Options every import takes.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Collection to import into [default: the one each record names, else "default"].
+    #[arg(long)]
+    pub collection: Option<String>,
+    /// Without it, vectors of the collection's model and size are stored as they are and a
+    /// record with any other vector fails.
+    #[arg(long, value_enum)]
+    pub reembed: Option<Reembed>,
+    /// Tokens per chunk, for texts embedded here.
+    #[arg(long, default_value_t = outpost_core::ChunkParams::default().max_tokens)]
+    pub chunk_tokens: usize,
+    /// Tokens shared by consecutive chunks.
+    #[arg(long, default_value_t = outpost_core::ChunkParams::default().overlap)]
+    pub chunk_overlap: usize,
+    /// Chunks per embedding call.
+    #[arg(long, default_value_t = 128)]
+    pub batch: usize,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `outpost import`. Each record becomes a document whose source is its id; running an import
+/// again (or after an interruption) adds nothing twice.
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// One record per line: `id`, `title`, `text`, `metadata`, optionally `embedding` with
+    /// `model` (and the `chunks` of Outpost's own export).
+    Jsonl {
+        /// The JSONL file.
+        file: PathBuf,
+        #[command(flatten)]
+        args: ImportArgs,
+    },
+}
+
+/// `outpost export`.
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// One document per line, with its chunks (and their vectors with --with-embeddings).
+    Jsonl {
+        /// The file to write ("-" for standard output).
+        file: PathBuf,
+        /// Only this collection.
+        #[arg(long)]
+        collection: Option<String>,
+        /// Include every chunk's vector, so that an import needs no model work.
+        #[arg(long)]
+        with_embeddings: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }

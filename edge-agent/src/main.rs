@@ -11,6 +11,7 @@ mod bench_sync;
 mod cli;
 mod eval;
 mod sync_cmd;
+mod transfer;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -420,6 +421,8 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Command::Bench(cmd) => bench::run(cmd, &|| load_embedder(&cli)),
         Command::Eval(cli::EvalCommand::Beir(args)) => eval::beir(args, load_embedder(&cli)?),
+        Command::Import(cmd) => transfer::import(&cli, cmd),
+        Command::Export(cmd) => transfer::export(&cli, cmd),
         Command::Sync(args) => sync_cmd::sync(&cli, args),
         Command::Backfill(job) => sync_cmd::backfill(&cli, job),
         Command::Bootstrap(job) => sync_cmd::bootstrap(&cli, job),

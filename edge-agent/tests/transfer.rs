@@ -1,0 +1,208 @@
+//! `outpost import jsonl` and `outpost export jsonl` end to end, with the real model: an export
+//! imported into a fresh database gives back the same documents, chunks, metadata and vectors;
+//! an import run again, or killed half-way and run again, holds each record once; bad lines are
+//! reported by line number while the others are imported.
+
+mod common;
+
+use std::io::Write as _;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use common::{arg, corpus, require_model, TestDb, TestResult};
+
+fn sha256(path: &Path) -> TestResult<String> {
+    Ok(hex::encode(Sha256::digest(std::fs::read(path)?)))
+}
+
+/// `n` records of distinct text, one per line, with metadata of each JSON type.
+fn write_records(path: &Path, n: usize) -> TestResult<()> {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for i in 0..n {
+        let line = serde_json::json!({
+            "id": format!("rec-{i:05}"),
+            "title": format!("Record {i}"),
+            "text": format!(
+                "Record {i} is about topic {} and mentions the number {} twice: {} and {}.",
+                i % 17, i * 7, i * 7, i + 3
+            ),
+            "metadata": {"n": i, "share": i as f64 / 4.0, "even": i % 2 == 0, "tag": format!("t{}", i % 5)},
+        });
+        writeln!(f, "{line}")?;
+    }
+    f.flush()?;
+    Ok(())
+}
+
+#[test]
+fn an_export_imported_into_a_fresh_database_gives_back_the_same_data() -> TestResult {
+    require_model();
+    let a = TestDb::new()?;
+    a.json(&["ingest", arg(&corpus()), "--json"])?;
+    let first = a.dir().join("a.jsonl");
+    a.json(&[
+        "export",
+        "jsonl",
+        arg(&first),
+        "--with-embeddings",
+        "--json",
+    ])?;
+    let line = std::fs::read_to_string(&first)?;
+    let line: serde_json::Value = serde_json::from_str(line.lines().next().ok_or("empty export")?)?;
+    assert_eq!(
+        line["chunks"][0]["embedding"].as_array().map(Vec::len),
+        Some(384),
+        "the export carries the vectors"
+    );
+
+    let b = TestDb::new()?;
+    let report = b.json(&["import", "jsonl", arg(&first), "--json"])?;
+    assert_eq!(report["failed"], 0);
+    assert_eq!(report["embedded"], 0, "every vector came with the export");
+    assert_eq!(b.documents()?, a.documents()?);
+    assert_eq!(b.chunks()?, a.chunks()?);
+    // Exported again, the new database writes the same bytes: same sources, titles, metadata,
+    // content hashes, chunk texts and offsets, and the same vectors.
+    let second = b.dir().join("b.jsonl");
+    b.json(&[
+        "export",
+        "jsonl",
+        arg(&second),
+        "--with-embeddings",
+        "--json",
+    ])?;
+    assert_eq!(sha256(&first)?, sha256(&second)?);
+    // And it searches the same (chunk and document ids are made anew on import).
+    let query = [
+        "search",
+        "how do I keep a sourdough starter alive",
+        "--json",
+    ];
+    assert_eq!(without_ids(&a.json(&query)?), without_ids(&b.json(&query)?));
+    Ok(())
+}
+
+/// Search results without their chunk and document ids.
+fn without_ids(search: &serde_json::Value) -> serde_json::Value {
+    let mut results = search["results"].clone();
+    for r in results.as_array_mut().into_iter().flatten() {
+        if let Some(r) = r.as_object_mut() {
+            r.remove("chunk_id");
+            r.remove("document_id");
+        }
+    }
+    results
+}
+
+#[test]
+fn an_import_run_again_adds_nothing_and_bad_lines_are_reported_by_number() -> TestResult {
+    require_model();
+    let db = TestDb::new()?;
+    let file = db.dir().join("in.jsonl");
+    write_records(&file, 40)?;
+    // Three bad lines among good ones: a vector of the wrong size, broken JSON, no id.
+    let mut text = std::fs::read_to_string(&file)?;
+    let wrong: Vec<f32> = vec![0.1; 12];
+    text.push_str(&format!(
+        "{}\n{{\"id\": \"broken\"\n{{\"text\": \"no id here\"}}\n",
+        serde_json::json!({"id": "short-vector", "text": "has a vector", "model": "sentence-transformers/all-MiniLM-L6-v2", "embedding": wrong})
+    ));
+    std::fs::write(&file, text)?;
+    let (code, stdout, _) = db.run(&["import", "jsonl", arg(&file), "--json"])?;
+    assert_eq!(code, 2, "failed lines give exit code 2");
+    let report: serde_json::Value = serde_json::from_str(&stdout)?;
+    assert_eq!(report["added"], 40);
+    assert_eq!(report["failed"], 3);
+    let at: Vec<&str> = report["failures"]
+        .as_array()
+        .ok_or("no failures")?
+        .iter()
+        .filter_map(|f| f["at"].as_str())
+        .collect();
+    let name = arg(&file);
+    assert_eq!(
+        at,
+        [
+            format!("{name}:41"),
+            format!("{name}:42"),
+            format!("{name}:43")
+        ]
+    );
+    let reasons = report["failures"].to_string();
+    assert!(reasons.contains("12 dimensions"), "{reasons}");
+    assert!(reasons.contains("invalid JSON"), "{reasons}");
+    assert!(reasons.contains("no 'id'"), "{reasons}");
+
+    let again = db.run(&["import", "jsonl", arg(&file), "--json"])?;
+    let again: serde_json::Value = serde_json::from_str(&again.1)?;
+    assert_eq!(
+        (again["added"].clone(), again["unchanged"].clone()),
+        (0.into(), 40.into())
+    );
+    assert_eq!(db.documents()?, 40);
+    Ok(())
+}
+
+#[test]
+fn an_import_killed_half_way_and_run_again_holds_each_record_once() -> TestResult {
+    require_model();
+    let db = TestDb::new()?;
+    let file = db.dir().join("many.jsonl");
+    let n = 1500;
+    write_records(&file, n)?;
+    let mut child = db
+        .command(&["import", "jsonl", arg(&file), "--batch", "64", "--json"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let started = Instant::now();
+    // Kill it once some records are stored and others are not.
+    loop {
+        let stored = if db.path().exists() {
+            db.documents().unwrap_or(0)
+        } else {
+            0
+        };
+        if stored > 0 {
+            break;
+        }
+        assert!(
+            child.try_wait()?.is_none(),
+            "the import ended before it could be interrupted"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no record stored in 120 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill()?;
+    child.wait()?;
+    let stored = db.documents()?;
+    assert!(
+        stored > 0 && stored < n as u64,
+        "killed half-way: {stored} of {n} stored"
+    );
+
+    let report = db.json(&["import", "jsonl", arg(&file), "--json"])?;
+    assert_eq!(report["failed"], 0);
+    assert_eq!(
+        report["unchanged"], stored,
+        "what the first run stored is not stored again"
+    );
+    assert_eq!(report["added"], n as u64 - stored);
+    assert_eq!(db.documents()?, n as u64);
+    let list = db.json(&["docs", "list", "--limit", "100000", "--json"])?;
+    let mut sources: Vec<&str> = list["documents"]
+        .as_array()
+        .ok_or("no documents")?
+        .iter()
+        .filter_map(|d| d["source"].as_str())
+        .collect();
+    sources.sort_unstable();
+    sources.dedup();
+    assert_eq!(sources.len(), n, "each record exactly once");
+    Ok(())
+}
