@@ -509,6 +509,164 @@ pub fn parse_jsonl_record(line: &str) -> std::result::Result<Record, String> {
     })
 }
 
+/// Which rows of which table become records (`outpost import sqlite`).
+#[derive(Debug, Clone, Default)]
+pub struct TableSpec {
+    /// The table (or view).
+    pub table: String,
+    /// The column whose value identifies a row; the record id is `TABLE/VALUE`.
+    pub id_column: String,
+    /// The column holding the text.
+    pub text_column: String,
+    /// A column holding the title (default: the record id).
+    pub title_column: Option<String>,
+    /// Columns copied into the metadata under their own names.
+    pub metadata_columns: Vec<String>,
+}
+
+fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The rows of a table in another SQLite database as records, in id order. The file is opened
+/// read-only and never changed; a row whose text is not text is reported, not imported.
+///
+/// # Errors
+/// [`Error::NotADatabase`], [`Error::Corrupt`] or [`Error::CannotOpen`] (also for a database
+/// that another process holds locked) naming the file; [`Error::InvalidArgument`] for a table
+/// or column that is not there, naming those that are.
+pub fn sqlite_records(path: &std::path::Path, spec: &TableSpec) -> Result<Vec<Input>> {
+    use rusqlite::types::ValueRef;
+    use rusqlite::{ErrorCode, OpenFlags};
+    let fail = |e: rusqlite::Error| match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => Error::CannotOpen {
+            path: path.to_path_buf(),
+            detail: format!("it is locked by another process ({e}); try again when it is done"),
+        },
+        _ => crate::store::classify(path, e),
+    };
+    if !path.is_file() {
+        return Err(Error::CannotOpen {
+            path: path.to_path_buf(),
+            detail: "no such file".into(),
+        });
+    }
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(fail)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(fail)?;
+    let columns: Vec<String> = conn
+        .prepare(&format!(
+            "SELECT name FROM pragma_table_info({})",
+            quoted_literal(&spec.table)
+        ))
+        .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
+        .map_err(fail)?;
+    if columns.is_empty() {
+        let tables: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_schema WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite_%' ORDER BY name")
+            .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
+            .map_err(fail)?;
+        return Err(Error::invalid(
+            "--table",
+            format!(
+                "{}: no table '{}'; it has: {}",
+                path.display(),
+                spec.table,
+                tables.join(", ")
+            ),
+        ));
+    }
+    let wanted = [&spec.id_column, &spec.text_column]
+        .into_iter()
+        .chain(spec.title_column.as_ref())
+        .chain(&spec.metadata_columns);
+    for c in wanted {
+        if !columns.iter().any(|have| have == c) {
+            return Err(Error::invalid(
+                "column",
+                format!(
+                    "table '{}' has no column '{c}'; it has: {}",
+                    spec.table,
+                    columns.join(", ")
+                ),
+            ));
+        }
+    }
+    let mut select = vec![quoted(&spec.id_column), quoted(&spec.text_column)];
+    select.push(spec.title_column.as_deref().map_or("NULL".into(), quoted));
+    select.extend(spec.metadata_columns.iter().map(|c| quoted(c)));
+    let sql = format!(
+        "SELECT {} FROM {} ORDER BY 1",
+        select.join(", "),
+        quoted(&spec.table)
+    );
+    let mut stmt = conn.prepare(&sql).map_err(fail)?;
+    let mut rows = stmt.query([]).map_err(fail)?;
+    let mut out = Vec::new();
+    let as_text = |v: ValueRef<'_>| -> Option<String> {
+        match v {
+            ValueRef::Text(t) => std::str::from_utf8(t).ok().map(str::to_string),
+            ValueRef::Integer(i) => Some(i.to_string()),
+            ValueRef::Real(f) => Some(f.to_string()),
+            ValueRef::Null | ValueRef::Blob(_) => None,
+        }
+    };
+    while let Some(row) = rows.next().map_err(fail)? {
+        let Some(id) = as_text(row.get_ref(0).map_err(fail)?) else {
+            out.push((
+                format!("{} row {}", spec.table, out.len() + 1),
+                Err(format!("its '{}' is NULL or a blob", spec.id_column)),
+            ));
+            continue;
+        };
+        let at = format!("{} {}={id}", spec.table, spec.id_column);
+        let record = match row.get_ref(1).map_err(fail)? {
+            ValueRef::Text(t) => match std::str::from_utf8(t) {
+                Ok(text) => {
+                    let mut metadata = Map::new();
+                    for (i, name) in spec.metadata_columns.iter().enumerate() {
+                        let value = match row.get_ref(3 + i).map_err(fail)? {
+                            ValueRef::Null => continue,
+                            ValueRef::Integer(n) => Value::from(n),
+                            ValueRef::Real(f) => Value::from(f),
+                            ValueRef::Text(t) => {
+                                Value::from(String::from_utf8_lossy(t).into_owned())
+                            }
+                            ValueRef::Blob(b) => Value::from(hex::encode(b)),
+                        };
+                        metadata.insert(name.clone(), value);
+                    }
+                    let id = format!("{}/{id}", spec.table);
+                    Ok(Record {
+                        title: as_text(row.get_ref(2).map_err(fail)?).unwrap_or_else(|| id.clone()),
+                        id,
+                        text: text.to_string(),
+                        metadata,
+                        ..Record::default()
+                    })
+                }
+                Err(e) => Err(format!(
+                    "its '{}' is not UTF-8 (byte {})",
+                    spec.text_column,
+                    e.valid_up_to()
+                )),
+            },
+            ValueRef::Null => Err(format!("its '{}' is NULL", spec.text_column)),
+            _ => Err(format!("its '{}' is not text", spec.text_column)),
+        };
+        out.push((at, record));
+    }
+    Ok(out)
+}
+
+fn quoted_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
 /// What an export wrote.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ExportReport {

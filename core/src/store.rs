@@ -228,7 +228,7 @@ fn register_sqlite_vec() {
 }
 
 /// Turns SQLite's "not a database" and "corrupt" codes into errors that name the file.
-fn classify(path: &Path, err: rusqlite::Error) -> Error {
+pub(crate) fn classify(path: &Path, err: rusqlite::Error) -> Error {
     match err.sqlite_error_code() {
         Some(ErrorCode::NotADatabase) => Error::NotADatabase {
             path: path.to_path_buf(),

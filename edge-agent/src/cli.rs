@@ -585,6 +585,30 @@ pub enum ImportCommand {
         #[command(flatten)]
         args: ImportArgs,
     },
+    /// Rows of a table in another SQLite database (opened read-only); a row becomes the
+    /// document `TABLE/ID`.
+    Sqlite {
+        /// The SQLite database file (not `db`: that name is the global `--db`).
+        #[arg(value_name = "DB")]
+        source_db: PathBuf,
+        /// The table (or view).
+        #[arg(long)]
+        table: String,
+        /// The column that identifies a row.
+        #[arg(long)]
+        id_col: String,
+        /// The column holding the text.
+        #[arg(long)]
+        text_col: String,
+        /// A column holding the title [default: TABLE/ID].
+        #[arg(long)]
+        title_col: Option<String>,
+        /// Columns copied into the metadata, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        meta_cols: Vec<String>,
+        #[command(flatten)]
+        args: ImportArgs,
+    },
 }
 
 /// `outpost export`.

@@ -20,6 +20,25 @@ pub fn import(cli: &Cli, cmd: &ImportCommand) -> Result<i32> {
             let records = jsonl_records(file)?;
             run_import(cli, args, records)
         }
+        ImportCommand::Sqlite {
+            source_db,
+            table,
+            id_col,
+            text_col,
+            title_col,
+            meta_cols,
+            args,
+        } => {
+            let spec = import::TableSpec {
+                table: table.clone(),
+                id_column: id_col.clone(),
+                text_column: text_col.clone(),
+                title_column: title_col.clone(),
+                metadata_columns: meta_cols.clone(),
+            };
+            let records = import::sqlite_records(source_db, &spec)?;
+            run_import(cli, args, records.into_iter())
+        }
     }
 }
 

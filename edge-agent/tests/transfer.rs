@@ -206,3 +206,162 @@ fn an_import_killed_half_way_and_run_again_holds_each_record_once() -> TestResul
     assert_eq!(sources.len(), n, "each record exactly once");
     Ok(())
 }
+
+/// A database of another application: `notes(note_id, body, heading, stars, price, tag)`, 30
+/// rows, one of them without a body.
+fn notes_db(path: &Path) -> TestResult<()> {
+    let conn = rusqlite::Connection::open(path)?;
+    conn.execute_batch(
+        "CREATE TABLE notes (note_id INTEGER PRIMARY KEY, body TEXT, heading TEXT, stars INTEGER, price REAL, tag TEXT)",
+    )?;
+    for i in 1..=30_i64 {
+        let body = (i != 13).then(|| {
+            format!(
+                "Note {i}: the greenhouse needs {} litres of water on day {i}.",
+                i * 3
+            )
+        });
+        conn.execute(
+            "INSERT INTO notes VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            rusqlite::params![
+                i,
+                body,
+                format!("Note {i}"),
+                i % 5,
+                i as f64 * 1.5,
+                if i % 2 == 0 { "even" } else { "odd" }
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+#[test]
+fn rows_of_a_sqlite_table_become_documents_and_bad_databases_are_refused() -> TestResult {
+    require_model();
+    let db = TestDb::new()?;
+    let source = db.dir().join("notes.db");
+    notes_db(&source)?;
+    let before = sha256(&source)?;
+    let import = |extra: &[&str]| -> TestResult<(i32, String, String)> {
+        let mut args = vec![
+            "import",
+            "sqlite",
+            arg(&source),
+            "--table",
+            "notes",
+            "--id-col",
+            "note_id",
+        ];
+        args.extend_from_slice(extra);
+        db.run(&args)
+    };
+    let all = [
+        "--text-col",
+        "body",
+        "--title-col",
+        "heading",
+        "--meta-cols",
+        "stars,price,tag",
+        "--json",
+    ];
+    let (code, stdout, _) = import(&all)?;
+    let report: serde_json::Value = serde_json::from_str(&stdout)?;
+    assert_eq!(code, 2, "the row without a body is reported");
+    assert_eq!(
+        (report["added"].clone(), report["failed"].clone()),
+        (29.into(), 1.into())
+    );
+    assert_eq!(report["failures"][0]["at"], "notes note_id=13");
+    assert_eq!(
+        sha256(&source)?,
+        before,
+        "the source database is not written to"
+    );
+
+    let hits = db.json(&["search", "greenhouse water on day 21", "--json", "-k", "1"])?;
+    assert_eq!(hits["results"][0]["source"], "notes/21");
+    assert_eq!(hits["results"][0]["title"], "Note 21");
+    let filtered = db.json(&[
+        "search",
+        "greenhouse water",
+        "--filter",
+        "tag=even",
+        "--filter",
+        "stars=1",
+        "--json",
+    ])?;
+    let sources: Vec<&str> = filtered["results"]
+        .as_array()
+        .ok_or("no results")?
+        .iter()
+        .filter_map(|r| r["source"].as_str())
+        .collect();
+    assert_eq!(sources.len(), 3, "{sources:?}"); // notes 6, 16 and 26
+    assert!(
+        sources
+            .iter()
+            .all(|s| ["notes/6", "notes/16", "notes/26"].contains(s)),
+        "{sources:?}"
+    );
+
+    let (_, again, _) = import(&all)?;
+    let again: serde_json::Value = serde_json::from_str(&again)?;
+    assert_eq!(
+        (again["added"].clone(), again["unchanged"].clone()),
+        (0.into(), 29.into())
+    );
+
+    // A missing column, a file that is not SQLite, and a database another process holds locked:
+    // each refused with what and where, and nothing stored is lost.
+    let missing = import(&["--text-col", "content"])?;
+    assert_ne!(missing.0, 0);
+    assert!(
+        missing.2.contains("no column 'content'") && missing.2.contains("body"),
+        "{}",
+        missing.2
+    );
+    let garbage = db.dir().join("garbage.db");
+    std::fs::write(&garbage, vec![0x5a_u8; 8192])?;
+    let not_sqlite = db.fails(&[
+        "import",
+        "sqlite",
+        arg(&garbage),
+        "--table",
+        "t",
+        "--id-col",
+        "a",
+        "--text-col",
+        "b",
+    ])?;
+    assert!(
+        not_sqlite.contains("not a SQLite database") && not_sqlite.contains("garbage.db"),
+        "{not_sqlite}"
+    );
+    let mut holder = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3, sys, time\nc = sqlite3.connect(sys.argv[1], isolation_level=None)\nc.execute('BEGIN EXCLUSIVE')\nprint('locked', flush=True)\ntime.sleep(60)",
+            arg(&source),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.take().ok_or("no stdout")?),
+        &mut line,
+    )?;
+    assert_eq!(line.trim(), "locked");
+    let locked = import(&all);
+    holder.kill()?;
+    holder.wait()?;
+    let locked = locked?;
+    assert_ne!(locked.0, 0);
+    assert!(
+        locked.2.contains("locked by another process") && locked.2.contains("notes.db"),
+        "{}",
+        locked.2
+    );
+    assert_eq!(db.documents()?, 29);
+    Ok(())
+}
