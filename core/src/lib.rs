@@ -8,6 +8,7 @@
 //! [`Embedder`] trait, implemented with candle in `outpost-models`.
 
 pub mod ann;
+pub mod chroma;
 pub mod chunk;
 pub mod context;
 pub mod conversation;

@@ -349,10 +349,9 @@ impl Store {
         );
         let mut stmt = self.conn.prepare_cached(&sql)?;
         // The filter's placeholders are numbered from ?3: in the KNN statements ?1 and ?2 are
-        // the query vector and k.
-        let bound = [SqlValue::Null, SqlValue::Null]
-            .into_iter()
-            .chain(params.iter().cloned());
+        // the query vector and k. A filter without any (a collection filter alone) binds none.
+        let unused = if params.is_empty() { 0 } else { 2 };
+        let bound = std::iter::repeat_n(SqlValue::Null, unused).chain(params.iter().cloned());
         let mut seqs: Vec<i64> = stmt
             .query_map(rusqlite::params_from_iter(bound), |r| r.get(0))?
             .collect::<std::result::Result<_, _>>()?;

@@ -552,9 +552,6 @@ pub enum Reembed {
 /// Options every import takes.
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// Collection to import into [default: the one each record names, else "default"].
-    #[arg(long)]
-    pub collection: Option<String>,
     /// Without it, vectors of the collection's model and size are stored as they are and a
     /// record with any other vector fails.
     #[arg(long, value_enum)]
@@ -582,6 +579,29 @@ pub enum ImportCommand {
     Jsonl {
         /// The JSONL file.
         file: PathBuf,
+        /// Collection to import into [default: the one each record names, else "default"].
+        #[arg(long)]
+        collection: Option<String>,
+        #[command(flatten)]
+        args: ImportArgs,
+    },
+    /// Every collection of a Chroma persistent directory (`chroma.sqlite3` and its segment
+    /// folders, as chromadb 1.x writes them), or the named ones, into collections of the same
+    /// names; the documents are embedded with Outpost's model.
+    Chroma {
+        /// The Chroma directory (the client's `path`).
+        path: PathBuf,
+        /// Only this Chroma collection (repeatable).
+        #[arg(long)]
+        collection: Vec<String>,
+        /// Put every record in this Outpost collection instead.
+        #[arg(long)]
+        into: Option<String>,
+        /// Store Chroma's own vectors instead of embedding the documents: say so only when they
+        /// were made by the model Outpost is configured with (Chroma's default embedding
+        /// function is all-MiniLM-L6-v2, Outpost's default model).
+        #[arg(long)]
+        keep_vectors: bool,
         #[command(flatten)]
         args: ImportArgs,
     },
@@ -606,6 +626,9 @@ pub enum ImportCommand {
         /// Columns copied into the metadata, comma-separated.
         #[arg(long, value_delimiter = ',')]
         meta_cols: Vec<String>,
+        /// Collection to import into.
+        #[arg(long, default_value = outpost_core::DEFAULT_COLLECTION)]
+        collection: String,
         #[command(flatten)]
         args: ImportArgs,
     },

@@ -16,9 +16,40 @@ use crate::cli::{Cli, ExportCommand, ImportArgs, ImportCommand, Reembed};
 /// Runs an `outpost import` subcommand.
 pub fn import(cli: &Cli, cmd: &ImportCommand) -> Result<i32> {
     match cmd {
-        ImportCommand::Jsonl { file, args } => {
+        ImportCommand::Jsonl {
+            file,
+            collection,
+            args,
+        } => {
             let records = jsonl_records(file)?;
-            run_import(cli, args, records)
+            run_import(cli, args, collection.as_deref(), records)
+        }
+        ImportCommand::Chroma {
+            path,
+            collection,
+            into,
+            keep_vectors,
+            args,
+        } => {
+            let model = crate::load_embedder(cli)?;
+            let mut records = Vec::new();
+            for c in outpost_core::chroma::read_store(path, collection)? {
+                records.extend(c.records.into_iter().map(|(at, r)| {
+                    let r = r.map(|mut r| {
+                        // Chroma does not record which model made its vectors: kept only when
+                        // the user says they are this model's, and embedded anew otherwise.
+                        if *keep_vectors && r.embedding.is_some() {
+                            r.model =
+                                Some(outpost_core::Embedder::model_id(model.as_ref()).to_string());
+                        } else {
+                            r.embedding = None;
+                        }
+                        r
+                    });
+                    (at, r)
+                }));
+            }
+            run_import_with(cli, model, args, into.as_deref(), records.into_iter())
         }
         ImportCommand::Sqlite {
             source_db,
@@ -27,6 +58,7 @@ pub fn import(cli: &Cli, cmd: &ImportCommand) -> Result<i32> {
             text_col,
             title_col,
             meta_cols,
+            collection,
             args,
         } => {
             let spec = import::TableSpec {
@@ -37,7 +69,7 @@ pub fn import(cli: &Cli, cmd: &ImportCommand) -> Result<i32> {
                 metadata_columns: meta_cols.clone(),
             };
             let records = import::sqlite_records(source_db, &spec)?;
-            run_import(cli, args, records.into_iter())
+            run_import(cli, args, Some(collection), records.into_iter())
         }
     }
 }
@@ -61,13 +93,12 @@ fn jsonl_records(path: &Path) -> Result<impl Iterator<Item = Input>> {
     }))
 }
 
-fn options(args: &ImportArgs) -> ImportOptions {
+fn options(args: &ImportArgs, collection: Option<&str>) -> ImportOptions {
     ImportOptions {
-        collection: args
-            .collection
-            .clone()
-            .unwrap_or_else(|| outpost_core::DEFAULT_COLLECTION.to_string()),
-        force_collection: args.collection.is_some(),
+        collection: collection
+            .unwrap_or(outpost_core::DEFAULT_COLLECTION)
+            .to_string(),
+        force_collection: collection.is_some(),
         chunking: outpost_core::ChunkParams {
             max_tokens: args.chunk_tokens,
             overlap: args.chunk_overlap,
@@ -93,11 +124,26 @@ fn bar(hidden: bool, template: &str) -> ProgressBar {
     bar
 }
 
-/// Imports `records`, brings the search indexes up to date and reports.
-fn run_import(cli: &Cli, args: &ImportArgs, records: impl Iterator<Item = Input>) -> Result<i32> {
+/// Imports `records` (into `collection`, or the ones they name), brings the search indexes up
+/// to date and reports.
+fn run_import(
+    cli: &Cli,
+    args: &ImportArgs,
+    collection: Option<&str>,
+    records: impl Iterator<Item = Input>,
+) -> Result<i32> {
+    run_import_with(cli, crate::load_embedder(cli)?, args, collection, records)
+}
+
+fn run_import_with(
+    cli: &Cli,
+    model: std::sync::Arc<outpost_models::BertEmbedder>,
+    args: &ImportArgs,
+    collection: Option<&str>,
+    records: impl Iterator<Item = Input>,
+) -> Result<i32> {
     let mut store = crate::open_store(cli)?;
-    let model = crate::load_embedder(cli)?;
-    let opts = options(args);
+    let opts = options(args, collection);
     let bar = bar(args.json, "{spinner} {pos} records read {per_sec}");
     let started = Instant::now();
     let report = import::import_records(&mut store, model.as_ref(), records, &opts, &mut |n| {

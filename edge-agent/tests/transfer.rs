@@ -365,3 +365,93 @@ fn rows_of_a_sqlite_table_become_documents_and_bad_databases_are_refused() -> Te
     assert_eq!(db.documents()?, 29);
     Ok(())
 }
+
+/// A real Chroma store built by chromadb (`core/tests/fixtures/build_chroma.py`, with the venv
+/// that scripts/test.sh makes) and what chromadb's own API returns for it.
+fn chroma_store(dir: &Path) -> TestResult<(std::path::PathBuf, serde_json::Value)> {
+    let python = std::env::var_os("OUTPOST_CHROMA_PYTHON").filter(|p| !p.is_empty()).ok_or(
+        "OUTPOST_CHROMA_PYTHON is not set: run scripts/test.sh (it makes the chromadb venv) or \
+         set it to a python with chromadb==1.5.9 and numpy",
+    )?;
+    let store = dir.join("chroma");
+    let expected = dir.join("expected.json");
+    let out = std::process::Command::new(python)
+        .arg(common::fixture("build_chroma.py"))
+        .arg(&store)
+        .arg(&expected)
+        .env("ANONYMIZED_TELEMETRY", "False")
+        .output()?;
+    if !out.status.success() {
+        return Err(format!(
+            "build_chroma.py failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    Ok((store, serde_json::from_slice(&std::fs::read(expected)?)?))
+}
+
+#[test]
+fn every_record_of_a_chroma_store_comes_in_and_searches_find_them() -> TestResult {
+    require_model();
+    let db = TestDb::new()?;
+    let (store, expected) = chroma_store(db.dir())?;
+    let (mut with_text, mut without) = (0_u64, 0_u64);
+    for c in expected
+        .as_object()
+        .ok_or("expected is not an object")?
+        .values()
+    {
+        for r in c["records"].as_object().ok_or("no records")?.values() {
+            if r["document"].is_string() {
+                with_text += 1;
+            } else {
+                without += 1;
+            }
+        }
+    }
+    assert!(
+        with_text > 3000 && without > 0,
+        "the fixture has {with_text} + {without} records"
+    );
+    let (code, stdout, _) = db.run(&["import", "chroma", arg(&store), "--json"])?;
+    let report: serde_json::Value = serde_json::from_str(&stdout)?;
+    assert_eq!(code, 2, "records without a document are reported");
+    assert_eq!(report["added"], with_text);
+    assert_eq!(report["failed"], without);
+    assert!(report["failures"].to_string().contains("no document"));
+    assert_eq!(db.documents()?, with_text);
+    // Chroma's metadata comes along, and the documents are found by what they say.
+    let hits = db.json(&[
+        "search",
+        "updated note",
+        "--filter",
+        "collection=notes",
+        "-k",
+        "1",
+        "--json",
+    ])?;
+    assert_eq!(hits["results"][0]["source"], "note-00010");
+    let hits = db.json(&[
+        "search",
+        "c5 updated",
+        "--filter",
+        "collection=cosine",
+        "-k",
+        "1",
+        "--json",
+    ])?;
+    assert_eq!(hits["results"][0]["source"], "c5");
+    // Run again: nothing added twice.
+    let (_, again, _) = db.run(&["import", "chroma", arg(&store), "--json"])?;
+    let again: serde_json::Value = serde_json::from_str(&again)?;
+    assert_eq!(
+        (again["added"].clone(), again["unchanged"].clone()),
+        (0.into(), with_text.into())
+    );
+    // A folder that is not a Chroma store is refused with what was found; nothing is lost.
+    let not_chroma = db.fails(&["import", "chroma", arg(db.dir())])?;
+    assert!(not_chroma.contains("no chroma.sqlite3"), "{not_chroma}");
+    assert_eq!(db.documents()?, with_text);
+    Ok(())
+}
