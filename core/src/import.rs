@@ -156,6 +156,9 @@ pub fn import_records(
     let mut collections: HashMap<String, Collection> = HashMap::new();
     let mut queue: Vec<(Collection, NewDocument, Vec<NewChunk>)> = Vec::new();
     let mut queued_texts = 0;
+    // Ids seen in this run, per collection: a second record with the same id would silently
+    // replace the first.
+    let mut seen: std::collections::HashSet<(i64, String)> = std::collections::HashSet::new();
     for (i, (at, record)) in records.into_iter().enumerate() {
         progress(i + 1);
         let record = match record {
@@ -177,6 +180,13 @@ pub fn import_records(
                 c
             }
         };
+        if !seen.insert((coll.id, record.id.clone())) {
+            report.fail(
+                at,
+                format!("duplicate id '{}' (an earlier record has it)", record.id),
+            );
+            continue;
+        }
         let hash = record
             .content_hash
             .clone()

@@ -189,6 +189,34 @@ fn range_prefix_and_collection_filters() -> TestResult {
         query(&store, "moss", SearchMode::Vector, 5, &["collection=c"])?.len(),
         5
     );
+    // With a second collection, a collection filter alone (no other condition) restricts every
+    // mode to that collection.
+    let mut store = store;
+    let d = store.ensure_collection("d", "m", 8)?;
+    let doc = NewDocument {
+        source: "/data/d/moss.txt".into(),
+        title: "moss in d".into(),
+        content_hash: "d".into(),
+        metadata: Map::new(),
+    };
+    let text = "moss and more moss".to_string();
+    let chunk = NewChunk {
+        byte_end: text.len(),
+        text,
+        embedding: unit(vec![1.0, 0.1, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]),
+        ..Default::default()
+    };
+    store.put_document(&d, &doc, &[chunk])?;
+    for mode in [SearchMode::Text, SearchMode::Vector, SearchMode::Hybrid] {
+        assert_eq!(
+            query(&store, "moss", mode, 5, &["collection=d"])?,
+            ["moss in d"],
+            "{mode:?}"
+        );
+        let in_c = query(&store, "moss", mode, 5, &["collection=c"])?;
+        assert_eq!(in_c.len(), 5, "{mode:?}");
+        assert!(!in_c.iter().any(|t| t == "moss in d"), "{mode:?}: {in_c:?}");
+    }
     Ok(())
 }
 

@@ -102,11 +102,12 @@ fn an_import_run_again_adds_nothing_and_bad_lines_are_reported_by_number() -> Te
     let db = TestDb::new()?;
     let file = db.dir().join("in.jsonl");
     write_records(&file, 40)?;
-    // Three bad lines among good ones: a vector of the wrong size, broken JSON, no id.
+    // Four bad lines among good ones: a vector of the wrong size, broken JSON, no id, and an id
+    // that an earlier line has.
     let mut text = std::fs::read_to_string(&file)?;
     let wrong: Vec<f32> = vec![0.1; 12];
     text.push_str(&format!(
-        "{}\n{{\"id\": \"broken\"\n{{\"text\": \"no id here\"}}\n",
+        "{}\n{{\"id\": \"broken\"\n{{\"text\": \"no id here\"}}\n{{\"id\": \"rec-00007\", \"text\": \"again\"}}\n",
         serde_json::json!({"id": "short-vector", "text": "has a vector", "model": "sentence-transformers/all-MiniLM-L6-v2", "embedding": wrong})
     ));
     std::fs::write(&file, text)?;
@@ -114,7 +115,7 @@ fn an_import_run_again_adds_nothing_and_bad_lines_are_reported_by_number() -> Te
     assert_eq!(code, 2, "failed lines give exit code 2");
     let report: serde_json::Value = serde_json::from_str(&stdout)?;
     assert_eq!(report["added"], 40);
-    assert_eq!(report["failed"], 3);
+    assert_eq!(report["failed"], 4);
     let at: Vec<&str> = report["failures"]
         .as_array()
         .ok_or("no failures")?
@@ -127,13 +128,15 @@ fn an_import_run_again_adds_nothing_and_bad_lines_are_reported_by_number() -> Te
         [
             format!("{name}:41"),
             format!("{name}:42"),
-            format!("{name}:43")
+            format!("{name}:43"),
+            format!("{name}:44")
         ]
     );
     let reasons = report["failures"].to_string();
     assert!(reasons.contains("12 dimensions"), "{reasons}");
     assert!(reasons.contains("invalid JSON"), "{reasons}");
     assert!(reasons.contains("no 'id'"), "{reasons}");
+    assert!(reasons.contains("duplicate id 'rec-00007'"), "{reasons}");
 
     let again = db.run(&["import", "jsonl", arg(&file), "--json"])?;
     let again: serde_json::Value = serde_json::from_str(&again.1)?;
@@ -338,6 +341,29 @@ fn rows_of_a_sqlite_table_become_documents_and_bad_databases_are_refused() -> Te
         not_sqlite.contains("not a SQLite database") && not_sqlite.contains("garbage.db"),
         "{not_sqlite}"
     );
+    // A real SQLite file whose table pages are damaged (the header still says SQLite).
+    let corrupt = db.dir().join("corrupt.db");
+    let mut bytes = std::fs::read(&source)?;
+    // Every page after the first (the schema) overwritten.
+    let page = 4096.min(bytes.len());
+    bytes[page..].fill(0xa5);
+    std::fs::write(&corrupt, bytes)?;
+    let damaged = db.fails(&[
+        "import",
+        "sqlite",
+        arg(&corrupt),
+        "--table",
+        "notes",
+        "--id-col",
+        "note_id",
+        "--text-col",
+        "body",
+    ])?;
+    assert!(
+        damaged.contains("corrupt.db")
+            && (damaged.contains("corrupt") || damaged.contains("malformed")),
+        "{damaged}"
+    );
     let mut holder = std::process::Command::new("python3")
         .args([
             "-c",
@@ -453,5 +479,73 @@ fn every_record_of_a_chroma_store_comes_in_and_searches_find_them() -> TestResul
     let not_chroma = db.fails(&["import", "chroma", arg(db.dir())])?;
     assert!(not_chroma.contains("no chroma.sqlite3"), "{not_chroma}");
     assert_eq!(db.documents()?, with_text);
+    Ok(())
+}
+
+#[test]
+fn chroma_vectors_made_by_the_same_model_are_kept_with_keep_vectors() -> TestResult {
+    require_model();
+    let db = TestDb::new()?;
+    let python = std::env::var_os("OUTPOST_CHROMA_PYTHON")
+        .filter(|p| !p.is_empty())
+        .ok_or("OUTPOST_CHROMA_PYTHON is not set: run scripts/test.sh")?;
+    let texts = [
+        "Sourdough starter needs feeding with flour and water every day.",
+        "A lithium battery bank for a cabin fridge of 800 Wh per day.",
+        "Bees collect nectar and make honey in the hive.",
+        "The greenhouse tomatoes need more water in July.",
+    ];
+    // The vectors Chroma will hold are the model's own, as if Chroma's default function (the
+    // same all-MiniLM-L6-v2) had made them.
+    let mut args = vec!["embed"];
+    args.extend(texts);
+    args.push("--json");
+    let embedded = db.json(&args)?;
+    let input = db.dir().join("input.json");
+    std::fs::write(
+        &input,
+        serde_json::json!({"texts": texts, "vectors": embedded["vectors"]}).to_string(),
+    )?;
+    let store = db.dir().join("chroma");
+    let out = std::process::Command::new(python)
+        .args([
+            "-c",
+            "import json, sys, chromadb\n\
+             d = json.load(open(sys.argv[1]))\n\
+             c = chromadb.PersistentClient(path=sys.argv[2]).create_collection('mini', embedding_function=None)\n\
+             c.add(ids=[f'm{i}' for i in range(len(d['texts']))], documents=d['texts'], embeddings=d['vectors'])",
+            arg(&input),
+            arg(&store),
+        ])
+        .env("ANONYMIZED_TELEMETRY", "False")
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let kept = db.json(&["import", "chroma", arg(&store), "--keep-vectors", "--json"])?;
+    assert_eq!(
+        (kept["added"].clone(), kept["embedded"].clone()),
+        (4.into(), 0.into())
+    );
+    assert_eq!(kept["vectors_kept"], 4);
+    let hits = db.json(&[
+        "search",
+        "keeping bread yeast alive",
+        "--mode",
+        "vector",
+        "-k",
+        "1",
+        "--json",
+    ])?;
+    assert_eq!(hits["results"][0]["source"], "m0");
+    // Without the option the documents are embedded here, into another collection with --into.
+    let fresh = db.json(&["import", "chroma", arg(&store), "--into", "again", "--json"])?;
+    assert_eq!(
+        (fresh["added"].clone(), fresh["embedded"].clone()),
+        (4.into(), 4.into())
+    );
     Ok(())
 }
