@@ -162,7 +162,7 @@ impl<'a> ChromaStore<'a> {
             &db_path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
-        .map_err(|e| classify(&db_path, e))?;
+        .map_err(|e| crate::store::classify(&db_path, e))?;
         let mut store = Self {
             dir,
             db_path,
@@ -174,7 +174,7 @@ impl<'a> ChromaStore<'a> {
     }
 
     fn sql<T>(&self, r: rusqlite::Result<T>) -> Result<T> {
-        r.map_err(|e| classify(&self.db_path, e))
+        r.map_err(|e| crate::store::classify(&self.db_path, e))
     }
 
     /// The columns of `table`, or None when there is no such table.
@@ -895,24 +895,6 @@ fn read_index(
         vectors,
         max_seq_id: meta.max_seq_id,
     }))
-}
-
-/// SQLite's "not a database" and "corrupt" as errors that name the file.
-fn classify(path: &Path, err: rusqlite::Error) -> Error {
-    match err.sqlite_error_code() {
-        Some(ErrorCode::NotADatabase) => Error::NotADatabase {
-            path: path.to_path_buf(),
-        },
-        Some(ErrorCode::DatabaseCorrupt) => Error::Corrupt {
-            path: path.to_path_buf(),
-            detail: err.to_string(),
-        },
-        Some(ErrorCode::CannotOpen | ErrorCode::PermissionDenied) => Error::CannotOpen {
-            path: path.to_path_buf(),
-            detail: err.to_string(),
-        },
-        _ => Error::Sqlite(err),
-    }
 }
 
 #[cfg(test)]

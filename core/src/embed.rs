@@ -54,3 +54,20 @@ pub fn count_tokens(tokenizer: &tokenizers::Tokenizer, text: &str) -> usize {
         // bytes, which never undercounts a WordPiece or BPE tokenisation.
         .unwrap_or(text.len())
 }
+
+/// Embeds `texts` in one call (none for no texts), checking that the model gave one vector per
+/// text.
+pub(crate) fn embed_all(embedder: &dyn Embedder, texts: &[&str]) -> crate::Result<Vec<Vec<f32>>> {
+    if texts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let vectors = embedder.embed(texts)?;
+    if vectors.len() != texts.len() {
+        return Err(crate::Error::Embed(EmbedError(format!(
+            "model returned {} vectors for {} texts",
+            vectors.len(),
+            texts.len()
+        ))));
+    }
+    Ok(vectors)
+}

@@ -243,18 +243,7 @@ fn flush(
         .filter(|c| c.embedding.is_empty())
         .map(|c| c.text.as_str())
         .collect();
-    let vectors = if texts.is_empty() {
-        Vec::new()
-    } else {
-        embedder.embed(&texts)?
-    };
-    if vectors.len() != texts.len() {
-        return Err(Error::Embed(crate::EmbedError(format!(
-            "model returned {} vectors for {} texts",
-            vectors.len(),
-            texts.len()
-        ))));
-    }
+    let vectors = crate::embed::embed_all(embedder, &texts)?;
     report.embedded += vectors.len();
     let mut vectors = vectors.into_iter();
     for (coll, doc, chunks) in &mut docs {

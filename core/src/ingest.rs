@@ -262,18 +262,7 @@ impl Queue {
             .iter()
             .flat_map(|d| d.chunks.iter().map(|c| c.text.as_str()))
             .collect();
-        let vectors = if texts.is_empty() {
-            Vec::new()
-        } else {
-            embedder.embed(&texts)?
-        };
-        if vectors.len() != texts.len() {
-            return Err(Error::Embed(crate::EmbedError(format!(
-                "model returned {} vectors for {} texts",
-                vectors.len(),
-                texts.len()
-            ))));
-        }
+        let vectors = crate::embed::embed_all(embedder, &texts)?;
         progress(Progress::Embedded(total, total));
         let mut vectors = vectors.into_iter();
         let mut out = Vec::with_capacity(docs.len());
