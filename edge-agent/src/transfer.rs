@@ -218,23 +218,30 @@ pub fn export(cli: &Cli, cmd: &ExportCommand) -> Result<i32> {
         // Written beside the target and renamed into place, so that an interrupted export never
         // leaves a truncated file where a complete one is expected.
         let tmp = file.with_extension("jsonl.partial");
-        let mut out = std::io::BufWriter::new(
-            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?,
-        );
-        let report = import::export_jsonl(
-            &store,
-            &mut out,
-            collection.as_deref(),
-            *with_embeddings,
-            &mut |n| bar.set_position(n as u64),
-        )?;
-        let written = out
-            .into_inner()
-            .map_err(|e| e.into_error())
-            .and_then(|f| f.sync_all());
-        written.with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, file).with_context(|| format!("writing {}", file.display()))?;
-        report
+        let written = (|| -> Result<import::ExportReport> {
+            let mut out = std::io::BufWriter::new(
+                std::fs::File::create(&tmp)
+                    .with_context(|| format!("creating {}", tmp.display()))?,
+            );
+            let report = import::export_jsonl(
+                &store,
+                &mut out,
+                collection.as_deref(),
+                *with_embeddings,
+                &mut |n| bar.set_position(n as u64),
+            )?;
+            out.into_inner()
+                .map_err(|e| e.into_error())
+                .and_then(|f| f.sync_all())
+                .with_context(|| format!("writing {}", tmp.display()))?;
+            std::fs::rename(&tmp, file).with_context(|| format!("writing {}", file.display()))?;
+            Ok(report)
+        })();
+        if written.is_err() {
+            // Nothing half-written is left behind (the target itself was never touched).
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written?
     };
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();

@@ -81,6 +81,22 @@ fn an_export_imported_into_a_fresh_database_gives_back_the_same_data() -> TestRe
         "--json",
     ];
     assert_eq!(without_ids(&a.json(&query)?), without_ids(&b.json(&query)?));
+    // An export that fails leaves nothing behind, not even its partial file.
+    let refused = a.fails(&[
+        "export",
+        "jsonl",
+        arg(&a.dir().join("nope.jsonl")),
+        "--collection",
+        "nope",
+    ])?;
+    assert!(refused.contains("collection 'nope' not found"), "{refused}");
+    for entry in std::fs::read_dir(a.dir())? {
+        let name = entry?.file_name();
+        assert!(
+            !name.to_string_lossy().starts_with("nope"),
+            "{name:?} left behind"
+        );
+    }
     Ok(())
 }
 
