@@ -377,17 +377,7 @@ fn chunks_of(
     }
     let pieces = chunk(embedder.tokenizer(), &record.text, false, opts.chunking)
         .map_err(|e| format!("chunking: {e}"))?;
-    Ok(pieces
-        .into_iter()
-        .map(|c| NewChunk {
-            text: c.text.to_string(),
-            token_count: c.tokens,
-            byte_start: c.byte_start,
-            byte_end: c.byte_start + c.text.len(),
-            metadata: Map::new(),
-            embedding: Vec::new(),
-        })
-        .collect())
+    Ok(pieces.into_iter().map(NewChunk::from).collect())
 }
 
 fn string_field(

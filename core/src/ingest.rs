@@ -400,14 +400,7 @@ fn prepare(
         opts.chunking,
     )?
     .into_iter()
-    .map(|c| NewChunk {
-        text: c.text.to_string(),
-        token_count: c.tokens,
-        byte_start: c.byte_start,
-        byte_end: c.byte_start + c.text.len(),
-        metadata: Default::default(),
-        embedding: Vec::new(),
-    })
+    .map(NewChunk::from)
     .collect();
     Ok(Prepared::Ready(Pending {
         doc: NewDocument {

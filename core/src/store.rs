@@ -64,6 +64,20 @@ pub struct NewChunk {
     pub embedding: Vec<f32>,
 }
 
+impl From<crate::chunk::Chunk<'_>> for NewChunk {
+    /// A chunk of a document's text, without metadata and not yet embedded.
+    fn from(c: crate::chunk::Chunk<'_>) -> Self {
+        Self {
+            text: c.text.to_string(),
+            token_count: c.tokens,
+            byte_start: c.byte_start,
+            byte_end: c.byte_start + c.text.len(),
+            metadata: Map::new(),
+            embedding: Vec::new(),
+        }
+    }
+}
+
 /// What storing a document did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
