@@ -308,6 +308,26 @@ fn fits(model: &str, v: &[f32], coll: &Collection) -> std::result::Result<(), St
     Ok(())
 }
 
+/// What to do with a vector from the input, as `vectors` says: `Ok(Some(_))` store it as it
+/// is, `Ok(None)` embed the text instead, `Err` refuse the record.
+fn input_vector(
+    model: &str,
+    v: &[f32],
+    coll: &Collection,
+    vectors: Vectors,
+) -> std::result::Result<Option<Vec<f32>>, String> {
+    if vectors == Vectors::ReembedAll {
+        return Ok(None);
+    }
+    match fits(model, v, coll) {
+        Ok(()) => Ok(Some(v.to_vec())),
+        Err(e) if vectors == Vectors::Keep => Err(format!(
+            "{e} (--reembed mismatched embeds its text instead)"
+        )),
+        Err(_) => Ok(None),
+    }
+}
+
 /// The chunks to store for `record`; those with an empty embedding are to be embedded.
 fn chunks_of(
     record: &Record,
@@ -320,19 +340,11 @@ fn chunks_of(
         // Outpost's own export: the chunks as they were, with their vectors where they fit.
         let mut out = Vec::with_capacity(chunks.len());
         for (i, c) in chunks.iter().enumerate() {
-            let embedding = match (&c.embedding, opts.vectors) {
-                (Some(v), Vectors::Keep | Vectors::ReembedMismatched) => {
-                    match fits(model, v, coll) {
-                        Ok(()) => v.clone(),
-                        Err(e) if opts.vectors == Vectors::Keep => {
-                            return Err(format!(
-                                "chunk {i}: {e} (--reembed mismatched embeds its text instead)"
-                            ))
-                        }
-                        Err(_) => Vec::new(),
-                    }
-                }
-                _ => Vec::new(),
+            let embedding = match &c.embedding {
+                Some(v) => input_vector(model, v, coll, opts.vectors)
+                    .map_err(|e| format!("chunk {i}: {e}"))?
+                    .unwrap_or_default(),
+                None => Vec::new(),
             };
             out.push(NewChunk {
                 text: c.text.clone(),
@@ -349,30 +361,15 @@ fn chunks_of(
         return Err("it has no text".into());
     }
     if let Some(v) = &record.embedding {
-        if opts.vectors != Vectors::ReembedAll {
-            match fits(model, v, coll) {
-                Ok(()) => {
-                    let tokens = embedder
-                        .tokenizer()
-                        .encode(record.text.as_str(), false)
-                        .map(|e| e.len())
-                        .unwrap_or_default();
-                    return Ok(vec![NewChunk {
-                        text: record.text.clone(),
-                        token_count: tokens,
-                        byte_start: 0,
-                        byte_end: record.text.len(),
-                        metadata: Map::new(),
-                        embedding: v.clone(),
-                    }]);
-                }
-                Err(e) if opts.vectors == Vectors::Keep => {
-                    return Err(format!(
-                        "{e} (--reembed mismatched embeds its text instead)"
-                    ))
-                }
-                Err(_) => {}
-            }
+        if let Some(embedding) = input_vector(model, v, coll, opts.vectors)? {
+            return Ok(vec![NewChunk {
+                text: record.text.clone(),
+                token_count: crate::embed::count_tokens(embedder.tokenizer(), &record.text),
+                byte_start: 0,
+                byte_end: record.text.len(),
+                metadata: Map::new(),
+                embedding,
+            }]);
         }
     }
     let pieces = chunk(embedder.tokenizer(), &record.text, false, opts.chunking)

@@ -32,24 +32,24 @@ pub fn import(cli: &Cli, cmd: &ImportCommand) -> Result<i32> {
             args,
         } => {
             let model = crate::load_embedder(cli)?;
-            let mut records = Vec::new();
-            for c in outpost_core::chroma::read_store(path, collection)? {
-                records.extend(c.records.into_iter().map(|(at, r)| {
+            let model_id = outpost_core::Embedder::model_id(model.as_ref()).to_string();
+            let records = outpost_core::chroma::read_store(path, collection)?
+                .into_iter()
+                .flat_map(|c| c.records)
+                .map(move |(at, r)| {
                     let r = r.map(|mut r| {
                         // Chroma does not record which model made its vectors: kept only when
                         // the user says they are this model's, and embedded anew otherwise.
                         if *keep_vectors && r.embedding.is_some() {
-                            r.model =
-                                Some(outpost_core::Embedder::model_id(model.as_ref()).to_string());
+                            r.model = Some(model_id.clone());
                         } else {
                             r.embedding = None;
                         }
                         r
                     });
                     (at, r)
-                }));
-            }
-            run_import_with(cli, model, args, into.as_deref(), records.into_iter())
+                });
+            run_import_with(cli, model, args, into.as_deref(), records)
         }
         ImportCommand::Sqlite {
             source_db,
