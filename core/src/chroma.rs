@@ -459,18 +459,7 @@ impl<'a> ChromaStore<'a> {
             })
             .collect();
 
-        let mut stmt = self.sql(self.conn.prepare(
-            "SELECT m.id, m.key, m.string_value, m.int_value, m.float_value, m.bool_value \
-             FROM embedding_metadata m JOIN embeddings e ON e.id = m.id \
-             WHERE e.segment_id = ?1",
-        ))?;
-        let mut q = self.sql(stmt.query([segment]))?;
-        while let Some(r) = self.sql(q.next())? {
-            let Some(&i) = at.get(&self.sql(r.get::<_, i64>(0))?) else {
-                continue;
-            };
-            let key: String = self.sql(r.get(1))?;
-            let value = self.sql(metadata_value(r))?;
+        self.each_metadata("embedding_metadata", "", segment, &at, |i, key, value| {
             if key == DOCUMENT_KEY {
                 rows[i].document = match value {
                     Value::String(s) => Some(s),
@@ -479,33 +468,52 @@ impl<'a> ChromaStore<'a> {
             } else {
                 rows[i].metadata.insert(key, value);
             }
-        }
-
+        })?;
         if self.layout.metadata_arrays {
             // One row per element, in the list's order.
-            let mut stmt = self.sql(self.conn.prepare(
-                "SELECT a.id, a.key, a.string_value, a.int_value, a.float_value, a.bool_value \
-                 FROM embedding_metadata_array a JOIN embeddings e ON e.id = a.id \
-                 WHERE e.segment_id = ?1 ORDER BY a.rowid",
-            ))?;
-            let mut q = self.sql(stmt.query([segment]))?;
-            while let Some(r) = self.sql(q.next())? {
-                let Some(&i) = at.get(&self.sql(r.get::<_, i64>(0))?) else {
-                    continue;
-                };
-                let key: String = self.sql(r.get(1))?;
-                let value = self.sql(metadata_value(r))?;
-                let list = rows[i]
-                    .metadata
-                    .entry(key)
-                    .or_insert_with(|| Value::Array(Vec::new()));
-                match list {
-                    Value::Array(items) => items.push(value),
-                    other => *other = Value::Array(vec![value]),
-                }
-            }
+            self.each_metadata(
+                "embedding_metadata_array",
+                " ORDER BY m.rowid",
+                segment,
+                &at,
+                |i, key, value| {
+                    let list = rows[i]
+                        .metadata
+                        .entry(key)
+                        .or_insert_with(|| Value::Array(Vec::new()));
+                    match list {
+                        Value::Array(items) => items.push(value),
+                        other => *other = Value::Array(vec![value]),
+                    }
+                },
+            )?;
         }
         Ok(rows)
+    }
+
+    /// Calls `f(record index, key, value)` for each row of `table` (`embedding_metadata` or
+    /// `embedding_metadata_array`, which share their columns) of `segment`'s records, `at`
+    /// mapping an `embeddings.id` to its record's index.
+    fn each_metadata(
+        &self,
+        table: &str,
+        order: &str,
+        segment: &str,
+        at: &HashMap<i64, usize>,
+        mut f: impl FnMut(usize, String, Value),
+    ) -> Result<()> {
+        let mut stmt = self.sql(self.conn.prepare(&format!(
+            "SELECT m.id, m.key, m.string_value, m.int_value, m.float_value, m.bool_value \
+             FROM {table} m JOIN embeddings e ON e.id = m.id WHERE e.segment_id = ?1{order}"
+        )))?;
+        let mut q = self.sql(stmt.query([segment]))?;
+        while let Some(r) = self.sql(q.next())? {
+            let Some(&i) = at.get(&self.sql(r.get::<_, i64>(0))?) else {
+                continue;
+            };
+            f(i, self.sql(r.get(1))?, self.sql(metadata_value(r))?);
+        }
+        Ok(())
     }
 
     /// The operation up to which a segment has applied the queue (0 when it never recorded
