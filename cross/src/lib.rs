@@ -534,10 +534,24 @@ fn unique_suffix() -> String {
     format!("{nanos:x}-{:x}", COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
-/// Panics inside the library on purpose, so that tests can check that a panic reaches the
-/// host as [`OutpostError::Internal`] and not as an abort (feature `test-hooks` only).
-#[cfg(feature = "test-hooks")]
-#[uniffi::export]
-pub fn panic_for_test(message: String) -> Result<()> {
-    guard("panic_for_test", || panic!("{message}"))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_inside_is_an_internal_error_not_an_abort() {
+        let caught: Result<()> = guard("a call", || panic!("boom at the boundary"));
+        match caught {
+            Err(OutpostError::Internal { message }) => {
+                assert!(message.contains("boom at the boundary"), "{message}");
+                assert!(message.contains("a call"), "{message}");
+            }
+            other => panic!("expected an internal error, got {other:?}"),
+        }
+        // A formatted panic message (a String payload) comes through too.
+        let caught: Result<()> = guard("another", || panic!("code {}", 7));
+        assert!(matches!(caught, Err(OutpostError::Internal { message }) if message.contains("code 7")));
+        // The boundary still works afterwards.
+        assert_eq!(guard("after", || Ok(3)).ok(), Some(3));
+    }
 }

