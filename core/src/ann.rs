@@ -110,9 +110,41 @@ struct Ann {
     vectors: Vectors,
     applied: i64,
     unsaved: usize,
+    /// usearch keeps the search breadth in the index, not in the call: a search holds this
+    /// shared while it searches at the index's breadth, and only a search that needs another
+    /// breadth takes it exclusively to change it, so no search sees its breadth changed under it.
+    breadth: RwLock<()>,
 }
 
 impl Ann {
+    fn new(index: Index, vectors: Vectors, applied: i64, unsaved: usize) -> Self {
+        Self {
+            index,
+            vectors,
+            applied,
+            unsaved,
+            breadth: RwLock::new(()),
+        }
+    }
+
+    /// Runs `search` with the index's search breadth set to `ef` for its whole duration.
+    fn with_breadth<T>(&self, ef: usize, search: impl FnOnce(&Index) -> T) -> Result<T> {
+        fn poisoned<G>(_: G) -> Error {
+            Error::Index("an index lock is poisoned".into())
+        }
+        {
+            let _shared = self.breadth.read().map_err(poisoned)?;
+            if self.index.expansion_search() == ef {
+                return Ok(search(&self.index));
+            }
+        }
+        let _exclusive = self.breadth.write().map_err(poisoned)?;
+        if self.index.expansion_search() != ef {
+            self.index.change_expansion_search(ef);
+        }
+        Ok(search(&self.index))
+    }
+
     /// The `depth` best of `candidates` by exact f32 similarity to `q`, ties by seq.
     fn rescore(&self, q: &[f32], candidates: &[u64], depth: usize) -> Vec<(i64, f64)> {
         let mut exact: Vec<(i64, f64)> = candidates
@@ -327,36 +359,25 @@ fn build(conn: &Connection, coll: &Collection) -> Result<Ann> {
     index
         .reserve_capacity_and_threads(seqs.len().max(1024), SEARCH_THREADS)
         .map_err(|e| err("reserving index capacity", e))?;
-    // Insertion is the cost of a build; usearch inserts concurrently.
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let failed = std::sync::atomic::AtomicBool::new(false);
-    std::thread::scope(|s| {
-        for t in 0..threads {
-            let (seqs, vectors, index, failed) = (&seqs, &vectors, &index, &failed);
-            s.spawn(move || {
-                for seq in seqs.iter().skip(t).step_by(threads) {
-                    let ok = vectors
-                        .get(*seq)
-                        .is_some_and(|v| index.add(*seq as u64, &vectors.quantize(v)).is_ok());
-                    if !ok {
-                        failed.store(true, std::sync::atomic::Ordering::Relaxed);
-                    }
-                }
-            });
-        }
-    });
-    if failed.into_inner() {
-        return Err(Error::Index(format!(
-            "building the index of collection '{}' failed",
-            coll.name
-        )));
+    // One thread inserts. usearch 2.26's concurrent `add` strands some nodes (stored, but no
+    // search reaches them: usearch issue #735): measured on 3,000 SciFact vectors, a build on 2
+    // threads lost up to 2 of 225 queries' exact top 10 from a top 100 searched at breadth 3,000,
+    // on 8 threads 22, on 1 thread none.
+    for seq in &seqs {
+        let v = vectors.get(*seq).ok_or_else(|| {
+            Error::Index(format!(
+                "building the index of collection '{}' failed",
+                coll.name
+            ))
+        })?;
+        index.add(*seq as u64, &vectors.quantize(v)).map_err(|e| {
+            err(
+                &format!("building the index of collection '{}'", coll.name),
+                e,
+            )
+        })?;
     }
-    Ok(Ann {
-        index,
-        vectors,
-        applied,
-        unsaved: seqs.len(),
-    })
+    Ok(Ann::new(index, vectors, applied, seqs.len()))
 }
 
 /// The rows file saved with the index file `path`.
@@ -387,12 +408,7 @@ fn load(path: &Path, applied: i64, coll: &Collection) -> Option<Ann> {
     index
         .reserve_capacity_and_threads(index.size().max(1024), SEARCH_THREADS)
         .ok()?;
-    Some(Ann {
-        index,
-        vectors,
-        applied,
-        unsaved: 0,
-    })
+    Some(Ann::new(index, vectors, applied, 0))
 }
 
 /// Replays the log after `ann.applied`. The caller holds a read transaction.
@@ -562,13 +578,10 @@ impl Store {
         let ef = expansion
             .unwrap_or_else(|| breadth(size, ann.index.connectivity()))
             .max(depth);
-        if ann.index.expansion_search() != ef {
-            ann.index.change_expansion_search(ef);
-        }
         let q = unit(vector);
+        let q8 = ann.vectors.quantize(&q);
         let found = ann
-            .index
-            .search(&ann.vectors.quantize(&q), rescored(ef, depth))
+            .with_breadth(ef, |index| index.search(&q8, rescored(ef, depth)))?
             .map_err(|e| err("searching the index", e))?;
         Ok(Some(ann.rescore(&q, &found.keys, depth)))
     }
@@ -666,12 +679,10 @@ impl Store {
         }
         let share = set.seqs.len() as f64 / size.max(1) as f64;
         let ef = ((base as f64 / share.max(1e-3)) as usize).clamp(base, 4096);
-        if ann.index.expansion_search() != ef {
-            ann.index.change_expansion_search(ef);
-        }
         let found = ann
-            .index
-            .filtered_search(&q8, take, |k| set.seqs.binary_search(&k).is_ok())
+            .with_breadth(ef, |index| {
+                index.filtered_search(&q8, take, |k| set.seqs.binary_search(&k).is_ok())
+            })?
             .map_err(|e| err("searching the index", e))?;
         Ok(Some(ann.rescore(&q, &found.keys, depth)))
     }

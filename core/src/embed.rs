@@ -71,3 +71,140 @@ pub(crate) fn embed_all(embedder: &dyn Embedder, texts: &[&str]) -> crate::Resul
     }
     Ok(vectors)
 }
+
+/// A deterministic embedder for tests and examples: no model, no files, the same vectors on
+/// every machine.
+///
+/// Each lowercased word of a text, and each of its character trigrams at half weight, is hashed
+/// (FNV-1a) to a dimension and a sign; the sums are L2-normalised. Texts that share words are
+/// therefore near each other, which is enough for tests of search, sync and agent logic; tests
+/// of real embeddings use the real model. Its tokenizer splits on whitespace and punctuation,
+/// one token per word.
+pub struct HashEmbedder {
+    dims: usize,
+    model_id: String,
+    tokenizer: tokenizers::Tokenizer,
+}
+
+impl HashEmbedder {
+    /// An embedder of `dims`-dimensional vectors, with model id `test/hash-<dims>`.
+    ///
+    /// # Panics
+    /// If `dims` is 0.
+    #[must_use]
+    pub fn new(dims: usize) -> Self {
+        assert!(dims > 0, "a HashEmbedder needs at least one dimension");
+        // A word-level tokenizer with an empty vocabulary: every word is one (unknown) token.
+        const TOKENIZER: &str = r#"{"version":"1.0","truncation":null,"padding":null,
+            "added_tokens":[],"normalizer":null,"pre_tokenizer":{"type":"Whitespace"},
+            "post_processor":null,"decoder":null,
+            "model":{"type":"WordLevel","vocab":{"[UNK]":0},"unk_token":"[UNK]"}}"#;
+        #[allow(clippy::expect_used)]
+        let tokenizer = TOKENIZER
+            .parse::<tokenizers::Tokenizer>()
+            .expect("the built-in tokenizer definition parses");
+        Self {
+            dims,
+            model_id: format!("test/hash-{dims}"),
+            tokenizer,
+        }
+    }
+
+    fn vector(&self, text: &str) -> Vec<f32> {
+        let mut v = vec![0f32; self.dims];
+        let mut add = |feature: &[u8], weight: f32| {
+            let h = fnv1a(feature);
+            let slot = (h % self.dims as u64) as usize;
+            v[slot] += if h >> 63 == 0 { weight } else { -weight };
+        };
+        for word in text
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+        {
+            let word = word.to_lowercase();
+            add(word.as_bytes(), 1.0);
+            let padded: Vec<char> = format!("^{word}$").chars().collect();
+            for tri in padded.windows(3) {
+                add(tri.iter().collect::<String>().as_bytes(), 0.5);
+            }
+        }
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if norm > 0.0 {
+            v.iter_mut().for_each(|x| *x /= norm);
+        } else {
+            // A text without words still gets a unit vector.
+            v[0] = 1.0;
+        }
+        v
+    }
+}
+
+impl fmt::Debug for HashEmbedder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HashEmbedder")
+            .field("dims", &self.dims)
+            .finish()
+    }
+}
+
+/// 64-bit FNV-1a: small, fixed, the same on every platform.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+impl Embedder for HashEmbedder {
+    fn model_id(&self) -> &str {
+        &self.model_id
+    }
+
+    fn dims(&self) -> usize {
+        self.dims
+    }
+
+    fn max_tokens(&self) -> usize {
+        512
+    }
+
+    fn tokenizer(&self) -> &tokenizers::Tokenizer {
+        &self.tokenizer
+    }
+
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        Ok(texts.iter().map(|t| self.vector(t)).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_vectors_are_deterministic_unit_and_closer_for_shared_words() -> Result<(), EmbedError> {
+        let e = HashEmbedder::new(64);
+        let v = e.embed(&[
+            "rivers and deltas",
+            "rivers and deltas",
+            "quantum chromodynamics",
+            "",
+        ])?;
+        assert_eq!(v[0], v[1]);
+        for x in &v {
+            assert_eq!(x.len(), 64);
+            let n: f32 = x.iter().map(|a| a * a).sum();
+            assert!((n - 1.0).abs() < 1e-5);
+        }
+        let near = e.embed(&["deltas of rivers"])?.remove(0);
+        let cos = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
+        assert!(cos(&v[0], &near) > cos(&v[2], &near));
+        // A fixed value, so that a change of the hashing is seen (vectors stored in test
+        // fixtures depend on it).
+        assert_eq!(fnv1a(b"outpost"), 0x3add_4f13_fe55_bd51);
+        assert_eq!(
+            count_tokens(e.tokenizer(), "three short words, and punctuation"),
+            6
+        );
+        Ok(())
+    }
+}

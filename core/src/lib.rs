@@ -30,7 +30,7 @@ pub mod store;
 pub use chunk::ChunkParams;
 pub use context::{Citation, Context};
 pub use conversation::{Conversation, Message};
-pub use embed::{count_tokens, EmbedError, Embedder};
+pub use embed::{count_tokens, EmbedError, Embedder, HashEmbedder};
 pub use engine::{ContextOptions, Engine, SearchOptions};
 pub use error::{Error, InputProblem, Result};
 pub use ingest::{IngestOptions, IngestReport, Progress, DEFAULT_COLLECTION};

@@ -357,3 +357,219 @@ fn the_index_log_is_trimmed_and_an_index_saved_before_the_trim_is_rebuilt() -> T
     assert_eq!(text_hits(&store, "extra7x7")?, 1);
     Ok(())
 }
+
+#[test]
+fn concurrent_searches_at_different_breadths_each_get_their_own_breadth() -> TestResult {
+    // usearch keeps the search breadth in the shared index: a search that set it and another
+    // that changed it before the first one ran would return the other breadth's results.
+    let (f, store) = fixture()?;
+    let breadths = [10usize, 12, 16, 24, 40, 64, 160, 400];
+    let search_at =
+        |store: &Store, q: &[f32], ef: usize| -> Result<Vec<String>, outpost_core::Error> {
+            let req = SearchRequest {
+                mode: SearchMode::Vector,
+                vector: Some(("m", q)),
+                expansion: Some(ef),
+                ..SearchRequest::new("q", 10)
+            };
+            Ok(store.search(&req)?.into_iter().map(|h| h.text).collect())
+        };
+    // The answers of one thread alone, per breadth and query.
+    let mut alone = Vec::new();
+    for &ef in &breadths {
+        let per_query: Vec<Vec<String>> = f
+            .queries
+            .iter()
+            .map(|q| search_at(&store, q, ef))
+            .collect::<Result<_, _>>()?;
+        alone.push(per_query);
+    }
+    assert_ne!(
+        alone[0], alone[7],
+        "the breadths must give different answers to tell them apart"
+    );
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let searches = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| -> TestResult {
+        let handles: Vec<_> = breadths
+            .iter()
+            .enumerate()
+            .map(|(t, &ef)| {
+                let (f, alone, searches) = (&f, &alone, &searches);
+                s.spawn(move || -> Result<(), String> {
+                    let store = Store::open(&f.path).map_err(|e| e.to_string())?;
+                    while std::time::Instant::now() < until {
+                        for (i, q) in f.queries.iter().enumerate() {
+                            let got = search_at(&store, q, ef).map_err(|e| e.to_string())?;
+                            if got != alone[t][i] {
+                                return Err(format!(
+                                    "breadth {ef}, query {i}: {got:?} != {:?}",
+                                    alone[t][i]
+                                ));
+                            }
+                            searches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().map_err(|_| "a search thread panicked")??;
+        }
+        Ok(())
+    })?;
+    eprintln!("{} concurrent searches matched", searches.into_inner());
+    Ok(())
+}
+
+/// Writes `files` text files of about `paragraphs` paragraphs each into `dir`, their words drawn
+/// from a fixed vocabulary by `rng`.
+fn write_corpus(
+    dir: &std::path::Path,
+    first: usize,
+    files: usize,
+    rng: &mut Rng,
+) -> Result<Vec<std::path::PathBuf>, Box<dyn std::error::Error>> {
+    const WORDS: &[&str] = &[
+        "river", "delta", "mountain", "glacier", "harbour", "signal", "engine", "protein", "cell",
+        "membrane", "orbit", "planet", "comet", "granite", "basalt", "forest", "canopy", "root",
+        "fungus", "spore", "tide", "current", "salt", "brine", "valley", "ridge", "summit",
+        "thermal", "vector", "matrix", "kernel", "lattice", "crystal", "quartz", "amber", "resin",
+        "pollen", "nectar", "hive", "colony", "archive", "ledger", "market", "harvest", "grain",
+    ];
+    let mut paths = Vec::new();
+    for f in first..first + files {
+        let mut text = String::new();
+        for _ in 0..6 {
+            for _ in 0..90 {
+                let w = WORDS[((rng.next() + 0.5) * WORDS.len() as f32) as usize % WORDS.len()];
+                text.push_str(w);
+                text.push(' ');
+            }
+            text.push_str(&format!("note{f}\n\n"));
+        }
+        let path = dir.join(format!("f{f:05}.txt"));
+        std::fs::write(&path, text)?;
+        paths.push(path);
+    }
+    Ok(paths)
+}
+
+/// A chunk's text and its stored vector.
+type TextAndVector = (String, Vec<f32>);
+
+/// Every chunk's text and stored vector, read from the collection's vec0 table.
+fn stored_vectors(store: &Store) -> Result<Vec<TextAndVector>, Box<dyn std::error::Error>> {
+    let coll = store
+        .collection(outpost_core::DEFAULT_COLLECTION)?
+        .ok_or("no default collection")?;
+    let mut stmt = store.connection().prepare(&format!(
+        "SELECT c.text, v.embedding FROM {} v JOIN chunks c ON c.seq = v.rowid",
+        coll.vec_table()
+    ))?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                outpost_core::store::blob_to_vector(&r.get::<_, Vec<u8>>(1)?),
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// Queries whose exact top 10 is not all in the index's top 100 at a breadth as wide as the
+/// collection: with every vector reachable, there are none.
+fn unreached(
+    engine: &outpost_core::Engine,
+    queries: &[String],
+) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+    let rows = stored_vectors(engine.store())?;
+    let mut bad = Vec::new();
+    for q in queries {
+        let qv = engine.embedder().embed(&[q.as_str()])?.remove(0);
+        let mut exact: Vec<(f32, &str)> = rows
+            .iter()
+            .map(|(t, v)| (v.iter().zip(&qv).map(|(a, b)| a * b).sum(), t.as_str()))
+            .collect();
+        exact.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let req = SearchRequest {
+            mode: SearchMode::Vector,
+            vector: Some((engine.embedder().model_id(), &qv)),
+            expansion: Some(rows.len()),
+            ..SearchRequest::new(q, 100)
+        };
+        let got: Vec<String> = engine
+            .store()
+            .search(&req)?
+            .into_iter()
+            .map(|h| h.text)
+            .collect();
+        let missing = exact[..10]
+            .iter()
+            .filter(|(_, t)| !got.iter().any(|g| g == t))
+            .count();
+        if missing > 0 {
+            bad.push(format!(
+                "{q:?}: {missing} of its exact top 10 not in the index's top 100"
+            ));
+        }
+    }
+    Ok(bad)
+}
+
+#[test]
+fn every_vector_is_reachable_after_a_build_a_catch_up_and_a_reload() -> TestResult {
+    // Built by concurrent inserts, usearch's graph stranded some vectors (usearch issue #735):
+    // stored, but found by no search however wide.
+    let dir = tempfile::tempdir()?;
+    let files = dir.path().join("files");
+    std::fs::create_dir(&files)?;
+    let mut rng = Rng(11);
+    let embedder = std::sync::Arc::new(outpost_core::HashEmbedder::new(384));
+    let db = dir.path().join("reach.db");
+    let mut engine = outpost_core::Engine::new(Store::open(&db)?, embedder.clone());
+    let opts = outpost_core::IngestOptions::default();
+    let first = write_corpus(&files, 0, 1_000, &mut rng)?;
+    let report = engine.ingest(&first, &opts, &mut |_| {})?;
+    assert_eq!(report.failed, 0);
+    engine.store().refresh_vector_indexes()?;
+    let queries: Vec<String> = (0..400)
+        .map(|i| {
+            let words = write_corpus_words(&mut rng);
+            format!("{words} note{}", i * 7)
+        })
+        .collect();
+    let chunks = stored_vectors(engine.store())?.len();
+    assert!(chunks >= 2_500, "{chunks} chunks: the graph must be in use");
+    let bad = unreached(&engine, &queries)?;
+    assert!(bad.is_empty(), "after the build: {bad:#?}");
+
+    // More files, caught up from ann_log by the next search.
+    let more = write_corpus(&files, 1_000, 200, &mut rng)?;
+    engine.ingest(&more, &opts, &mut |_| {})?;
+    let bad = unreached(&engine, &queries)?;
+    assert!(bad.is_empty(), "after the catch-up: {bad:#?}");
+
+    // Saved, dropped, and loaded from the files by a new engine.
+    engine.store().save_vector_indexes()?;
+    engine.store().unload_vector_indexes()?;
+    drop(engine);
+    let engine = outpost_core::Engine::new(Store::open(&db)?, embedder);
+    let bad = unreached(&engine, &queries)?;
+    assert!(bad.is_empty(), "after the reload: {bad:#?}");
+    Ok(())
+}
+
+/// A few words of the corpus vocabulary, as a query.
+fn write_corpus_words(rng: &mut Rng) -> String {
+    const Q: &[&str] = &[
+        "river", "glacier", "protein", "orbit", "basalt", "spore", "brine", "lattice", "amber",
+        "ledger",
+    ];
+    (0..4)
+        .map(|_| Q[((rng.next() + 0.5) * Q.len() as f32) as usize % Q.len()])
+        .collect::<Vec<_>>()
+        .join(" ")
+}
