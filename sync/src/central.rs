@@ -1,5 +1,5 @@
-//! The central store as the reconciler sees it: the SQL functions of `docs/SYNC.md`, reached by
-//! either transport, and the parsing of their answers (which never trusts the server).
+//! The central store as the reconciler sees it: the SQL functions of `docs/SYNC.md`, reached
+//! through any [`Transport`], and the parsing of their answers (which never trusts the server).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 #[cfg(feature = "postgres")]
 use crate::pg::PgTransport;
 use crate::rest::RestTransport;
+use crate::transport::Transport;
 
 /// The central schema version this build speaks.
 pub const SCHEMA_VERSION: i64 = 1;
@@ -60,42 +61,55 @@ pub struct PullPage {
     pub more: bool,
 }
 
-/// A central store reached by one of the two transports.
+/// A central store, reached by one [`Transport`].
 #[derive(Debug)]
-pub enum Central {
-    /// Direct Postgres (trusted gateways, bulk loads).
-    #[cfg(feature = "postgres")]
-    Postgres(PgTransport),
-    /// The Supabase REST API (phones, untrusted devices).
-    Rest(RestTransport),
+pub struct Central {
+    transport: Box<dyn Transport>,
+}
+
+impl<T: Transport + 'static> From<T> for Central {
+    fn from(transport: T) -> Self {
+        Self::new(transport)
+    }
 }
 
 impl Central {
+    /// The central store behind `transport`.
+    pub fn new(transport: impl Transport + 'static) -> Self {
+        Self {
+            transport: Box::new(transport),
+        }
+    }
+
+    /// Direct Postgres (trusted gateways, bulk loads). Same as [`Central::new`]; the name is
+    /// kept from when `Central` was an enum of the two transports, for the callers that still
+    /// construct it this way.
+    #[cfg(feature = "postgres")]
+    #[allow(non_snake_case)]
+    pub fn Postgres(transport: PgTransport) -> Self {
+        Self::new(transport)
+    }
+
+    /// The Supabase REST API (phones, untrusted devices). Same as [`Central::new`]; the name is
+    /// kept from when `Central` was an enum of the two transports, for the callers that still
+    /// construct it this way.
+    #[allow(non_snake_case)]
+    pub fn Rest(transport: RestTransport) -> Self {
+        Self::new(transport)
+    }
+
     /// A printable name of the endpoint, without secrets; also keys the pull cursor.
     pub fn endpoint(&self) -> &str {
-        match self {
-            #[cfg(feature = "postgres")]
-            Central::Postgres(t) => t.endpoint(),
-            Central::Rest(t) => t.endpoint(),
-        }
+        self.transport.endpoint()
     }
 
     /// The endpoint and the user: what a pull cursor belongs to.
     pub fn identity(&self) -> String {
-        let user = match self {
-            #[cfg(feature = "postgres")]
-            Central::Postgres(t) => t.user_id(),
-            Central::Rest(t) => t.user_id(),
-        };
-        format!("{}#{user}", self.endpoint())
+        format!("{}#{}", self.endpoint(), self.transport.user_id())
     }
 
     async fn call(&self, function: &str, args: Value) -> Result<Value> {
-        match self {
-            #[cfg(feature = "postgres")]
-            Central::Postgres(t) => t.call(function, args).await,
-            Central::Rest(t) => t.call(function, args).await,
-        }
+        self.transport.call(function, args).await
     }
 
     fn bad(&self, what: &str, detail: impl std::fmt::Display) -> Error {
@@ -231,5 +245,86 @@ impl Central {
                 format!("expected an object, got {other}"),
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::BoxFuture;
+
+    /// Answers every call with the same JSON, as a server might.
+    #[derive(Debug)]
+    struct Canned(Value);
+
+    impl Transport for Canned {
+        fn endpoint(&self) -> &str {
+            "canned://central"
+        }
+
+        fn user_id(&self) -> &str {
+            "0190f0f0-0000-7000-8000-000000000001"
+        }
+
+        fn call<'a>(&'a self, _function: &'a str, _args: Value) -> BoxFuture<'a, Result<Value>> {
+            let answer = self.0.clone();
+            Box::pin(async move { Ok(answer) })
+        }
+    }
+
+    fn bad_response(e: Error) -> String {
+        match e {
+            Error::BadResponse { what, .. } => what,
+            other => panic!("expected a BadResponse, got {other}"),
+        }
+    }
+
+    #[test]
+    fn the_identity_is_the_endpoint_and_the_user() {
+        let central = Central::from(Canned(Value::Null));
+        assert_eq!(
+            central.identity(),
+            "canned://central#0190f0f0-0000-7000-8000-000000000001"
+        );
+    }
+
+    #[tokio::test]
+    async fn answers_that_do_not_fit_the_protocol_are_refused() {
+        let outcomes = serde_json::json!([{ "kind": "doc", "id": "x", "outcome": "applied" }]);
+        let e = Central::new(Canned(outcomes)).push(&[]).await;
+        assert_eq!(
+            bad_response(e.expect_err("one outcome for no record")),
+            "outpost_push"
+        );
+
+        let page = serde_json::json!({ "changes": [], "next_cursor": "nocolon", "more": false });
+        let e = Central::new(Canned(page)).pull("0:0", 10, "dev").await;
+        assert_eq!(
+            bad_response(e.expect_err("a cursor without ':'")),
+            "outpost_pull"
+        );
+
+        let e = Central::new(Canned(serde_json::json!([1])))
+            .checksums()
+            .await;
+        assert_eq!(
+            bad_response(e.expect_err("not an object")),
+            "outpost_checksums"
+        );
+
+        let info = serde_json::json!({ "schema_version": SCHEMA_VERSION, "embedding_dims": 384 });
+        let central = Central::new(Canned(info));
+        assert!(matches!(
+            central.check("m", 768).await,
+            Err(Error::DimensionMismatch {
+                central: 384,
+                local: 768,
+                ..
+            })
+        ));
+        assert_eq!(
+            central.check("m", 384).await.map(|i| i.embedding_dims).ok(),
+            Some(384)
+        );
     }
 }

@@ -9,6 +9,9 @@
 use std::time::Duration;
 
 use crate::central::Central;
+use crate::claims::is_uuid;
+// Re-exported: this was its public path before it moved down to `claims`.
+pub use crate::claims::jwt_subject;
 use crate::error::{Error, Result};
 #[cfg(feature = "postgres")]
 use crate::pg::PgTransport;
@@ -39,17 +42,6 @@ impl std::fmt::Debug for CentralConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.describe())
     }
-}
-
-/// The `sub` claim of a JWT, read without verifying it (the server verifies).
-pub fn jwt_subject(jwt: &str) -> Option<String> {
-    use base64::Engine as _;
-    let payload = jwt.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    v.get("sub")?.as_str().map(str::to_string)
 }
 
 /// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
@@ -216,7 +208,7 @@ impl CentralConfig {
         Ok(match self {
             #[cfg(feature = "postgres")]
             CentralConfig::Postgres { url, user_id } => {
-                Central::Postgres(PgTransport::new(url, user_id, timeout)?)
+                Central::new(PgTransport::new(url, user_id, timeout)?)
             }
             #[cfg(not(feature = "postgres"))]
             CentralConfig::Postgres { .. } => {
@@ -225,20 +217,10 @@ impl CentralConfig {
                 ))
             }
             CentralConfig::Rest { url, anon_key, jwt } => {
-                Central::Rest(RestTransport::new(url, anon_key, jwt, timeout)?)
+                Central::new(RestTransport::new(url, anon_key, jwt, timeout)?)
             }
         })
     }
-}
-
-/// Whether `s` looks like a UUID (8-4-4-4-12 hex digits).
-pub(crate) fn is_uuid(s: &str) -> bool {
-    let parts: Vec<&str> = s.split('-').collect();
-    parts.len() == 5
-        && parts
-            .iter()
-            .zip([8, 4, 4, 4, 12])
-            .all(|(p, n)| p.len() == n && p.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 #[cfg(test)]
@@ -252,16 +234,5 @@ mod tests {
             "postgres://app:***@db.example:5432/postgres"
         );
         assert_eq!(mask_url("postgres://app@db/x"), "postgres://app@db/x");
-    }
-
-    #[test]
-    fn the_subject_of_a_jwt_is_read() {
-        // {"alg":"HS256"} . {"sub":"0190f0f0-0000-7000-8000-000000000001"} . sig
-        let jwt =
-            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIwMTkwZjBmMC0wMDAwLTcwMDAtODAwMC0wMDAwMDAwMDAwMDEifQ.x";
-        assert_eq!(
-            jwt_subject(jwt).as_deref(),
-            Some("0190f0f0-0000-7000-8000-000000000001")
-        );
     }
 }

@@ -4,18 +4,30 @@
 //! in the store's outbox by `outpost-core` (in the same transaction as the write); this crate
 //! pushes them to the central store, pulls what other devices wrote after a durable cursor, and
 //! compares replicas. Both transports — the Supabase REST API ([`rest`]) and direct Postgres
-//! ([`pg`]) — call the same SQL functions (`migrations/supabase/`, described in
-//! `docs/SYNC.md`), so row-level security and last-writer-wins are the server's, whichever way
-//! a device connects.
+//! ([`pg`]), each a [`Transport`] — call the same SQL functions (`migrations/supabase/`,
+//! described in `docs/SYNC.md`), so row-level security and last-writer-wins are the server's,
+//! whichever way a device connects.
 
-pub mod backoff;
-pub mod central;
+// The modules in layers, top first; a module imports only from layers below its own:
+//   reconcile | config | central | pg, rest | transport | claims, backoff | error
+// `shim` (a test stand-in for PostgREST, over its own Postgres connection) imports none.
+pub mod reconcile;
+
 pub mod config;
-pub mod error;
+
+pub mod central;
+
 #[cfg(feature = "postgres")]
 pub mod pg;
-pub mod reconcile;
 pub mod rest;
+
+pub mod transport;
+
+pub mod backoff;
+pub mod claims;
+
+pub mod error;
+
 #[cfg(feature = "shim")]
 pub mod shim;
 
@@ -27,3 +39,4 @@ pub use reconcile::{
     check, pull, push, status, sync_once, verify, Step, SyncOptions, SyncReport, SyncStatus,
     VerifyReport,
 };
+pub use transport::{BoxFuture, Transport};

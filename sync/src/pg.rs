@@ -1,4 +1,4 @@
-//! Direct Postgres transport: for trusted gateways and bulk loads.
+//! Direct Postgres transport ([`Transport`]): for trusted gateways and bulk loads.
 //!
 //! Each call is one transaction that takes the `authenticated` role and the user's JWT claims
 //! with `SET LOCAL` / `set_config(.., true)` and then calls the same SQL function the REST API
@@ -17,8 +17,9 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Config};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::config::is_uuid;
+use crate::claims::is_uuid;
 use crate::error::{Error, Result};
+use crate::transport::{BoxFuture, Transport};
 
 /// A direct connection to the central Postgres.
 pub struct PgTransport {
@@ -205,10 +206,11 @@ impl PgTransport {
             .collect();
 
         let mut guard = self.client.lock().await;
-        if guard.as_ref().is_none_or(|c| c.is_closed()) {
-            *guard = Some(self.connect().await?);
-        }
-        let client = guard.as_mut().expect("connected above");
+        // Reuse the open connection; a closed one (or none yet) is replaced by a new one.
+        let client = match guard.take().filter(|c| !c.is_closed()) {
+            Some(open) => guard.insert(open),
+            None => guard.insert(self.connect().await?),
+        };
         let timeout_ms = self.timeout.as_millis();
         let run = async {
             let tx = client.transaction().await?;
@@ -250,5 +252,19 @@ impl PgTransport {
             what: function.to_string(),
             detail: e.to_string(),
         })
+    }
+}
+
+impl Transport for PgTransport {
+    fn endpoint(&self) -> &str {
+        PgTransport::endpoint(self)
+    }
+
+    fn user_id(&self) -> &str {
+        PgTransport::user_id(self)
+    }
+
+    fn call<'a>(&'a self, function: &'a str, args: Value) -> BoxFuture<'a, Result<Value>> {
+        Box::pin(PgTransport::call(self, function, args))
     }
 }

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use outpost_core::{hlc, Store};
 
 use crate::backoff::Backoff;
-use crate::central::{Central, Outcome};
+use crate::central::{Central, CentralInfo, Outcome};
 use crate::error::Result;
 
 /// How to sync.
@@ -236,7 +236,7 @@ pub async fn pull(
 ///
 /// # Errors
 /// As [`Central::check`].
-pub async fn check(central: &Central, opts: &SyncOptions) -> Result<crate::CentralInfo> {
+pub async fn check(central: &Central, opts: &SyncOptions) -> Result<CentralInfo> {
     opts.backoff
         .retry("check", || central.check(&opts.model, opts.dims))
         .await

@@ -1,13 +1,15 @@
-//! Supabase REST transport: `POST {url}/rest/v1/rpc/<fn>` through PostgREST, for phones and
-//! untrusted devices. Sends the project's anon key as `apikey` and the user's JWT as the bearer
-//! token; the server applies row-level security for that user.
+//! Supabase REST transport ([`Transport`]): `POST {url}/rest/v1/rpc/<fn>` through PostgREST,
+//! for phones and untrusted devices. Sends the project's anon key as `apikey` and the user's JWT
+//! as the bearer token; the server applies row-level security for that user.
 
 use std::time::Duration;
 
 use reqwest::header::HeaderValue;
 use serde_json::Value;
 
+use crate::claims::jwt_subject;
 use crate::error::{Error, Result};
+use crate::transport::{BoxFuture, Transport};
 
 /// A Supabase project reached over HTTPS.
 pub struct RestTransport {
@@ -51,7 +53,7 @@ impl RestTransport {
         Ok(Self {
             client,
             endpoint: url.to_string(),
-            user_id: crate::config::jwt_subject(jwt).unwrap_or_default(),
+            user_id: jwt_subject(jwt).unwrap_or_default(),
             timeout,
         })
     }
@@ -141,5 +143,19 @@ impl RestTransport {
                 transient: s == 408 || s == 429 || s >= 500,
             }),
         }
+    }
+}
+
+impl Transport for RestTransport {
+    fn endpoint(&self) -> &str {
+        RestTransport::endpoint(self)
+    }
+
+    fn user_id(&self) -> &str {
+        RestTransport::user_id(self)
+    }
+
+    fn call<'a>(&'a self, function: &'a str, args: Value) -> BoxFuture<'a, Result<Value>> {
+        Box::pin(RestTransport::call(self, function, args))
     }
 }

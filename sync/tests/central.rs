@@ -418,7 +418,7 @@ async fn one_users_rows_are_invisible_and_untouchable_for_another() -> TestResul
         &anon_jwt,
         Duration::from_secs(5),
     )?;
-    for central in [Central::Rest(bogus), Central::Rest(anon)] {
+    for central in [Central::new(bogus), Central::new(anon)] {
         let err = central.push(&changes).await.expect_err("refused");
         assert!(matches!(err, Error::Auth { .. }), "{err}");
     }

@@ -245,7 +245,7 @@ impl FakeSupabase {
     }
 
     fn transport(&self, timeout: Duration) -> Central {
-        Central::Rest(
+        Central::new(
             outpost_sync::rest::RestTransport::new(
                 &self.url,
                 common::anon_key(),
@@ -367,12 +367,12 @@ async fn edits_made_offline_wait_in_the_outbox_and_converge_once_back_online() -
     // The central store is unreachable: nothing listens on its port.
     let port = closed_port().await?;
     let down = [
-        Central::Postgres(outpost_sync::pg::PgTransport::new(
+        Central::new(outpost_sync::pg::PgTransport::new(
             &format!("postgres://postgres@127.0.0.1:{port}/postgres"),
             &u,
             Duration::from_secs(2),
         )?),
-        Central::Rest(outpost_sync::rest::RestTransport::new(
+        Central::new(outpost_sync::rest::RestTransport::new(
             &format!("http://127.0.0.1:{port}"),
             common::anon_key(),
             &common::jwt(&u),
@@ -420,7 +420,7 @@ async fn a_push_cut_mid_batch_is_resumed_without_duplicates() -> TestResult {
     let db = Db::new(true).await?;
     let u = user();
     let proxy = Proxy::start(pg_addr(&db.url)?).await?;
-    let through_proxy = Central::Postgres(outpost_sync::pg::PgTransport::new(
+    let through_proxy = Central::new(outpost_sync::pg::PgTransport::new(
         &via(&db.url, proxy.addr)?,
         &u,
         Duration::from_secs(5),
@@ -460,7 +460,7 @@ async fn a_push_cut_mid_batch_is_resumed_without_duplicates() -> TestResult {
     // Another device pulls through the proxy (a connection of its own), the answer to its first
     // pull lost.
     let mut b = Device::new()?;
-    let b_central = Central::Postgres(outpost_sync::pg::PgTransport::new(
+    let b_central = Central::new(outpost_sync::pg::PgTransport::new(
         &via(&db.url, proxy.addr)?,
         &u,
         Duration::from_secs(5),
@@ -615,7 +615,7 @@ async fn a_server_that_never_answers_times_out_and_changes_nothing() -> TestResu
         (silent.transport(timeout), "outpost_info"),
         (silent_push.transport(timeout), "outpost_push"),
         (
-            Central::Postgres(outpost_sync::pg::PgTransport::new(
+            Central::new(outpost_sync::pg::PgTransport::new(
                 &format!("postgres://postgres@{mute_addr}/postgres"),
                 &user(),
                 timeout,
@@ -662,7 +662,7 @@ async fn refused_credentials_are_reported_once_and_not_retried() -> TestResult {
                  "exp": 4_102_444_800u64 }),
         &jsonwebtoken::EncodingKey::from_secret(b"not-the-project-secret-not-the-project-secret"),
     )?;
-    let central = Central::Rest(outpost_sync::rest::RestTransport::new(
+    let central = Central::new(outpost_sync::rest::RestTransport::new(
         &api.url,
         common::anon_key(),
         &forged,
@@ -688,7 +688,7 @@ async fn refused_credentials_are_reported_once_and_not_retried() -> TestResult {
     }
     let proxy = Proxy::start(pg_addr(&db.url)?).await?;
     let url = via(&db.url, proxy.addr)?.replacen("postgres@", "nobody@", 1);
-    let central = Central::Postgres(outpost_sync::pg::PgTransport::new(
+    let central = Central::new(outpost_sync::pg::PgTransport::new(
         &url,
         &user(),
         Duration::from_secs(5),
@@ -831,7 +831,7 @@ async fn random_run(world: &World, seed: u64, log: &mut Vec<String>) -> TestResu
                         };
                         log.push(format!("the proxy will cut: {cut:?}"));
                         proxy.cut_next([cut]);
-                        let central = Central::Postgres(outpost_sync::pg::PgTransport::new(
+                        let central = Central::new(outpost_sync::pg::PgTransport::new(
                             proxy_url,
                             &u,
                             Duration::from_secs(5),

@@ -213,7 +213,7 @@ impl Db {
 
     /// A direct-Postgres transport acting as `user`.
     pub fn pg(&self, user: &str) -> Central {
-        Central::Postgres(
+        Central::new(
             outpost_sync::pg::PgTransport::new(&self.url, user, Duration::from_secs(10))
                 .expect("transport"),
         )
@@ -253,7 +253,7 @@ impl RestApi {
 
 /// A REST transport to `url` as `user`.
 pub fn rest(url: &str, user: &str) -> Central {
-    Central::Rest(
+    Central::new(
         outpost_sync::rest::RestTransport::new(
             url,
             anon_key(),
