@@ -47,3 +47,15 @@ pub use rag::context::{Citation, Context};
 pub use rag::conversation::{Conversation, Message};
 pub use replica::{ApplyReport, Change, OutboxEntry, PushBatch};
 pub use search::{Filter, FilterOp, RrfParams, SearchHit, SearchMode, SearchRequest};
+
+// The module paths before the layered layout, kept until the binary's new layout lands.
+#[doc(hidden)]
+pub use db as store;
+#[doc(hidden)]
+pub use db::schema;
+#[doc(hidden)]
+pub use index::ann;
+#[doc(hidden)]
+pub use ingest::{chroma, extract, import};
+#[doc(hidden)]
+pub use search::eval;
