@@ -6,17 +6,8 @@
 
 use std::fmt;
 
-/// A failure inside an embedding model (tensor error, tokenizer error, device error).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EmbedError(pub String);
-
-impl fmt::Display for EmbedError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for EmbedError {}
+pub use crate::error::EmbedError;
+use crate::error::{Error, Result};
 
 /// A sentence-embedding model.
 ///
@@ -42,7 +33,7 @@ pub trait Embedder: Send + Sync {
     ///
     /// # Errors
     /// Returns an [`EmbedError`] if the model fails on this batch.
-    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError>;
+    fn embed(&self, texts: &[&str]) -> std::result::Result<Vec<Vec<f32>>, EmbedError>;
 }
 
 /// Counts the tokens of `text` with `tokenizer`, without special tokens.
@@ -57,13 +48,13 @@ pub fn count_tokens(tokenizer: &tokenizers::Tokenizer, text: &str) -> usize {
 
 /// Embeds `texts` in one call (none for no texts), checking that the model gave one vector per
 /// text.
-pub(crate) fn embed_all(embedder: &dyn Embedder, texts: &[&str]) -> crate::Result<Vec<Vec<f32>>> {
+pub(crate) fn embed_all(embedder: &dyn Embedder, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
     if texts.is_empty() {
         return Ok(Vec::new());
     }
     let vectors = embedder.embed(texts)?;
     if vectors.len() != texts.len() {
-        return Err(crate::Error::Embed(EmbedError(format!(
+        return Err(Error::Embed(EmbedError(format!(
             "model returned {} vectors for {} texts",
             vectors.len(),
             texts.len()
@@ -171,7 +162,7 @@ impl Embedder for HashEmbedder {
         &self.tokenizer
     }
 
-    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+    fn embed(&self, texts: &[&str]) -> std::result::Result<Vec<Vec<f32>>, EmbedError> {
         Ok(texts.iter().map(|t| self.vector(t)).collect())
     }
 }
@@ -181,7 +172,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hash_vectors_are_deterministic_unit_and_closer_for_shared_words() -> Result<(), EmbedError> {
+    fn hash_vectors_are_deterministic_unit_and_closer_for_shared_words(
+    ) -> std::result::Result<(), EmbedError> {
         let e = HashEmbedder::new(64);
         let v = e.embed(&[
             "rivers and deltas",

@@ -5,13 +5,13 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::context::{Builder, Context};
-use crate::conversation::Message;
+use crate::db::Store;
 use crate::embed::Embedder;
 use crate::error::{Error, Result};
 use crate::ingest::{ingest_paths, IngestOptions, IngestReport, Progress};
+use crate::rag::context::{Builder, Context};
+use crate::rag::conversation::Message;
 use crate::search::{Filter, RrfParams, SearchHit, SearchMode, SearchRequest};
-use crate::store::Store;
 
 /// How to search.
 #[derive(Debug, Clone, Serialize)]
@@ -126,7 +126,7 @@ impl Engine {
         let mut v = self.embedder.embed(&[text])?;
         let v = v
             .pop()
-            .ok_or_else(|| crate::EmbedError("model returned no vector".into()))?;
+            .ok_or_else(|| crate::error::EmbedError("model returned no vector".into()))?;
         if v.len() != self.embedder.dims() {
             return Err(Error::DimensionMismatch {
                 collection: "(query)".into(),

@@ -1,8 +1,19 @@
 //! One error type for the engine, with the file or argument each failure is about.
 
+use std::fmt;
 use std::path::PathBuf;
 
-use crate::embed::EmbedError;
+/// A failure inside an embedding model (tensor error, tokenizer error, device error).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmbedError(pub String);
+
+impl fmt::Display for EmbedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for EmbedError {}
 
 /// Result alias used throughout `outpost-core`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

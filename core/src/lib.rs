@@ -7,45 +7,55 @@
 //! consistent. The engine does no network I/O and loads no model: embeddings come through the
 //! [`Embedder`] trait, implemented with candle in `outpost-models`.
 
-pub mod ann;
-pub mod chroma;
-pub mod chunk;
-pub mod context;
-pub mod conversation;
+//! Layers, top to bottom; a module imports only from the layers below it
+//! (`scripts/check-layers.py` checks this):
+//! - [`engine`]: `Engine`, the one door the CLI, the agent and the FFI call.
+//! - [`rag`]: context within a token budget, conversation memory.
+//! - [`search`]: vector, text and hybrid search, filters, evaluation metrics.
+//! - [`ingest`]: walk, extract, chunk, embed and store; imports (JSONL, SQLite rows, Chroma).
+//! - [`replica`]: change records, applying pulled changes, checksums.
+//! - [`index`]: the derived indexes (HNSW, text), rebuilt from SQLite whenever in doubt.
+//! - [`db`]: the SQLite file: schema, migrations, collections, documents, outbox, work queue.
+//! - [`embed`], [`hlc`], [`model`], [`error`]: the embedder trait, the clock, plain types,
+//!   errors.
+
+pub mod db;
 pub mod embed;
 pub mod engine;
 pub mod error;
-pub mod eval;
-pub mod extract;
 pub mod hlc;
-pub mod import;
+pub mod index;
 pub mod ingest;
-mod lexical;
-pub mod queue;
+pub mod model;
+pub mod rag;
 pub mod replica;
-pub mod schema;
 pub mod search;
-pub mod store;
 
-pub use chunk::ChunkParams;
-pub use context::{Citation, Context};
-pub use conversation::{Conversation, Message};
+pub use db::queue::{QueuedWork, WorkItem, WorkOp};
+pub use db::Store;
 pub use embed::{count_tokens, EmbedError, Embedder, HashEmbedder};
 pub use engine::{ContextOptions, Engine, SearchOptions};
 pub use error::{Error, InputProblem, Result};
+pub use index::ann::IndexMemory;
+pub use ingest::chunk::ChunkParams;
 pub use ingest::{IngestOptions, IngestReport, Progress, DEFAULT_COLLECTION};
-pub use queue::{QueuedWork, WorkItem, WorkOp};
-pub use replica::{ApplyReport, Change, Kind, OutboxEntry, PushBatch};
-pub use search::{Filter, FilterOp, RrfParams, SearchHit, SearchMode, SearchRequest};
-pub use store::{
-    Collection, DocumentDetail, DocumentSummary, NewChunk, NewDocument, PutOutcome, Stats, Store,
+pub use model::{
+    ChunkRow, Collection, CollectionStats, DocumentDetail, DocumentSummary, Kind, NewChunk,
+    NewDocument, PutOutcome, Stats,
 };
+pub use rag::context::{Citation, Context};
+pub use rag::conversation::{Conversation, Message};
+pub use replica::{ApplyReport, Change, OutboxEntry, PushBatch};
+pub use search::{Filter, FilterOp, RrfParams, SearchHit, SearchMode, SearchRequest};
 
-/// Crashes the process at a named point when `OUTPOST_FAILPOINT` names it (crash tests only).
-#[cfg(feature = "failpoints")]
-pub(crate) fn failpoint(name: &str, here: bool) {
-    if here && std::env::var("OUTPOST_FAILPOINT").as_deref() == Ok(name) {
-        eprintln!("failpoint {name}: aborting");
-        std::process::abort();
-    }
-}
+// The module paths before the layered layout, kept until the binary's new layout lands.
+#[doc(hidden)]
+pub use db as store;
+#[doc(hidden)]
+pub use db::schema;
+#[doc(hidden)]
+pub use index::ann;
+#[doc(hidden)]
+pub use ingest::{chroma, extract, import};
+#[doc(hidden)]
+pub use search::eval;

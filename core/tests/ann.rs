@@ -472,7 +472,7 @@ fn stored_vectors(store: &Store) -> Result<Vec<TextAndVector>, Box<dyn std::erro
         .query_map([], |r| {
             Ok((
                 r.get::<_, String>(0)?,
-                outpost_core::store::blob_to_vector(&r.get::<_, Vec<u8>>(1)?),
+                outpost_core::db::blob_to_vector(&r.get::<_, Vec<u8>>(1)?),
             ))
         })?
         .collect::<Result<Vec<_>, _>>()?;

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use outpost_core::chroma::{read_store, ChromaCollection};
+use outpost_core::ingest::chroma::{read_store, ChromaCollection};
 use serde_json::{Map, Value};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -182,7 +182,7 @@ fn every_record_reads_back_as_chromadb_returns_it() -> TestResult {
         ]
     );
     let again = read_store(&fixture.store, &["notes".to_string()])?;
-    let order = |records: &[outpost_core::import::Input]| -> Vec<String> {
+    let order = |records: &[outpost_core::ingest::import::Input]| -> Vec<String> {
         records.iter().map(|(at, _)| at.clone()).collect()
     };
     assert_eq!(order(&again[0].records), order(notes));

@@ -1,7 +1,7 @@
 //! Schema migrations: every old version upgrades to the fresh schema; newer, foreign and
 //! non-SQLite files are refused untouched.
 
-use outpost_core::schema::{dump, VERSION};
+use outpost_core::db::schema::{dump, VERSION};
 use outpost_core::{Error, Store};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;

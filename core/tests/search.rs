@@ -5,7 +5,7 @@ mod common;
 
 use std::sync::Arc;
 
-use outpost_core::extract::{Extracted, Format};
+use outpost_core::ingest::extract::{Extracted, Format};
 use outpost_core::ingest::{ingest_text, Progress};
 use outpost_core::{
     Engine, Error, Filter, IngestOptions, NewChunk, NewDocument, RrfParams, SearchMode,

@@ -12,41 +12,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use crate::db::{
+    blob_to_vector, create_collection, enqueue, put_meta, read_hlc, row_to_collection, vector_blob,
+    write_hlc, Store,
+};
 use crate::error::{Error, Result};
 use crate::hlc;
-use crate::store::{create_collection, now_ms, row_to_collection, vector_blob, Collection, Store};
-
-/// What an outbox row or a change record is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    /// A document with its chunks.
-    Document,
-    /// A conversation.
-    Conversation,
-    /// A message of a conversation.
-    Message,
-}
-
-impl Kind {
-    /// The name used in SQL and JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Document => "document",
-            Kind::Conversation => "conversation",
-            Kind::Message => "message",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Self> {
-        match s {
-            "document" => Some(Kind::Document),
-            "conversation" => Some(Kind::Conversation),
-            "message" => Some(Kind::Message),
-            _ => None,
-        }
-    }
-}
+use crate::model::Collection;
+pub use crate::model::Kind;
 
 /// One replicated change: the whole current state of an entity, with its stamp.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -234,47 +207,6 @@ pub struct ApplyReport {
     /// Documents whose vectors came from another model, queued to be embedded here.
     pub reembed: usize,
 }
-
-/// The stamp for a local write: reads and advances the clock kept in `outpost_meta`.
-pub(crate) fn next_hlc(tx: &Connection, skew_ms: i64) -> Result<i64> {
-    let last = read_hlc(tx)?;
-    let next = hlc::tick(last, now_ms() + skew_ms);
-    write_hlc(tx, next)?;
-    Ok(next)
-}
-
-pub(crate) fn read_hlc(conn: &Connection) -> Result<i64> {
-    Ok(conn
-        .prepare_cached("SELECT CAST(value AS INTEGER) FROM outpost_meta WHERE key = 'hlc'")?
-        .query_row([], |r| r.get(0))
-        .optional()?
-        .unwrap_or(0))
-}
-
-fn write_hlc(conn: &Connection, stamp: i64) -> Result<()> {
-    put_meta(conn, "hlc", &stamp.to_string())
-}
-
-/// Sets a key of `outpost_meta`.
-fn put_meta(conn: &Connection, key: &str, value: &str) -> Result<()> {
-    conn.execute(
-        "INSERT INTO outpost_meta (key, value) VALUES (?1, ?2)
-         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        params![key, value],
-    )?;
-    Ok(())
-}
-
-/// Queues an entity for push (a newer edit replaces an older queued one).
-pub(crate) fn enqueue(tx: &Connection, kind: Kind, id: &str, hlc: i64) -> Result<()> {
-    tx.execute(
-        "INSERT OR REPLACE INTO sync_outbox (kind, entity_id, hlc) VALUES (?1, ?2, ?3)",
-        params![kind.as_str(), id, hlc],
-    )?;
-    Ok(())
-}
-
-use crate::store::blob_to_vector;
 
 /// SHA-256 of `data` as lowercase hex.
 fn sha256_hex(data: &[u8]) -> String {

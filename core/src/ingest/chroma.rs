@@ -29,7 +29,7 @@ use serde::Deserialize;
 use serde_json::{Map, Number, Value};
 
 use crate::error::{Error, Result};
-use crate::import::{Input, Record};
+use crate::ingest::import::{Input, Record};
 
 /// One Chroma collection's records, read from disk.
 #[derive(Debug, Clone)]
@@ -162,7 +162,7 @@ impl<'a> ChromaStore<'a> {
             &db_path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
-        .map_err(|e| crate::store::classify(&db_path, e))?;
+        .map_err(|e| crate::db::classify(&db_path, e))?;
         let mut store = Self {
             dir,
             db_path,
@@ -174,7 +174,7 @@ impl<'a> ChromaStore<'a> {
     }
 
     fn sql<T>(&self, r: rusqlite::Result<T>) -> Result<T> {
-        r.map_err(|e| crate::store::classify(&self.db_path, e))
+        r.map_err(|e| crate::db::classify(&self.db_path, e))
     }
 
     /// The columns of `table`, or None when there is no such table.

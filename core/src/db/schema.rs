@@ -15,11 +15,11 @@ pub const APPLICATION_ID: i64 = 0x4F50_5354;
 
 /// The migrations, in order; migration `i` takes the schema from version `i` to `i + 1`.
 pub const MIGRATIONS: &[&str] = &[
-    include_str!("../../migrations/sqlite/0001_core.sql"),
-    include_str!("../../migrations/sqlite/0002_conversations.sql"),
-    include_str!("../../migrations/sqlite/0003_sync.sql"),
-    include_str!("../../migrations/sqlite/0004_work_queue.sql"),
-    include_str!("../../migrations/sqlite/0005_ann_log.sql"),
+    include_str!("../../../migrations/sqlite/0001_core.sql"),
+    include_str!("../../../migrations/sqlite/0002_conversations.sql"),
+    include_str!("../../../migrations/sqlite/0003_sync.sql"),
+    include_str!("../../../migrations/sqlite/0004_work_queue.sql"),
+    include_str!("../../../migrations/sqlite/0005_ann_log.sql"),
 ];
 
 /// The schema version this build writes.

@@ -4,16 +4,22 @@
 //! touched by a failure. Embedding happens before the write transaction, so a crash while
 //! embedding leaves the previous version of the document in place.
 
+pub mod chroma;
+pub mod chunk;
+pub mod extract;
+pub mod import;
+
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::chunk::{chunk, ChunkParams};
+use self::chunk::{chunk, ChunkParams};
+use self::extract::{extract, BadRecord, Extracted, Format};
+use crate::db::Store;
 use crate::embed::Embedder;
 use crate::error::{Error, InputProblem, Result};
-use crate::extract::{extract, BadRecord, Extracted, Format};
-use crate::store::{Collection, NewChunk, NewDocument, PutOutcome, Store};
+use crate::model::{Collection, NewChunk, NewDocument, PutOutcome};
 
 /// The default collection name.
 pub const DEFAULT_COLLECTION: &str = "default";
@@ -445,7 +451,7 @@ pub fn ingest_text(
             queue.push(p);
             let mut done = queue.flush(store, embedder, collection, progress)?;
             done.pop()
-                .ok_or_else(|| Error::Embed(crate::EmbedError("nothing was stored".into())))
+                .ok_or_else(|| Error::Embed(crate::error::EmbedError("nothing was stored".into())))
         }
     }
 }

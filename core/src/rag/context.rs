@@ -10,8 +10,8 @@ use std::collections::HashSet;
 use serde::Serialize;
 use tokenizers::Tokenizer;
 
-use crate::conversation::Message;
 use crate::embed::count_tokens;
+use crate::rag::conversation::Message;
 use crate::search::SearchHit;
 
 /// A cited passage.

@@ -9,8 +9,8 @@
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
+use crate::db::{now_ms, Store};
 use crate::error::Result;
-use crate::store::{now_ms, Store};
 
 /// What to do with a path.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -4,6 +4,8 @@
 //! a `WHERE` of the FTS5 query — so a search returns `k` results whenever at least `k` chunks
 //! match, unlike peers that cut the KNN list first and filter after.
 
+pub mod eval;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
@@ -13,8 +15,10 @@ use std::sync::{LazyLock, Mutex};
 use rusqlite::types::Value as SqlValue;
 use serde::Serialize;
 
+use crate::db::{vector_blob, Store};
 use crate::error::{Error, Result};
-use crate::store::{vector_blob, Collection, Store};
+use crate::index::text::PRUNE_FROM_CHUNKS;
+use crate::model::Collection;
 
 /// The largest `k` a search accepts.
 pub const MAX_K: usize = 1000;
@@ -170,7 +174,7 @@ pub struct SearchRequest<'a> {
     /// Candidates fetched from each ranking before fusion (at least `k`).
     pub candidates: usize,
     /// Breadth of the approximate vector search (candidates the graph search keeps; more is
-    /// slower and closer to exact); `None` for [`crate::ann::default_expansion`] of the
+    /// slower and closer to exact); `None` for [`crate::index::ann::default_expansion`] of the
     /// collection's size.
     pub expansion: Option<usize>,
 }
@@ -585,7 +589,7 @@ impl Store {
         if words.len() < 2 {
             return Ok(words);
         }
-        let version = crate::ann::max_log_id(&self.conn)?;
+        let version = crate::index::ann::max_log_id(&self.conn)?;
         let mut cache = DF_CACHE
             .lock()
             .map_err(|_| Error::Index("the word-frequency cache is poisoned".into()))?;
@@ -699,10 +703,6 @@ fn or_query(words: &[String]) -> Option<String> {
     let quoted: Vec<String> = words.iter().map(|w| format!("\"{w}\"")).collect();
     Some(quoted.join(" OR "))
 }
-
-/// Below this many chunks no query word is left out (see [`Store::informative_words`]; the
-/// text index applies the same rule).
-pub(crate) const PRUNE_FROM_CHUNKS: i64 = 5_000;
 
 /// One database's cached document frequencies of query words.
 struct DocFrequencies {

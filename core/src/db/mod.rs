@@ -8,176 +8,19 @@ use std::sync::Once;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
-use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::{replica, schema};
+use crate::model::{
+    ChunkRow, Collection, CollectionStats, DocumentDetail, DocumentSummary, Kind, NewChunk,
+    NewDocument, PutOutcome, Stats,
+};
 
-/// A named set of documents embedded by one model, with its own vector index.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Collection {
-    /// Local integer id (names the vector table `vec_chunks_<id>`).
-    pub id: i64,
-    /// User-facing name.
-    pub name: String,
-    /// Model whose vectors this collection holds.
-    pub model_id: String,
-    /// Vector dimension.
-    pub dims: usize,
-}
+mod outbox;
+pub mod queue;
+pub mod schema;
 
-impl Collection {
-    /// The name of this collection's vec0 table.
-    pub fn vec_table(&self) -> String {
-        format!("vec_chunks_{}", self.id)
-    }
-}
-
-/// A document to store.
-#[derive(Debug, Clone, Default)]
-pub struct NewDocument {
-    /// Where it came from: a file path, or `file.jsonl#record-id`.
-    pub source: String,
-    /// Display title.
-    pub title: String,
-    /// Hash of the source content, to skip unchanged re-ingests.
-    pub content_hash: String,
-    /// Free-form metadata (filterable by key).
-    pub metadata: Map<String, Value>,
-}
-
-/// A chunk of a document, with its embedding.
-#[derive(Debug, Clone, Default)]
-pub struct NewChunk {
-    /// The chunk's text (a slice of the document's extracted text).
-    pub text: String,
-    /// Tokens in `text` by the model's tokenizer.
-    pub token_count: usize,
-    /// Start of the chunk in the document's extracted text, in bytes.
-    pub byte_start: usize,
-    /// End (exclusive) in bytes.
-    pub byte_end: usize,
-    /// Chunk-level metadata.
-    pub metadata: Map<String, Value>,
-    /// The chunk's vector; its length must equal the collection's dimension.
-    pub embedding: Vec<f32>,
-}
-
-impl From<crate::chunk::Chunk<'_>> for NewChunk {
-    /// A chunk of a document's text, without metadata and not yet embedded.
-    fn from(c: crate::chunk::Chunk<'_>) -> Self {
-        Self {
-            text: c.text.to_string(),
-            token_count: c.tokens,
-            byte_start: c.byte_start,
-            byte_end: c.byte_start + c.text.len(),
-            metadata: Map::new(),
-            embedding: Vec::new(),
-        }
-    }
-}
-
-/// What storing a document did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PutOutcome {
-    /// A new document (or a revived tombstone).
-    Added,
-    /// An existing document whose chunks were replaced.
-    Updated,
-    /// Same content hash as stored: nothing written.
-    Unchanged,
-    /// Deleted because its source no longer has it (a JSONL record removed from its file).
-    Removed,
-}
-
-/// A stored document, without its chunks.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DocumentSummary {
-    /// UUIDv7.
-    pub id: String,
-    /// Collection name.
-    pub collection: String,
-    /// Source URI.
-    pub source: String,
-    /// Title.
-    pub title: String,
-    /// Number of chunks.
-    pub chunks: usize,
-    /// Last change, unix milliseconds.
-    pub updated_at: i64,
-    /// Tombstoned.
-    pub deleted: bool,
-}
-
-/// A stored chunk.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ChunkRow {
-    /// UUIDv7.
-    pub id: String,
-    /// Position in the document.
-    pub ordinal: usize,
-    /// Text.
-    pub text: String,
-    /// Tokens.
-    pub token_count: usize,
-    /// Byte span start.
-    pub byte_start: usize,
-    /// Byte span end.
-    pub byte_end: usize,
-}
-
-/// A stored document with its chunks.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DocumentDetail {
-    /// The summary fields.
-    #[serde(flatten)]
-    pub summary: DocumentSummary,
-    /// Content hash.
-    pub content_hash: String,
-    /// Metadata.
-    pub metadata: Value,
-    /// Creation time, unix milliseconds.
-    pub created_at: i64,
-    /// Revision counter, bumped on each change.
-    pub rev: i64,
-    /// Chunks in order.
-    pub chunks: Vec<ChunkRow>,
-}
-
-/// Counts per collection.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct CollectionStats {
-    /// The collection.
-    #[serde(flatten)]
-    pub collection: Collection,
-    /// Live documents.
-    pub documents: usize,
-    /// Chunks (each has one vector).
-    pub chunks: usize,
-    /// Sum of chunk token counts.
-    pub tokens: usize,
-}
-
-/// What the database holds.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Stats {
-    /// The database file.
-    pub path: PathBuf,
-    /// Schema version.
-    pub schema_version: i64,
-    /// Size of the database file plus its WAL, in bytes.
-    pub size_bytes: u64,
-    /// Per collection.
-    pub collections: Vec<CollectionStats>,
-    /// Tombstoned documents.
-    pub deleted_documents: usize,
-    /// Conversations.
-    pub conversations: usize,
-    /// Messages.
-    pub messages: usize,
-}
+pub(crate) use outbox::{enqueue, next_hlc, put_meta, read_hlc, write_hlc};
 
 /// An open Outpost database.
 pub struct Store {
@@ -541,7 +384,7 @@ impl Store {
         let vec_table = collection.vec_table();
         let device = self.device.clone();
         let tx = self.conn.transaction()?;
-        let hlc = replica::next_hlc(&tx, self.clock_skew_ms)?;
+        let hlc = next_hlc(&tx, self.clock_skew_ms)?;
         let (id, outcome) = match existing {
             Some((id, _, deleted)) => {
                 tx.execute(
@@ -584,7 +427,7 @@ impl Store {
             ))?;
             for (ordinal, c) in chunks.iter().enumerate() {
                 #[cfg(feature = "failpoints")]
-                crate::failpoint("put-document-mid-tx", ordinal == chunks.len() / 2);
+                failpoint("put-document-mid-tx", ordinal == chunks.len() / 2);
                 insert_chunk.execute(params![
                     new_id(),
                     id,
@@ -605,7 +448,7 @@ impl Store {
                 insert_key.execute(params![collection.id, key])?;
             }
         }
-        replica::enqueue(&tx, replica::Kind::Document, &id, hlc)?;
+        enqueue(&tx, Kind::Document, &id, hlc)?;
         tx.commit()?;
         Ok((id, outcome))
     }
@@ -631,7 +474,7 @@ impl Store {
             })?;
         let device = self.device.clone();
         let tx = self.conn.transaction()?;
-        let hlc = replica::next_hlc(&tx, self.clock_skew_ms)?;
+        let hlc = next_hlc(&tx, self.clock_skew_ms)?;
         tx.execute(
             &format!(
                 "DELETE FROM {} WHERE rowid IN (SELECT seq FROM chunks WHERE document_id = ?1)",
@@ -645,7 +488,7 @@ impl Store {
              WHERE id = ?1",
             params![doc.id, now_ms(), hlc, device],
         )?;
-        replica::enqueue(&tx, replica::Kind::Document, &doc.id, hlc)?;
+        enqueue(&tx, Kind::Document, &doc.id, hlc)?;
         tx.commit()?;
         Ok(DocumentSummary {
             deleted: true,
@@ -681,7 +524,7 @@ impl Store {
         };
         let device = self.device.clone();
         let tx = self.conn.transaction()?;
-        let hlc = replica::next_hlc(&tx, self.clock_skew_ms)?;
+        let hlc = next_hlc(&tx, self.clock_skew_ms)?;
         tx.execute(
             "UPDATE documents SET source = ?2,
                  title = CASE WHEN title = ?3 THEN ?4 ELSE title END,
@@ -689,7 +532,7 @@ impl Store {
              WHERE id = ?1",
             params![id, to, stem(from), stem(to), now_ms(), hlc, device],
         )?;
-        replica::enqueue(&tx, replica::Kind::Document, &id, hlc)?;
+        enqueue(&tx, Kind::Document, &id, hlc)?;
         tx.commit()?;
         Ok(Some(id))
     }
@@ -894,4 +737,25 @@ fn row_to_summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<DocumentSummary> {
         updated_at: r.get(5)?,
         deleted: r.get::<_, i64>(6)? != 0,
     })
+}
+
+/// Runs `f` inside a read transaction unless one is open already, so that the log and the
+/// vectors it points at are read from one snapshot.
+pub(crate) fn in_read_tx<T>(conn: &Connection, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    if !conn.is_autocommit() {
+        return f();
+    }
+    conn.execute_batch("BEGIN")?;
+    let out = f();
+    conn.execute_batch("COMMIT")?;
+    out
+}
+
+/// Crashes the process at a named point when `OUTPOST_FAILPOINT` names it (crash tests only).
+#[cfg(feature = "failpoints")]
+pub(crate) fn failpoint(name: &str, here: bool) {
+    if here && std::env::var("OUTPOST_FAILPOINT").as_deref() == Ok(name) {
+        eprintln!("failpoint {name}: aborting");
+        std::process::abort();
+    }
 }

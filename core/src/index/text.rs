@@ -35,10 +35,14 @@ use std::sync::{Arc, LazyLock, Mutex, RwLock};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{ffi, Connection, OptionalExtension};
 
-use crate::ann::{ann_dir, device_tag, in_read_tx, log_covers, max_log_id, newest_file};
+use super::ann::{ann_dir, device_tag, log_covers, max_log_id, newest_file};
+use crate::db::in_read_tx;
+use crate::db::Store;
 use crate::error::{Error, Result};
-use crate::search::PRUNE_FROM_CHUNKS;
-use crate::store::Store;
+
+/// Below this many chunks no query word is left out (see [`Store::informative_words`]; the
+/// text index applies the same rule).
+pub(crate) const PRUNE_FROM_CHUNKS: i64 = 5_000;
 
 /// FTS5's bm25() constants.
 const K1: f64 = 1.2;
@@ -952,10 +956,7 @@ impl Store {
     /// The seqs of live chunks that `filter_sql` keeps, sorted; cached per filter until a chunk
     /// or document changes.
     fn kept_chunks(&self, filter_sql: &str, params: &[SqlValue]) -> Result<Arc<Vec<i64>>> {
-        let version = (
-            max_log_id(&self.conn)?,
-            crate::replica::read_hlc(&self.conn)?,
-        );
+        let version = (max_log_id(&self.conn)?, crate::db::read_hlc(&self.conn)?);
         let key = format!(
             "{}|{}|{filter_sql}|{params:?}",
             self.canonical.display(),

@@ -28,11 +28,11 @@ use std::sync::{Arc, LazyLock, Mutex, RwLock};
 use rusqlite::{Connection, OptionalExtension};
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
+use crate::db::{blob_to_vector, in_read_tx, Store};
 use crate::error::{Error, Result};
-use crate::store::{blob_to_vector, Collection, Store};
+use crate::model::Collection;
 
-mod vectors;
-use vectors::{dot, dots_i8, Vectors};
+use super::vectors::{dot, dots_i8, Vectors};
 
 /// Memory a database's loaded vector indexes take.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -468,18 +468,6 @@ fn save(dir: &Path, prefix: &str, ann: &mut Ann) -> Result<()> {
     Ok(())
 }
 
-/// Runs `f` inside a read transaction unless one is open already, so that the log and the
-/// vectors it points at are read from one snapshot.
-pub(crate) fn in_read_tx<T>(conn: &Connection, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    if !conn.is_autocommit() {
-        return f();
-    }
-    conn.execute_batch("BEGIN")?;
-    let out = f();
-    conn.execute_batch("COMMIT")?;
-    out
-}
-
 impl Store {
     /// The current index of `coll`, loaded or built on first use and caught up with the log.
     fn ann(&self, coll: &Collection) -> Result<Arc<RwLock<Ann>>> {
@@ -597,7 +585,7 @@ impl Store {
     ) -> Result<Arc<FilterSet>> {
         let version = (
             ann.applied,
-            crate::replica::read_hlc(&self.conn)?,
+            crate::db::read_hlc(&self.conn)?,
             ann.vectors.scale().to_bits(),
         );
         let key = format!(
@@ -856,7 +844,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{NewChunk, NewDocument};
+    use crate::model::{NewChunk, NewDocument};
 
     #[test]
     fn a_graph_that_grows_past_the_large_size_is_rebuilt_with_more_links() -> Result<()> {

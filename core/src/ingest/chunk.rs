@@ -9,6 +9,7 @@ use tokenizers::Tokenizer;
 
 use crate::embed::count_tokens;
 use crate::error::{Error, Result};
+use crate::model::NewChunk;
 
 /// Chunk size and overlap, in tokens of the model's tokenizer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -101,4 +102,18 @@ pub fn chunk<'a>(
             tokens: count_tokens(tokenizer, text),
         })
         .collect())
+}
+
+impl From<Chunk<'_>> for NewChunk {
+    /// A chunk of a document's text, without metadata and not yet embedded.
+    fn from(c: Chunk<'_>) -> Self {
+        Self {
+            text: c.text.to_string(),
+            token_count: c.tokens,
+            byte_start: c.byte_start,
+            byte_end: c.byte_start + c.text.len(),
+            metadata: serde_json::Map::new(),
+            embedding: Vec::new(),
+        }
+    }
 }

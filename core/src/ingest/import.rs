@@ -17,10 +17,11 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::chunk::{chunk, ChunkParams};
+use crate::db::{blob_to_vector, Store};
 use crate::embed::Embedder;
 use crate::error::{Error, Result};
-use crate::store::{blob_to_vector, Collection, NewChunk, NewDocument, PutOutcome, Store};
+use crate::ingest::chunk::{chunk, ChunkParams};
+use crate::model::{Collection, NewChunk, NewDocument, PutOutcome};
 
 /// One record to import.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -94,7 +95,7 @@ pub struct ImportOptions {
 impl Default for ImportOptions {
     fn default() -> Self {
         Self {
-            collection: crate::DEFAULT_COLLECTION.to_string(),
+            collection: super::DEFAULT_COLLECTION.to_string(),
             force_collection: false,
             chunking: ChunkParams::default(),
             batch_size: 128,
@@ -529,7 +530,7 @@ pub fn sqlite_records(path: &std::path::Path, spec: &TableSpec) -> Result<Vec<In
             path: path.to_path_buf(),
             detail: format!("it is locked by another process ({e}); try again when it is done"),
         },
-        _ => crate::store::classify(path, e),
+        _ => crate::db::classify(path, e),
     };
     if !path.is_file() {
         return Err(Error::CannotOpen {
@@ -686,7 +687,7 @@ pub fn export_jsonl(
     let conn = store.connection();
     let mut report = ExportReport::default();
     // One read snapshot, so that a concurrent ingest cannot tear a document.
-    crate::ann::in_read_tx(conn, || {
+    crate::db::in_read_tx(conn, || {
         for coll in &collections {
             let mut docs = conn.prepare(
                 "SELECT id, source, title, metadata, content_hash FROM documents

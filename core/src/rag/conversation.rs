@@ -4,9 +4,10 @@
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
+use crate::db::{enqueue, next_hlc};
+use crate::db::{new_id, now_ms, vector_blob, Store};
 use crate::error::{Error, Result};
-use crate::replica;
-use crate::store::{new_id, now_ms, vector_blob, Store};
+use crate::model::Kind;
 
 /// A conversation.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -73,13 +74,13 @@ impl Store {
         let id = new_id();
         let device = self.device.clone();
         let tx = self.conn.transaction()?;
-        let hlc = replica::next_hlc(&tx, self.clock_skew_ms)?;
+        let hlc = next_hlc(&tx, self.clock_skew_ms)?;
         tx.execute(
             "INSERT INTO conversations (id, title, created_at, updated_at, hlc, device)
              VALUES (?1, ?2, ?3, ?3, ?4, ?5)",
             params![id, title, now, hlc, device],
         )?;
-        replica::enqueue(&tx, replica::Kind::Conversation, &id, hlc)?;
+        enqueue(&tx, Kind::Conversation, &id, hlc)?;
         tx.commit()?;
         Ok(Conversation {
             id,
@@ -152,7 +153,7 @@ impl Store {
         let id = new_id();
         let device = self.device.clone();
         let tx = self.conn.transaction()?;
-        let hlc = replica::next_hlc(&tx, self.clock_skew_ms)?;
+        let hlc = next_hlc(&tx, self.clock_skew_ms)?;
         let seq: i64 = tx.query_row(
             "SELECT coalesce(max(seq), 0) + 1 FROM messages WHERE conversation_id = ?1",
             [conversation_id],
@@ -175,7 +176,7 @@ impl Store {
                 device
             ],
         )?;
-        replica::enqueue(&tx, replica::Kind::Message, &id, hlc)?;
+        enqueue(&tx, Kind::Message, &id, hlc)?;
         tx.execute(
             "UPDATE conversations SET updated_at = ?2, rev = rev + 1 WHERE id = ?1",
             params![conversation_id, now],
