@@ -263,12 +263,12 @@ impl Engine {
                     .take(80)
                     .collect()
             });
-            let doc = outpost_core::extract::Extracted {
+            let doc = outpost_core::ingest::extract::Extracted {
                 key: None,
                 title,
                 text,
                 metadata,
-                format: outpost_core::extract::Format::Text,
+                format: outpost_core::ingest::extract::Format::Text,
                 raw,
             };
             let source = source.unwrap_or_else(|| format!("app:{}", unique_suffix()));
