@@ -1,15 +1,20 @@
 //! End-to-end tests of the `outpost` command with the real all-MiniLM-L6-v2 model: a session from
 //! `init` to `docs rm`, bad input files and arguments (each refused with a message naming the file
-//! or argument, the stored data left as it was), and metadata filters.
+//! or argument, the stored data left as it was), metadata filters, and commands whose reader
+//! closes stdout early (`| head`).
 
 mod common;
 
 use std::collections::BTreeSet;
+use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::Path;
+use std::process::Stdio;
 
 use serde_json::Value;
 
-use common::{arg, corpus, fixture, python_sqlite, require_model, TestDb, TestResult};
+use common::{
+    arg, corpus, exit_code, fixture, python_sqlite, require_model, TestDb, TestResult, MODEL,
+};
 
 const STARTER_QUERY: &str = "how do I keep a sourdough starter alive";
 const STARTER_DOC: &str = "keeping-a-sourdough-starter-alive.md";
@@ -436,5 +441,111 @@ fn metadata_filters_select_jsonl_records() -> TestResult {
     ])?;
     let expected: BTreeSet<String> = ["faq-solar-001", "faq-solar-002"].map(String::from).into();
     assert_eq!(record_ids(&solar)?, expected, "{solar}");
+    Ok(())
+}
+
+/// Bytes a Linux pipe holds (16 pages of 4 KiB) plus what `BufReader` reads ahead: a command
+/// printing more than this is still writing when its reader closes the pipe.
+const PIPE_AND_READ_AHEAD: usize = 64 * 1024 + 8 * 1024;
+
+/// A database of `n` imported records, each one chunk with a stored vector (no model work), all
+/// mentioning "sourdough".
+fn db_with_records(n: usize) -> TestResult<TestDb> {
+    require_model();
+    let db = TestDb::new()?;
+    let (code, stdout, stderr) = db.run(&["models", "list", "--json"])?;
+    assert_eq!(code, 0, "{stderr}");
+    let models: Value = serde_json::from_str(&stdout)?;
+    let model_id = models["models"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["name"] == MODEL))
+        .and_then(|m| m["model_id"].as_str())
+        .ok_or("`models list --json` has no model_id")?
+        .to_string();
+    let file = db.dir().join("records.jsonl");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&file)?);
+    for i in 0..n {
+        let mut vector = vec![0.0f32; 384];
+        vector[i % 384] = 1.0;
+        let line = serde_json::json!({
+            "id": format!("rec-{i:05}"),
+            "title": format!("Record {i}"),
+            "text": format!(
+                "Record {i}: feed the sourdough starter twice a day, keep it warm, and discard \
+                 half before each feeding so that the jar never overflows ({i})."
+            ),
+            "model": model_id,
+            "embedding": vector,
+        });
+        writeln!(out, "{line}")?;
+    }
+    out.flush()?;
+    let report = db.json(&["import", "jsonl", arg(&file), "--json"])?;
+    assert_eq!(report["failed"], 0, "{report}");
+    assert_eq!(db.documents()?, n as u64);
+    Ok(db)
+}
+
+/// A reader that stops early (`outpost search … | head -1`) ends the command quietly with
+/// status 0, as with ripgrep: no panic, no backtrace, nothing on stderr. Each command prints
+/// more than the pipe holds, so it is still writing when the pipe closes; and once more with a
+/// pipe closed before the command starts, so that its very first write fails.
+#[test]
+fn a_closed_stdout_ends_a_command_quietly() -> TestResult {
+    let db = db_with_records(3000)?;
+    let commands: [&[&str]; 3] = [
+        &["search", "--mode", "text", "-k", "1000", "sourdough"],
+        &["docs", "list", "--limit", "5000"],
+        // Written through core's exporter, which reports write errors as text.
+        &["export", "jsonl", "-", "--with-embeddings"],
+    ];
+    for args in commands {
+        let shown = args.join(" ");
+        let (code, stdout, stderr) = db.run(args)?;
+        assert_eq!(code, 0, "`outpost {shown}`: {stderr}");
+        assert!(
+            stdout.len() > 2 * PIPE_AND_READ_AHEAD,
+            "`outpost {shown}` prints only {} bytes: too little to fill the pipe",
+            stdout.len()
+        );
+
+        // The reader takes one line and closes the pipe.
+        let mut child = db
+            .command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let mut reader = BufReader::new(child.stdout.take().ok_or("no stdout")?);
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        assert!(!line.is_empty(), "`outpost {shown}` printed nothing");
+        drop(reader);
+        let out = child.wait_with_output()?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            exit_code(out.status),
+            0,
+            "`outpost {shown}` with its reader gone: {stderr}"
+        );
+        assert!(
+            stderr.is_empty(),
+            "`outpost {shown}` with its reader gone wrote to stderr: {stderr}"
+        );
+
+        // Nobody reads at all.
+        let (read_end, write_end) = std::io::pipe()?;
+        drop(read_end);
+        let out = db.command(args).stdout(write_end).output()?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            exit_code(out.status),
+            0,
+            "`outpost {shown}` into a closed pipe: {stderr}"
+        );
+        assert!(
+            stderr.is_empty(),
+            "`outpost {shown}` into a closed pipe wrote to stderr: {stderr}"
+        );
+    }
     Ok(())
 }

@@ -25,8 +25,8 @@ use outpost_core::{
 
 use super::metrics::Mode;
 use super::pool::PoolError;
+use super::state::AppState;
 use super::syncer::SyncRequestError;
-use super::AppState;
 
 /// A failed request, as JSON.
 #[derive(Debug)]

@@ -11,6 +11,7 @@ pub mod api;
 pub mod config;
 pub mod metrics;
 pub mod pool;
+pub mod state;
 pub mod syncer;
 pub mod watch;
 pub mod worker;
@@ -25,37 +26,15 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::sync::{watch as signal_watch, Notify};
 
-use outpost_core::{Embedder, IngestOptions, Store};
+use outpost_core::{Embedder, Store};
+
+use crate::output::outln;
 
 use config::Config;
 use metrics::{Metrics, Route};
 use pool::Engines;
+use state::AppState;
 use syncer::SyncHandle;
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    /// The effective configuration.
-    pub config: Arc<Config>,
-    /// Database connections.
-    pub engines: Arc<Engines>,
-    /// Metrics.
-    pub metrics: Arc<Metrics>,
-    /// Background sync.
-    pub sync: SyncHandle,
-}
-
-impl AppState {
-    /// Ingest options for API uploads and watched files.
-    pub fn ingest_options(&self) -> IngestOptions {
-        IngestOptions {
-            collection: self.config.watch.collection.clone(),
-            max_file_size: self.config.watch.max_file_size,
-            include_hidden: self.config.watch.include_hidden,
-            ..Default::default()
-        }
-    }
-}
 
 /// Compares in time independent of where the strings differ.
 fn same_secret(a: &[u8], b: &[u8]) -> bool {
@@ -231,8 +210,11 @@ async fn serve(
         .with_context(|| format!("listening on {addr}"))?;
     let local = listener.local_addr()?;
     tracing::info!(addr = %local, db = %db.display(), "outpost agent listening");
-    // One line on stdout for whoever started us (scripts, tests): where we listen.
-    println!("listening on http://{local}");
+    // One line on stdout for whoever started us (scripts, tests): where we listen. If that
+    // reader has gone already, the agent serves on: its work is the API, not its stdout.
+    if let Err(e) = outln!("listening on http://{local}") {
+        tracing::warn!("could not print the listening address on stdout: {e}");
+    }
 
     let mut server_stop = stop_rx.clone();
     let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {

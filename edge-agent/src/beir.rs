@@ -1,174 +1,23 @@
-//! `outpost eval beir`: retrieval quality on a BEIR-format dataset.
+//! BEIR-format datasets (corpus.jsonl, queries.jsonl, qrels/<split>.tsv): reading them, and
+//! indexing a corpus into a database of its own, for `outpost eval beir` and
+//! `outpost bench search --beir`.
 //!
 //! The corpus is ingested through the normal ingest path (chunked, embedded, indexed) into a
 //! database of its own — a temporary file, or `--index PATH`, which a later run reuses: content
 //! hashes make re-ingesting an unchanged corpus nearly free, so parameter sweeps embed it once.
-//! Each document is `title + "\n\n" + text`, as BEIR's own evaluations join them. Every query of
-//! the split is searched through [`Store::search`] exactly as `outpost search` does; chunks are
-//! folded into documents by their best-ranked chunk, and nDCG@10, recall@100 and MRR@10 are
-//! averaged over the queries that have judgements.
+//! Each document is `title + "\n\n" + text`, as BEIR's own evaluations join them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::Serialize;
 use serde_json::Value;
 
-use outpost_core::eval::{dedup_keep_first, mrr_at, ndcg_at, recall_at, Qrels};
-use outpost_core::{
-    ChunkParams, Embedder, IngestOptions, RrfParams, SearchMode, SearchRequest, Store,
-};
-
-use crate::cli::EvalBeirArgs;
-
-/// Documents ranked per query (recall@100 needs 100).
-const DOCS_PER_QUERY: usize = 100;
-
-/// Averages over the judged queries of one run.
-#[derive(Debug, Serialize)]
-struct Report {
-    #[serde(rename = "ndcg@10")]
-    ndcg_10: f64,
-    #[serde(rename = "recall@100")]
-    recall_100: f64,
-    #[serde(rename = "mrr@10")]
-    mrr_10: f64,
-    dataset: String,
-    split: String,
-    mode: String,
-    queries: usize,
-    documents: usize,
-    chunks: usize,
-    chunk_tokens: usize,
-    chunk_overlap: usize,
-    rrf: RrfParams,
-    candidates: usize,
-    index_seconds: f64,
-    search_seconds: f64,
-}
-
-/// Runs the evaluation and prints the report.
-pub fn beir(args: &EvalBeirArgs, model: Arc<dyn Embedder>) -> Result<i32> {
-    let mode: SearchMode = args.mode.parse()?;
-    let dir = &args.dir;
-    let queries = read_queries(&dir.join("queries.jsonl"))?;
-    let qrels = read_qrels(&dir.join("qrels").join(format!("{}.tsv", args.split)))?;
-    let judged: Vec<(&String, &Qrels)> = qrels
-        .iter()
-        .filter(|(_, q)| q.values().any(|&g| g > 0))
-        .collect();
-    if judged.is_empty() {
-        bail!(
-            "qrels/{}.tsv in {} judges no document relevant",
-            args.split,
-            dir.display()
-        );
-    }
-    for (qid, _) in &judged {
-        if !queries.contains_key(*qid) {
-            bail!(
-                "qrels/{}.tsv names query '{qid}', which queries.jsonl in {} does not have",
-                args.split,
-                dir.display()
-            );
-        }
-    }
-
-    let corpus = index_corpus(
-        dir,
-        args.index.as_deref(),
-        ChunkParams {
-            max_tokens: args.chunk_tokens,
-            overlap: args.chunk_overlap,
-        },
-        model.as_ref(),
-        args.json,
-    )?;
-    let (store, documents, chunks, index_seconds) = (
-        &corpus.store,
-        corpus.documents,
-        corpus.chunks,
-        corpus.seconds,
-    );
-
-    // Queries are embedded in one batch: the model sorts and batches them by length.
-    let texts: Vec<&str> = judged
-        .iter()
-        .map(|(qid, _)| queries[*qid].as_str())
-        .collect();
-    let vectors = if mode == SearchMode::Text {
-        vec![Vec::new(); texts.len()]
-    } else {
-        model.embed(&texts)?
-    };
-    let rrf = RrfParams {
-        k: args.rrf_k,
-        vector_weight: args.vector_weight,
-        text_weight: args.text_weight,
-    };
-    let chunk_k = args
-        .candidates
-        .clamp(DOCS_PER_QUERY, outpost_core::search::MAX_K);
-    let (mut ndcg, mut recall, mut mrr) = (0.0, 0.0, 0.0);
-    let started = Instant::now();
-    let bar = progress_bar(judged.len() as u64, args.json, "searching");
-    for (((_, q), text), vector) in judged.iter().zip(&texts).zip(&vectors) {
-        let req = SearchRequest {
-            vector: (mode != SearchMode::Text).then(|| (model.model_id(), vector.as_slice())),
-            mode,
-            rrf,
-            candidates: chunk_k,
-            ..SearchRequest::new(text, chunk_k)
-        };
-        let hits = store.search(&req)?;
-        let ranked = dedup_keep_first(hits.into_iter().map(|h| record_id(&h.source)));
-        let ranked = &ranked[..ranked.len().min(DOCS_PER_QUERY)];
-        ndcg += ndcg_at(ranked, q, 10);
-        recall += recall_at(ranked, q, 100);
-        mrr += mrr_at(ranked, q, 10);
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
-    let n = judged.len() as f64;
-    let out = Report {
-        ndcg_10: ndcg / n,
-        recall_100: recall / n,
-        mrr_10: mrr / n,
-        dataset: dir.display().to_string(),
-        split: args.split.clone(),
-        mode: mode.to_string(),
-        queries: judged.len(),
-        documents,
-        chunks,
-        chunk_tokens: args.chunk_tokens,
-        chunk_overlap: args.chunk_overlap,
-        rrf,
-        candidates: chunk_k,
-        index_seconds,
-        search_seconds: started.elapsed().as_secs_f64(),
-    };
-    if args.json {
-        println!("{}", serde_json::to_string(&out)?);
-    } else {
-        println!(
-            "{} ({} split, {} queries, {} documents in {} chunks), mode {}",
-            out.dataset, out.split, out.queries, out.documents, out.chunks, out.mode
-        );
-        println!("nDCG@10     {:.4}", out.ndcg_10);
-        println!("recall@100  {:.4}", out.recall_100);
-        println!("MRR@10      {:.4}", out.mrr_10);
-        println!(
-            "indexed in {:.1} s, searched in {:.1} s",
-            out.index_seconds, out.search_seconds
-        );
-    }
-    Ok(0)
-}
+use outpost_core::eval::Qrels;
+use outpost_core::{ChunkParams, Embedder, IngestOptions, Store};
 
 /// A BEIR corpus indexed into an Outpost database (collection `beir`).
 pub(crate) struct IndexedCorpus {
@@ -254,7 +103,8 @@ pub(crate) fn index_corpus(
     })
 }
 
-fn progress_bar(len: u64, json: bool, what: &str) -> ProgressBar {
+/// A progress bar on stderr; hidden under `--json` or when stderr is not a terminal.
+pub(crate) fn progress_bar(len: u64, json: bool, what: &str) -> ProgressBar {
     if json || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         return ProgressBar::hidden();
     }
@@ -264,14 +114,6 @@ fn progress_bar(len: u64, json: bool, what: &str) -> ProgressBar {
     }
     bar.set_message(what.to_string());
     bar
-}
-
-/// The BEIR id of a stored record: its source is `<file>#<id>`.
-fn record_id(source: &str) -> String {
-    source
-        .rsplit_once('#')
-        .map_or(source, |(_, id)| id)
-        .to_string()
 }
 
 fn open_lines(path: &Path) -> Result<impl Iterator<Item = (usize, std::io::Result<String>)>> {
@@ -357,7 +199,7 @@ pub(crate) fn read_queries(path: &Path) -> Result<HashMap<String, String>> {
 }
 
 /// `query-id \t corpus-id \t score`, with an optional header line.
-fn read_qrels(path: &Path) -> Result<BTreeMap<String, Qrels>> {
+pub(crate) fn read_qrels(path: &Path) -> Result<BTreeMap<String, Qrels>> {
     let mut qrels: BTreeMap<String, Qrels> = BTreeMap::new();
     for (line, text) in open_lines(path)? {
         let text = text.with_context(|| format!("reading {}", path.display()))?;

@@ -14,9 +14,9 @@ use anyhow::{bail, Context as _, Result};
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 
-use crate::bench::percentile;
+use super::report::percentile;
 use crate::cli::BenchHttpArgs;
-use crate::print_json;
+use crate::output::{outln, print_json};
 
 const WORDS: &[&str] = &[
     "tide", "moon", "glacier", "valley", "river", "delta", "storm", "cloud", "forest", "fern",
@@ -209,24 +209,25 @@ fn report(args: &BenchHttpArgs, tally: &Tally, elapsed: f64, peak: Option<u64>) 
             "agent_peak_rss_bytes": peak,
         }))?;
     } else {
-        println!(
+        outln!(
             "{} clients, {elapsed:.1} s, {} seed documents",
-            args.clients, args.docs
-        );
-        println!(
+            args.clients,
+            args.docs
+        )?;
+        outln!(
             "search: {} requests, {search_qps:.1} QPS, p50 {s50:.1} ms, p99 {s99:.1} ms",
             tally.search_ms.len()
-        );
-        println!(
+        )?;
+        outln!(
             "ingest: {} requests, {ingest_rate:.1}/s, p50 {i50:.1} ms, p99 {i99:.1} ms",
             tally.ingest_ms.len()
-        );
-        println!("errors: {}", tally.errors.len());
+        )?;
+        outln!("errors: {}", tally.errors.len())?;
         for e in tally.errors.iter().take(5) {
-            println!("  {e}");
+            outln!("  {e}")?;
         }
         if let Some(p) = peak {
-            println!("agent peak resident memory: {} MiB", p >> 20);
+            outln!("agent peak resident memory: {} MiB", p >> 20)?;
         }
     }
     Ok(if tally.errors.is_empty() { 0 } else { 1 })

@@ -14,9 +14,9 @@ use serde_json::{json, Map, Value};
 use outpost_core::{NewChunk, NewDocument, Store};
 use outpost_sync::{Backoff, Central, SyncOptions, SyncReport};
 
-use crate::bench::Synth;
+use super::synth::Synth;
 use crate::cli::BenchSyncArgs;
-use crate::print_json;
+use crate::output::{outln, print_json};
 
 const DIMS: usize = 384;
 const CHUNKS_PER_DOC: usize = 10;
@@ -260,10 +260,10 @@ pub fn run(args: &BenchSyncArgs) -> Result<i32> {
                 "copy_seconds": copy_seconds, "copy_rows_per_s": copy_rate, "results": rows,
             }))?;
         } else {
-            println!(
+            outln!(
                 "COPY ceiling: {:.0} rows/s ({:.2} s for {} chunk rows of {DIMS}-d)",
                 copy_rate, copy_seconds, args.chunks
-            );
+            )?;
         }
         Ok(0)
     })

@@ -7,182 +7,25 @@
 //! vocabulary, so full-text queries have realistic posting-list lengths.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context as _, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
-use rand_distr::{Distribution, Normal, Zipf};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use std::sync::Arc;
-
+use outpost_core::{Collection, Filter, NewChunk, NewDocument, SearchMode, SearchRequest, Store};
 use outpost_models::BertEmbedder;
 
-use crate::cli::{BenchCommand, BenchEmbedArgs, BenchSearchArgs};
-use outpost_core::{Collection, Filter, NewChunk, NewDocument, SearchMode, SearchRequest, Store};
+use super::report::percentile;
+use super::synth::{Synth, CENTRES, NOISE};
+use crate::cli::BenchSearchArgs;
+use crate::output::outln;
 
-const CENTRES: usize = 2000;
-const NOISE: f32 = 0.6;
-const VOCAB: usize = 5000;
 const WORDS_PER_CHUNK: usize = 40;
 const CHUNKS_PER_DOC: usize = 100;
 const BUCKETS: usize = 10;
-
-/// Runs a benchmark command.
-pub fn run(cmd: &BenchCommand, load_model: &dyn Fn() -> Result<Arc<BertEmbedder>>) -> Result<i32> {
-    match cmd {
-        BenchCommand::Search(args) => search(args, load_model),
-        BenchCommand::Embed(args) => embed(args, load_model()?),
-        BenchCommand::Sync(args) => crate::bench_sync::run(args),
-        BenchCommand::Http(args) => crate::bench_http::run(args),
-    }
-}
-
-/// Resident and peak resident memory of this process, in bytes (Linux; `None` elsewhere).
-fn memory() -> (Option<u64>, Option<u64>) {
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
-        return (None, None);
-    };
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map(|kb| kb * 1024)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
-#[derive(Debug, Serialize)]
-struct EmbedReport {
-    model: String,
-    device: String,
-    threads: usize,
-    texts: usize,
-    batch: usize,
-    tokens: usize,
-    truncated: usize,
-    seconds: f64,
-    texts_per_second: f64,
-    tokens_per_second: f64,
-    query_p50_ms: f64,
-    query_p99_ms: f64,
-    rss_after_load_bytes: Option<u64>,
-    peak_rss_bytes: Option<u64>,
-}
-
-fn embed(args: &BenchEmbedArgs, model: Arc<BertEmbedder>) -> Result<i32> {
-    anyhow::ensure!(args.batch > 0, "--batch must be at least 1");
-    let (rss_after_load, _) = memory();
-    let content = std::fs::read_to_string(&args.input)
-        .with_context(|| format!("reading {}", args.input.display()))?;
-    let mut texts: Vec<&str> = content.lines().filter(|l| !l.trim().is_empty()).collect();
-    if let Some(limit) = args.limit {
-        texts.truncate(limit);
-    }
-    anyhow::ensure!(!texts.is_empty(), "{}: no texts", args.input.display());
-    // Tokens the model reads: special tokens included, capped at its window.
-    let window = model.max_seq_length();
-    let tokenizer = outpost_core::Embedder::tokenizer(model.as_ref());
-    let lengths: Vec<usize> = texts
-        .iter()
-        .map(|t| outpost_core::count_tokens(tokenizer, t) + 2)
-        .collect();
-    let tokens: usize = lengths.iter().map(|&n| n.min(window)).sum();
-    let truncated = lengths.iter().filter(|&&n| n > window).count();
-    // Like sentence-transformers' encode: longest first, then fixed-size batches.
-    let mut order: Vec<usize> = (0..texts.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
-    let sorted: Vec<&str> = order.iter().map(|&i| texts[i]).collect();
-
-    // One warm-up batch so that lazy initialisation (on a GPU: context, kernel loading, the
-    // memory pool) is not timed.
-    outpost_core::Embedder::embed(model.as_ref(), &sorted[..args.batch.min(sorted.len())])?;
-    let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) && !args.json {
-        ProgressBar::new(sorted.len() as u64)
-    } else {
-        ProgressBar::hidden()
-    };
-    let started = Instant::now();
-    for batch in sorted.chunks(args.batch) {
-        let v = outpost_core::Embedder::embed(model.as_ref(), batch)?;
-        anyhow::ensure!(
-            v.len() == batch.len(),
-            "model returned {} vectors for {} texts",
-            v.len(),
-            batch.len()
-        );
-        bar.inc(batch.len() as u64);
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    bar.finish_and_clear();
-
-    let query = "how do I keep a sourdough starter alive";
-    let mut times = Vec::with_capacity(args.queries);
-    for _ in 0..args.queries.max(1) {
-        let t = Instant::now();
-        outpost_core::Embedder::embed(model.as_ref(), &[query])?;
-        times.push(t.elapsed().as_secs_f64() * 1000.0);
-    }
-    times.sort_by(f64::total_cmp);
-    let (_, peak) = memory();
-    let report = EmbedReport {
-        model: outpost_core::Embedder::model_id(model.as_ref()).to_string(),
-        device: format!("{:?}", model.device()),
-        threads: candle_threads(),
-        texts: texts.len(),
-        batch: args.batch,
-        tokens,
-        truncated,
-        seconds,
-        texts_per_second: texts.len() as f64 / seconds,
-        tokens_per_second: tokens as f64 / seconds,
-        query_p50_ms: percentile(&times, 0.5),
-        query_p99_ms: percentile(&times, 0.99),
-        rss_after_load_bytes: rss_after_load,
-        peak_rss_bytes: peak,
-    };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        let mib =
-            |b: Option<u64>| b.map_or("?".into(), |b| format!("{:.0} MiB", b as f64 / 1048576.0));
-        println!(
-            "{}: {} texts ({} tokens, {} truncated) in {:.2}s on {} with {} threads",
-            report.model,
-            report.texts,
-            report.tokens,
-            report.truncated,
-            report.seconds,
-            report.device,
-            report.threads
-        );
-        println!(
-            "{:.1} texts/s, {:.0} tokens/s; single query p50 {:.2} ms, p99 {:.2} ms",
-            report.texts_per_second,
-            report.tokens_per_second,
-            report.query_p50_ms,
-            report.query_p99_ms
-        );
-        println!(
-            "memory: {} resident after loading the model, {} peak",
-            mib(report.rss_after_load_bytes),
-            mib(report.peak_rss_bytes)
-        );
-    }
-    Ok(0)
-}
-
-/// Threads candle's CPU kernels use (`RAYON_NUM_THREADS`, else the available cores).
-fn candle_threads() -> usize {
-    std::env::var("RAYON_NUM_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-}
 
 /// Latency of one mode.
 #[derive(Debug, Serialize)]
@@ -220,65 +63,6 @@ struct Report {
     results: Vec<ModeResult>,
 }
 
-pub(crate) struct Synth {
-    rng: StdRng,
-    centres: Vec<Vec<f32>>,
-    noise: Normal<f32>,
-    zipf: Zipf<f64>,
-}
-
-impl Synth {
-    pub(crate) fn new(seed: u64, dims: usize) -> Result<Self> {
-        let mut rng = StdRng::seed_from_u64(seed);
-        let unit = Normal::new(0.0f32, 1.0).context("normal distribution")?;
-        let centres = (0..CENTRES)
-            .map(|_| (0..dims).map(|_| unit.sample(&mut rng)).collect())
-            .collect();
-        Ok(Self {
-            rng,
-            centres,
-            noise: Normal::new(0.0, NOISE).context("normal distribution")?,
-            zipf: Zipf::new(VOCAB as f64, 1.1).context("zipf distribution")?,
-        })
-    }
-
-    pub(crate) fn vector(&mut self) -> Vec<f32> {
-        let c = self.rng.random_range(0..CENTRES);
-        let mut v: Vec<f32> = self.centres[c]
-            .iter()
-            .map(|x| x + self.noise.sample(&mut self.rng))
-            .collect();
-        let norm = v
-            .iter()
-            .map(|x| x * x)
-            .sum::<f32>()
-            .sqrt()
-            .max(f32::MIN_POSITIVE);
-        v.iter_mut().for_each(|x| *x /= norm);
-        v
-    }
-
-    fn word(&mut self) -> String {
-        format!("w{}", self.zipf.sample(&mut self.rng) as usize)
-    }
-
-    pub(crate) fn text(&mut self, words: usize) -> String {
-        (0..words)
-            .map(|_| self.word())
-            .collect::<Vec<_>>()
-            .join(" ")
-    }
-}
-
-pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
-}
-
-/// What the search bench runs over: a store, every vector in it (row order), the queries and
 /// how to find a hit's row.
 struct BenchData {
     store: Store,
@@ -403,7 +187,7 @@ fn beir_data(
     load_model: &dyn Fn() -> Result<Arc<BertEmbedder>>,
 ) -> Result<BenchData> {
     let model = load_model()?;
-    let corpus = crate::eval::index_corpus(
+    let corpus = crate::beir::index_corpus(
         dir,
         args.index.as_deref(),
         outpost_core::ChunkParams::default(),
@@ -419,7 +203,7 @@ fn beir_data(
         .context("the indexed corpus has no 'beir' collection")?;
     let path = corpus.store.path().to_path_buf();
     let (store, indexing) = index_and_reopen(corpus.store, &path)?;
-    let mut queries: Vec<(String, String)> = crate::eval::read_queries(&dir.join("queries.jsonl"))?
+    let mut queries: Vec<(String, String)> = crate::beir::read_queries(&dir.join("queries.jsonl"))?
         .into_iter()
         .collect();
     queries.sort();
@@ -442,7 +226,8 @@ fn beir_data(
     })
 }
 
-fn search(
+/// Runs the bench.
+pub fn run(
     args: &BenchSearchArgs,
     load_model: &dyn Fn() -> Result<Arc<BertEmbedder>>,
 ) -> Result<i32> {
@@ -760,9 +545,9 @@ fn measure(args: &BenchSearchArgs, data: BenchData) -> Result<i32> {
         results,
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        println!(
+        outln!(
             "{}: {} vectors x {} dims, k={}, {} queries; stored in {:.1}s, vector index built and saved in {:.1}s ({:.0} MiB resident, {:.0} MiB of rows mapped), reopened in {:.2}s; text index built in {:.1}s ({:.0} MiB), reopened in {:.2}s",
             report.data,
             report.n,
@@ -777,17 +562,25 @@ fn measure(args: &BenchSearchArgs, data: BenchData) -> Result<i32> {
             report.text_index_seconds,
             report.text_index_bytes as f64 / (1024.0 * 1024.0),
             report.text_cold_start_seconds
-        );
-        println!(
+        )?;
+        outln!(
             "{:<22} {:>9} {:>9} {:>9} {:>9}",
-            "mode", "p50 ms", "p99 ms", "recall", "results"
-        );
+            "mode",
+            "p50 ms",
+            "p99 ms",
+            "recall",
+            "results"
+        )?;
         for r in &report.results {
             let recall = r.recall_at_k.map_or("-".to_string(), |x| format!("{x:.3}"));
-            println!(
+            outln!(
                 "{:<22} {:>9.3} {:>9.3} {:>9} {:>9.1}",
-                r.mode, r.p50_ms, r.p99_ms, recall, r.mean_results
-            );
+                r.mode,
+                r.p50_ms,
+                r.p99_ms,
+                recall,
+                r.mean_results
+            )?;
         }
     }
     Ok(0)

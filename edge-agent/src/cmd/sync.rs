@@ -10,8 +10,9 @@ use serde_json::json;
 use outpost_core::{Embedder, Store};
 use outpost_sync::{Backoff, Central, CentralConfig, Step, SyncOptions, SyncReport};
 
-use crate::cli::{CentralArgs, CentralJob, SyncArgs, SyncCommand};
-use crate::{load_embedder, open_store, print_json, Cli};
+use super::open::{load_embedder, open_store};
+use crate::cli::{CentralArgs, CentralJob, Cli, SyncArgs, SyncCommand};
+use crate::output::{outln, print_json};
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
@@ -71,7 +72,7 @@ fn print_report(what: &str, report: &SyncReport, reembedded: usize, json: bool) 
         v["reembedded"] = json!(reembedded);
         return print_json(&v);
     }
-    println!(
+    outln!(
         "{what}: pushed {} records ({} chunks: {} applied, {} already there, {} superseded) in {:.2} s; \
          pulled {} records ({} chunks: {} applied, {} older than ours) in {:.2} s",
         report.pushed,
@@ -85,9 +86,9 @@ fn print_report(what: &str, report: &SyncReport, reembedded: usize, json: bool) 
         report.pull_applied,
         report.pull_skipped,
         report.pull_seconds,
-    );
+    )?;
     if reembedded > 0 {
-        println!("embedded {reembedded} pulled documents with the local model");
+        outln!("embedded {reembedded} pulled documents with the local model")?;
     }
     Ok(())
 }
@@ -155,17 +156,17 @@ fn status(cli: &Cli, json: bool) -> Result<i32> {
         ),
         None => "never".into(),
     };
-    println!("device        {}", s.device_id);
-    println!("central       {central}");
-    println!("outbox        {} changes waiting", s.outbox_depth);
-    println!(
+    outln!("device        {}", s.device_id)?;
+    outln!("central       {central}")?;
+    outln!("outbox        {} changes waiting", s.outbox_depth)?;
+    outln!(
         "lag           {:.1} s (oldest unpushed change)",
         s.lag_ms as f64 / 1000.0
-    );
-    println!("last push     {}", when(s.last_push_ms));
-    println!("last pull     {}", when(s.last_pull_ms));
+    )?;
+    outln!("last push     {}", when(s.last_push_ms))?;
+    outln!("last pull     {}", when(s.last_pull_ms))?;
     if s.pending_reembed > 0 {
-        println!("to embed      {} pulled documents", s.pending_reembed);
+        outln!("to embed      {} pulled documents", s.pending_reembed)?;
     }
     Ok(0)
 }
@@ -233,7 +234,7 @@ pub fn verify(cli: &Cli, job: &CentralJob) -> Result<i32> {
                 |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_u64()).unwrap_or(0);
             let (l, c) = (&row.local, &row.central);
             if row.collection == "_conversations" {
-                println!(
+                outln!(
                     "{:<24} {}  conversations {}/{}  messages {}/{}",
                     "(conversations)",
                     if row.equal { "equal  " } else { "DIFFERS" },
@@ -241,9 +242,9 @@ pub fn verify(cli: &Cli, job: &CentralJob) -> Result<i32> {
                     count(c, "conversations"),
                     count(l, "messages"),
                     count(c, "messages"),
-                );
+                )?;
             } else {
-                println!(
+                outln!(
                     "{:<24} {}  documents {}/{}  tombstones {}/{}  chunks {}/{}  (local/central)",
                     row.collection,
                     if row.equal { "equal  " } else { "DIFFERS" },
@@ -253,17 +254,17 @@ pub fn verify(cli: &Cli, job: &CentralJob) -> Result<i32> {
                     count(c, "tombstones"),
                     count(l, "chunks"),
                     count(c, "chunks"),
-                );
+                )?;
             }
         }
-        println!(
+        outln!(
             "{}",
             if report.equal {
                 "replicas are identical"
             } else {
                 "replicas differ"
             }
-        );
+        )?;
     }
     if !report.equal {
         return Ok(1);

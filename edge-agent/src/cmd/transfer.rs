@@ -11,7 +11,9 @@ use serde_json::json;
 
 use outpost_core::import::{self, ImportOptions, ImportReport, Input, Vectors};
 
+use super::open::{load_embedder, open_store};
 use crate::cli::{Cli, ExportCommand, ImportArgs, ImportCommand, Reembed};
+use crate::output::{outln, PipeWatch};
 
 /// Runs an `outpost import` subcommand.
 pub fn import(cli: &Cli, cmd: &ImportCommand) -> Result<i32> {
@@ -31,7 +33,7 @@ pub fn import(cli: &Cli, cmd: &ImportCommand) -> Result<i32> {
             keep_vectors,
             args,
         } => {
-            let model = crate::load_embedder(cli)?;
+            let model = load_embedder(cli)?;
             let model_id = outpost_core::Embedder::model_id(model.as_ref()).to_string();
             let records = outpost_core::chroma::read_store(path, collection)?
                 .into_iter()
@@ -132,7 +134,7 @@ fn run_import(
     collection: Option<&str>,
     records: impl Iterator<Item = Input>,
 ) -> Result<i32> {
-    run_import_with(cli, crate::load_embedder(cli)?, args, collection, records)
+    run_import_with(cli, load_embedder(cli)?, args, collection, records)
 }
 
 fn run_import_with(
@@ -142,7 +144,7 @@ fn run_import_with(
     collection: Option<&str>,
     records: impl Iterator<Item = Input>,
 ) -> Result<i32> {
-    let mut store = crate::open_store(cli)?;
+    let mut store = open_store(cli)?;
     let opts = options(args, collection);
     let bar = bar(args.json, "{spinner} {pos} records read {per_sec}");
     let started = Instant::now();
@@ -171,9 +173,9 @@ fn print_report(report: &ImportReport, secs: f64, index_secs: f64, as_json: bool
         v["seconds"] = json!(secs);
         v["records_per_second"] = json!(records as f64 / secs.max(1e-9));
         v["index_seconds"] = json!(index_secs);
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?)?;
     } else {
-        println!(
+        outln!(
             "{} added, {} updated, {} unchanged, {} failed; {} chunks ({} vectors kept, {} embedded) in {:.1}s ({:.0} records/s; {:.2}s of it updating the search indexes)",
             report.added,
             report.updated,
@@ -185,9 +187,9 @@ fn print_report(report: &ImportReport, secs: f64, index_secs: f64, as_json: bool
             secs,
             records as f64 / secs.max(1e-9),
             index_secs
-        );
+        )?;
         for f in &report.failures {
-            println!("  failed: {}: {}", f.at, f.reason);
+            outln!("  failed: {}: {}", f.at, f.reason)?;
         }
     }
     Ok(())
@@ -201,19 +203,22 @@ pub fn export(cli: &Cli, cmd: &ExportCommand) -> Result<i32> {
         with_embeddings,
         json: as_json,
     } = cmd;
-    let store = crate::open_store(cli)?;
+    let store = open_store(cli)?;
     let bar = bar(*as_json, "{spinner} {pos} documents written {per_sec}");
     let started = Instant::now();
     let to_stdout = file.as_os_str() == "-";
     let report = if to_stdout {
-        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-        import::export_jsonl(
+        let mut out = PipeWatch::new(std::io::BufWriter::new(std::io::stdout().lock()));
+        let exported = import::export_jsonl(
             &store,
             &mut out,
             collection.as_deref(),
             *with_embeddings,
             &mut |n| bar.set_position(n as u64),
-        )?
+        );
+        // A reader that stopped reading is not a failed export (see `main`).
+        out.check()?;
+        exported?
     } else {
         // Written beside the target and renamed into place, so that an interrupted export never
         // leaves a truncated file where a complete one is expected.
@@ -248,15 +253,15 @@ pub fn export(cli: &Cli, cmd: &ExportCommand) -> Result<i32> {
     if *as_json {
         let mut v = serde_json::to_value(&report)?;
         v["seconds"] = json!(secs);
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?)?;
     } else if !to_stdout {
-        println!(
+        outln!(
             "{} documents, {} chunks written to {} in {:.1}s",
             report.documents,
             report.chunks,
             file.display(),
             secs
-        );
+        )?;
     }
     Ok(0)
 }

@@ -1,0 +1,65 @@
+//! Synthetic data for the benches: vectors clustered like real embeddings (Gaussian centres plus
+//! noise, L2-normalised) and texts of Zipf-distributed words, from a seed.
+
+use anyhow::{Context as _, Result};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, Normal, Zipf};
+
+/// Gaussian centres the vectors cluster around.
+pub(crate) const CENTRES: usize = 2000;
+/// σ of the noise added to a centre, per dimension.
+pub(crate) const NOISE: f32 = 0.6;
+/// Distinct words in the texts.
+const VOCAB: usize = 5000;
+
+/// A seeded source of synthetic vectors and texts.
+pub(crate) struct Synth {
+    rng: StdRng,
+    centres: Vec<Vec<f32>>,
+    noise: Normal<f32>,
+    zipf: Zipf<f64>,
+}
+
+impl Synth {
+    pub(crate) fn new(seed: u64, dims: usize) -> Result<Self> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let unit = Normal::new(0.0f32, 1.0).context("normal distribution")?;
+        let centres = (0..CENTRES)
+            .map(|_| (0..dims).map(|_| unit.sample(&mut rng)).collect())
+            .collect();
+        Ok(Self {
+            rng,
+            centres,
+            noise: Normal::new(0.0, NOISE).context("normal distribution")?,
+            zipf: Zipf::new(VOCAB as f64, 1.1).context("zipf distribution")?,
+        })
+    }
+
+    pub(crate) fn vector(&mut self) -> Vec<f32> {
+        let c = self.rng.random_range(0..CENTRES);
+        let mut v: Vec<f32> = self.centres[c]
+            .iter()
+            .map(|x| x + self.noise.sample(&mut self.rng))
+            .collect();
+        let norm = v
+            .iter()
+            .map(|x| x * x)
+            .sum::<f32>()
+            .sqrt()
+            .max(f32::MIN_POSITIVE);
+        v.iter_mut().for_each(|x| *x /= norm);
+        v
+    }
+
+    fn word(&mut self) -> String {
+        format!("w{}", self.zipf.sample(&mut self.rng) as usize)
+    }
+
+    pub(crate) fn text(&mut self, words: usize) -> String {
+        (0..words)
+            .map(|_| self.word())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
