@@ -59,6 +59,10 @@ step "chromadb" make_chroma_venv
 OUTPOST_PG_CONF="fsync = off" step "postgres" scripts/pg.sh start "$pgdir"
 export OUTPOST_TEST_PG_URL="$(cat "$pgdir/url")"
 step "central schema" sync/tests/sql/smoke.sh
+# No import cycle and no upward import between modules (scripts/layers.toml), and the
+# checker's own tests.
+step "layers" python3 scripts/check-layers.py
+step "layers (checker)" python3 -m unittest discover -q -s scripts/tests
 step "fmt" cargo fmt --all --check
 step "clippy" cargo clippy --workspace --all-targets --features outpost/failpoints -- -D warnings
 count() {

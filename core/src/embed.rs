@@ -130,6 +130,39 @@ impl HashEmbedder {
     }
 }
 
+/// The embedder of an engine opened without a model: every embedding fails, saying so.
+pub(crate) struct NoModel(HashEmbedder);
+
+impl Default for NoModel {
+    fn default() -> Self {
+        Self(HashEmbedder::new(1))
+    }
+}
+
+impl Embedder for NoModel {
+    fn model_id(&self) -> &str {
+        "(no model)"
+    }
+
+    fn dims(&self) -> usize {
+        0
+    }
+
+    fn max_tokens(&self) -> usize {
+        self.0.max_tokens()
+    }
+
+    fn tokenizer(&self) -> &tokenizers::Tokenizer {
+        self.0.tokenizer()
+    }
+
+    fn embed(&self, _: &[&str]) -> std::result::Result<Vec<Vec<f32>>, EmbedError> {
+        Err(EmbedError(
+            "this engine was opened without a model: open it with one to embed".into(),
+        ))
+    }
+}
+
 impl fmt::Debug for HashEmbedder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HashEmbedder")

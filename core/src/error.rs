@@ -18,6 +18,28 @@ impl std::error::Error for EmbedError {}
 /// Result alias used throughout `outpost-core`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// What kind of failure an [`Error`] is: what a caller needs to decide what to do about it
+/// (the agent maps it to an HTTP status, the FFI to its error enum).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The caller's input is refused: an argument, a filter, a vector of the wrong size, a file
+    /// or record that cannot be ingested. Retrying the same input fails the same way.
+    InvalidInput,
+    /// No such document, collection or conversation.
+    NotFound,
+    /// The database cannot be opened or used: not SQLite, another application's, newer,
+    /// corrupt, or a SQLite failure.
+    Database,
+    /// The embedding model failed.
+    Model,
+    /// A derived index could not be built, loaded or searched (it is rebuilt from the database;
+    /// nothing stored is lost).
+    Index,
+    /// An export could not be written.
+    Export,
+}
+
 /// Everything that can go wrong in the engine.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -99,7 +121,8 @@ pub enum Error {
     /// A bad argument from the caller (empty query, `k` of 0, malformed filter ...).
     #[error("invalid {name}: {reason}")]
     InvalidArgument {
-        /// The argument, as the user knows it (`query`, `-k`, `--filter` ...).
+        /// The argument, by its name in the library's API (`query`, `k`, `filter`, `mode`,
+    /// `budget`, `max_tokens` ...); a front end names its own flag for it.
         name: String,
         /// Why it is refused.
         reason: String,
@@ -152,7 +175,7 @@ pub enum InputProblem {
         offset: usize,
     },
     /// Larger than the configured limit.
-    #[error("file of {size} bytes is over the size limit of {limit} bytes (raise it with --max-file-size)")]
+    #[error("file of {size} bytes is over the size limit of {limit} bytes (max_file_size)")]
     TooLarge {
         /// File size.
         size: u64,
@@ -186,6 +209,28 @@ pub enum InputProblem {
 }
 
 impl Error {
+    /// What kind of failure this is.
+    #[must_use]
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::InvalidArgument { .. }
+            | Error::UnknownFilterKey { .. }
+            | Error::DimensionMismatch { .. }
+            | Error::ModelMismatch { .. }
+            | Error::Input { .. } => ErrorKind::InvalidInput,
+            Error::NotFound { .. } => ErrorKind::NotFound,
+            Error::NotADatabase { .. }
+            | Error::ForeignDatabase { .. }
+            | Error::SchemaTooNew { .. }
+            | Error::Corrupt { .. }
+            | Error::CannotOpen { .. }
+            | Error::Sqlite(_) => ErrorKind::Database,
+            Error::Embed(_) => ErrorKind::Model,
+            Error::Index(_) => ErrorKind::Index,
+            Error::Export(_) => ErrorKind::Export,
+        }
+    }
+
     pub(crate) fn input(path: impl Into<PathBuf>, problem: InputProblem) -> Self {
         Error::Input {
             path: path.into(),

@@ -34,8 +34,8 @@ pub mod search;
 pub use db::queue::{QueuedWork, WorkItem, WorkOp};
 pub use db::Store;
 pub use embed::{count_tokens, EmbedError, Embedder, HashEmbedder};
-pub use engine::{ContextOptions, Engine, SearchOptions};
-pub use error::{Error, InputProblem, Result};
+pub use engine::{ContextOptions, Engine, SearchOptions, TextInput, DEFAULT_READERS};
+pub use error::{Error, ErrorKind, InputProblem, Result};
 pub use index::ann::IndexMemory;
 pub use ingest::chunk::ChunkParams;
 pub use ingest::{IngestOptions, IngestReport, Progress, DEFAULT_COLLECTION};
@@ -47,15 +47,3 @@ pub use rag::context::{Citation, Context};
 pub use rag::conversation::{Conversation, Message};
 pub use replica::{ApplyReport, Change, OutboxEntry, PushBatch};
 pub use search::{Filter, FilterOp, RrfParams, SearchHit, SearchMode, SearchRequest};
-
-// The module paths before the layered layout, kept until the binary's new layout lands.
-#[doc(hidden)]
-pub use db as store;
-#[doc(hidden)]
-pub use db::schema;
-#[doc(hidden)]
-pub use index::ann;
-#[doc(hidden)]
-pub use ingest::{chroma, extract, import};
-#[doc(hidden)]
-pub use search::eval;

@@ -485,7 +485,10 @@ fn unreached(
     engine: &outpost_core::Engine,
     queries: &[String],
 ) -> Result<Vec<String>, Box<dyn std::error::Error>> {
-    let rows = stored_vectors(engine.store())?;
+    // A connection of the test's own, for its SQL and the search breadth; the index it
+    // searches is the one the engine built (one per database per process).
+    let store = Store::open(engine.path())?;
+    let rows = stored_vectors(&store)?;
     let mut bad = Vec::new();
     for q in queries {
         let qv = engine.embedder().embed(&[q.as_str()])?.remove(0);
@@ -500,8 +503,7 @@ fn unreached(
             expansion: Some(rows.len()),
             ..SearchRequest::new(q, 100)
         };
-        let got: Vec<String> = engine
-            .store()
+        let got: Vec<String> = store
             .search(&req)?
             .into_iter()
             .map(|h| h.text)
@@ -529,19 +531,19 @@ fn every_vector_is_reachable_after_a_build_a_catch_up_and_a_reload() -> TestResu
     let mut rng = Rng(11);
     let embedder = std::sync::Arc::new(outpost_core::HashEmbedder::new(384));
     let db = dir.path().join("reach.db");
-    let mut engine = outpost_core::Engine::new(Store::open(&db)?, embedder.clone());
+    let engine = outpost_core::Engine::open(&db, embedder.clone(), 2)?;
     let opts = outpost_core::IngestOptions::default();
     let first = write_corpus(&files, 0, 1_000, &mut rng)?;
     let report = engine.ingest(&first, &opts, &mut |_| {})?;
     assert_eq!(report.failed, 0);
-    engine.store().refresh_vector_indexes()?;
+    engine.refresh_indexes()?;
     let queries: Vec<String> = (0..400)
         .map(|i| {
             let words = write_corpus_words(&mut rng);
             format!("{words} note{}", i * 7)
         })
         .collect();
-    let chunks = stored_vectors(engine.store())?.len();
+    let chunks = stored_vectors(&Store::open(&db)?)?.len();
     assert!(chunks >= 2_500, "{chunks} chunks: the graph must be in use");
     let bad = unreached(&engine, &queries)?;
     assert!(bad.is_empty(), "after the build: {bad:#?}");
@@ -553,10 +555,10 @@ fn every_vector_is_reachable_after_a_build_a_catch_up_and_a_reload() -> TestResu
     assert!(bad.is_empty(), "after the catch-up: {bad:#?}");
 
     // Saved, dropped, and loaded from the files by a new engine.
-    engine.store().save_vector_indexes()?;
-    engine.store().unload_vector_indexes()?;
+    engine.save_indexes()?;
+    engine.unload_indexes()?;
     drop(engine);
-    let engine = outpost_core::Engine::new(Store::open(&db)?, embedder);
+    let engine = outpost_core::Engine::open(&db, embedder, 2)?;
     let bad = unreached(&engine, &queries)?;
     assert!(bad.is_empty(), "after the reload: {bad:#?}");
     Ok(())

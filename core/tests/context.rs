@@ -8,7 +8,7 @@ use outpost_core::{count_tokens, ContextOptions, Engine, IngestOptions, Store};
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 fn corpus_engine(dir: &tempfile::TempDir) -> Result<Engine, Box<dyn std::error::Error>> {
-    let mut engine = Engine::new(Store::open(dir.path().join("o.db"))?, common::model());
+    let engine = Engine::new(Store::open(dir.path().join("o.db"))?, common::model());
     engine.ingest(&[common::corpus()], &IngestOptions::default(), &mut |_| {})?;
     Ok(engine)
 }
@@ -90,8 +90,8 @@ fn adjacent_chunks_are_merged_and_the_best_passage_comes_first() -> TestResult {
 #[test]
 fn a_conversation_turn_combines_recent_and_recalled_messages_with_sources() -> TestResult {
     let dir = tempfile::tempdir()?;
-    let mut engine = corpus_engine(&dir)?;
-    let conv = engine.store_mut().create_conversation("cabin planning")?;
+    let engine = corpus_engine(&dir)?;
+    let conv = engine.create_conversation("cabin planning")?;
     let turns = [
         ("user", "My cabin fridge uses about 800 Wh a day."),
         ("assistant", "Then plan for three days of autonomy."),

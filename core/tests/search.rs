@@ -225,7 +225,11 @@ fn bad_search_arguments_are_named() -> TestResult {
     let store = clustered_store()?;
     let err = |r: Result<Vec<String>, Error>| r.expect_err("refused").to_string();
     assert!(err(query(&store, "  ", SearchMode::Hybrid, 5, &[])).contains("query is empty"));
-    assert!(err(query(&store, "moss", SearchMode::Hybrid, 0, &[])).contains("-k"));
+    // Arguments are named as the library names them, not by a front end's flags.
+    let k = err(query(&store, "moss", SearchMode::Hybrid, 0, &[]));
+    assert!(k.starts_with("invalid k:") && !k.contains("-k"), "{k}");
+    let mode = "nonsense".parse::<SearchMode>().expect_err("refused").to_string();
+    assert!(mode.starts_with("invalid mode:") && !mode.contains("--"), "{mode}");
     let unknown = err(query(
         &store,
         "moss",
@@ -351,7 +355,7 @@ fn hybrid_ranking_fuses_meaning_and_exact_terms() -> TestResult {
 #[test]
 fn the_example_corpus_answers_its_sample_questions() -> TestResult {
     let dir = tempfile::tempdir()?;
-    let mut engine = Engine::new(Store::open(dir.path().join("o.db"))?, common::model());
+    let engine = Engine::new(Store::open(dir.path().join("o.db"))?, common::model());
     let report = engine.ingest(&[common::corpus()], &IngestOptions::default(), &mut |_| {})?;
     assert_eq!(report.failed, 0, "{:?}", report.failures);
     // The sample questions of examples/README.md, each with its best document in the top 3.

@@ -19,10 +19,10 @@ mod records;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use outpost_core::{Embedder, IngestOptions, SearchMode, SearchOptions, Store};
+use outpost_core::{Embedder, IngestOptions, SearchMode, SearchOptions};
 
 pub use records::*;
 
@@ -57,17 +57,13 @@ pub enum OutpostError {
 
 impl From<outpost_core::Error> for OutpostError {
     fn from(e: outpost_core::Error) -> Self {
-        use outpost_core::Error as E;
+        use outpost_core::ErrorKind as K;
         let message = e.to_string();
-        match e {
-            E::NotFound { .. } => Self::NotFound { message },
-            E::InvalidArgument { .. }
-            | E::UnknownFilterKey { .. }
-            | E::DimensionMismatch { .. }
-            | E::ModelMismatch { .. }
-            | E::Input { .. } => Self::InvalidInput { message },
-            E::Embed(_) => Self::Model { message },
-            _ => Self::Database { message },
+        match e.kind() {
+            K::NotFound => Self::NotFound { message },
+            K::InvalidInput => Self::InvalidInput { message },
+            K::Model => Self::Model { message },
+            K::Database | K::Index | K::Export => Self::Database { message },
         }
     }
 }
@@ -102,62 +98,21 @@ fn guard<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
     }
 }
 
-/// Readers handed out one caller at a time.
-struct Readers {
-    free: Mutex<Vec<outpost_core::Engine>>,
-    returned: Condvar,
-}
-
-impl Readers {
-    fn with<T>(&self, f: impl FnOnce(&outpost_core::Engine) -> Result<T>) -> Result<T> {
-        let poisoned = |_| OutpostError::Internal {
-            message: "a reader lock was poisoned".into(),
-        };
-        let mut free = self.free.lock().map_err(poisoned)?;
-        let engine = loop {
-            if let Some(e) = free.pop() {
-                break e;
-            }
-            free = self.returned.wait(free).map_err(poisoned)?;
-        };
-        drop(free);
-        // Return the connection even if `f` panics (the caller's guard turns that into an error).
-        struct Back<'a>(&'a Readers, Option<outpost_core::Engine>);
-        impl Drop for Back<'_> {
-            fn drop(&mut self) {
-                if let (Some(e), Ok(mut free)) = (self.1.take(), self.0.free.lock()) {
-                    free.push(e);
-                    self.0.returned.notify_one();
-                }
-            }
-        }
-        let back = Back(self, Some(engine));
-        f(back.1.as_ref().expect("held until dropped"))
-    }
-}
-
 /// An open Outpost database with its embedding model.
 #[derive(uniffi::Object)]
 pub struct Engine {
-    path: PathBuf,
     collection: String,
     embedder: Arc<dyn Embedder>,
-    writer: Mutex<outpost_core::Engine>,
-    readers: Readers,
+    /// The engine: its writer, its readers, its derived indexes.
+    inner: outpost_core::Engine,
     /// Bumped by [`Engine::cancel`]; a long call stops when it changes under it.
     cancel_epoch: AtomicU64,
-}
-
-fn locked<T>(m: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>> {
-    m.lock().map_err(|_| OutpostError::Internal {
-        message: "the writer lock was poisoned by an earlier failure".into(),
-    })
 }
 
 fn mode(name: &str) -> Result<SearchMode> {
     name.parse()
         .map_err(|e: outpost_core::Error| OutpostError::InvalidInput {
-            message: e.to_string().replace("--mode", "mode"),
+            message: e.to_string(),
         })
 }
 
@@ -166,7 +121,7 @@ fn filters(raw: &[String]) -> Result<Vec<outpost_core::Filter>> {
         .map(|f| f.parse())
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e: outpost_core::Error| OutpostError::InvalidInput {
-            message: e.to_string().replace("--filter", "filter"),
+            message: e.to_string(),
         })
 }
 
@@ -190,27 +145,17 @@ impl Engine {
             })?;
             let embedder: Arc<dyn Embedder> = Arc::new(model);
             let path = PathBuf::from(path);
-            let open = || -> Result<outpost_core::Engine> {
-                Ok(outpost_core::Engine::new(
-                    Store::open(&path)?,
-                    embedder.clone(),
-                ))
-            };
-            let writer = open()?;
-            let readers = (0..config.readers.clamp(1, 16))
-                .map(|_| open())
-                .collect::<Result<Vec<_>>>()?;
+            let inner = outpost_core::Engine::open(
+                &path,
+                embedder.clone(),
+                config.readers.clamp(1, 16) as usize,
+            )?;
             Ok(Arc::new(Self {
                 collection: config
                     .collection
                     .unwrap_or_else(|| outpost_core::DEFAULT_COLLECTION.into()),
-                path,
                 embedder,
-                writer: Mutex::new(writer),
-                readers: Readers {
-                    free: Mutex::new(readers),
-                    returned: Condvar::new(),
-                },
+                inner,
                 cancel_epoch: AtomicU64::new(0),
             }))
         })
@@ -226,12 +171,7 @@ impl Engine {
         metadata_json: Option<String>,
     ) -> Result<IngestedDocument> {
         guard("ingest_text", || {
-            if text.trim().is_empty() {
-                return Err(OutpostError::InvalidInput {
-                    message: "the text is empty: nothing to index".into(),
-                });
-            }
-            let mut metadata = match metadata_json.as_deref() {
+            let metadata = match metadata_json.as_deref() {
                 None | Some("") => serde_json::Map::new(),
                 Some(raw) => match serde_json::from_str(raw) {
                     Ok(serde_json::Value::Object(m)) => m,
@@ -247,47 +187,13 @@ impl Engine {
                     }
                 },
             };
-            let mut raw = text.clone().into_bytes();
-            raw.extend_from_slice(
-                serde_json::Value::Object(metadata.clone())
-                    .to_string()
-                    .as_bytes(),
-            );
-            metadata.insert("format".into(), "text".into());
-            let title = title.unwrap_or_else(|| {
-                text.lines()
-                    .map(str::trim)
-                    .find(|l| !l.is_empty())
-                    .unwrap_or("untitled")
-                    .chars()
-                    .take(80)
-                    .collect()
-            });
-            let doc = outpost_core::ingest::extract::Extracted {
-                key: None,
-                title,
+            let input = outpost_core::TextInput {
                 text,
+                title,
+                source: source.unwrap_or_else(|| format!("app:{}", unique_suffix())),
                 metadata,
-                format: outpost_core::ingest::extract::Format::Text,
-                raw,
             };
-            let source = source.unwrap_or_else(|| format!("app:{}", unique_suffix()));
-            let opts = self.ingest_options();
-            let mut engine = locked(&self.writer)?;
-            let collection = engine.store_mut().ensure_collection(
-                &opts.collection,
-                self.embedder.model_id(),
-                self.embedder.dims(),
-            )?;
-            let done = outpost_core::ingest::ingest_text(
-                engine.store_mut(),
-                self.embedder.as_ref(),
-                &collection,
-                &source,
-                doc,
-                &opts,
-                &mut |_| {},
-            )?;
+            let done = self.inner.ingest_text(input, &self.ingest_options())?;
             Ok(IngestedDocument {
                 document_id: done.id,
                 source: done.source,
@@ -327,7 +233,7 @@ impl Engine {
                         ),
                     });
                 }
-                let report = locked(&self.writer)?.ingest(&[file], &opts, &mut |_| {})?;
+                let report = self.inner.ingest(&[file], &opts, &mut |_| {})?;
                 summary.add(&report);
             }
             Ok(summary)
@@ -350,7 +256,7 @@ impl Engine {
                 filters: filters(&filter_list)?,
                 ..Default::default()
             };
-            let hits = self.readers.with(|e| Ok(e.search(&query, &opts)?))?;
+            let hits = self.inner.search(&query, &opts)?;
             Ok(hits.into_iter().map(SearchHit::from).collect())
         })
     }
@@ -358,16 +264,11 @@ impl Engine {
     /// Searches by a vector made elsewhere by the same model (its dimension must match).
     pub fn search_vector(&self, vector: Vec<f32>, k: u32) -> Result<Vec<SearchHit>> {
         guard("search_vector", || {
-            let model = self.embedder.model_id().to_string();
-            let hits = self.readers.with(|e| {
-                let req = outpost_core::SearchRequest {
-                    vector: Some((&model, &vector)),
-                    mode: SearchMode::Vector,
-                    // Vector mode reads no text; the request wants one.
-                    ..outpost_core::SearchRequest::new("(vector query)", k as usize)
-                };
-                Ok(e.store().search(&req)?)
-            })?;
+            let opts = SearchOptions {
+                k: k as usize,
+                ..Default::default()
+            };
+            let hits = self.inner.search_by_vector(&vector, &opts)?;
             Ok(hits.into_iter().map(SearchHit::from).collect())
         })
     }
@@ -386,7 +287,7 @@ impl Engine {
                 conversation_id,
                 ..Default::default()
             };
-            let ctx = self.readers.with(|e| Ok(e.context(&query, &opts)?))?;
+            let ctx = self.inner.context(&query, &opts)?;
             Ok(Context::from(ctx))
         })
     }
@@ -394,9 +295,7 @@ impl Engine {
     /// Deletes a document (a tombstone that sync carries to other devices).
     pub fn delete_document(&self, document_id: String) -> Result<()> {
         guard("delete_document", || {
-            locked(&self.writer)?
-                .store_mut()
-                .delete_document(&document_id)?;
+            self.inner.delete_document(&document_id)?;
             Ok(())
         })
     }
@@ -404,10 +303,7 @@ impl Engine {
     /// Starts a conversation.
     pub fn create_conversation(&self, title: String) -> Result<Conversation> {
         guard("create_conversation", || {
-            Ok(locked(&self.writer)?
-                .store_mut()
-                .create_conversation(&title)?
-                .into())
+            Ok(self.inner.create_conversation(&title)?.into())
         })
     }
 
@@ -419,7 +315,8 @@ impl Engine {
         content: String,
     ) -> Result<Message> {
         guard("add_message", || {
-            Ok(locked(&self.writer)?
+            Ok(self
+                .inner
                 .add_message(&conversation_id, &role, &content)?
                 .into())
         })
@@ -428,14 +325,13 @@ impl Engine {
     /// The `n` most recent messages, oldest first.
     pub fn recent_messages(&self, conversation_id: String, n: u32) -> Result<Vec<Message>> {
         guard("recent_messages", || {
-            self.readers.with(|e| {
-                e.store().conversation(&conversation_id)?;
-                Ok(e.store()
-                    .recent_messages(&conversation_id, n as usize)?
-                    .into_iter()
-                    .map(Message::from)
-                    .collect())
-            })
+            self.inner.conversation(&conversation_id)?;
+            Ok(self
+                .inner
+                .recent_messages(&conversation_id, n as usize)?
+                .into_iter()
+                .map(Message::from)
+                .collect())
         })
     }
 
@@ -462,11 +358,11 @@ impl Engine {
                 .map_err(|e| OutpostError::Internal {
                     message: format!("starting the sync runtime: {e}"),
                 })?;
-            // Sync runs on a connection of its own: searches and writes go on meanwhile.
-            let mut store = Store::open(&self.path)?;
+            // Sync takes the writer only for each batch it applies: searches and writes go
+            // on meanwhile.
             let report = rt.block_on(async {
                 let mut quiet = |_| {};
-                let sync = outpost_sync::sync_once(&mut store, &central_store, &opts, &mut quiet);
+                let sync = outpost_sync::sync_once(&self.inner, &central_store, &opts, &mut quiet);
                 let cancelled = async {
                     while self.cancel_epoch.load(Ordering::SeqCst) == epoch {
                         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -479,16 +375,8 @@ impl Engine {
                     }),
                 }
             })?;
-            for (id, texts) in store.pending_reembed()? {
-                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-                let vectors = self
-                    .embedder
-                    .embed(&refs)
-                    .map_err(|e| OutpostError::Model {
-                        message: e.to_string(),
-                    })?;
-                store.store_reembedded(&id, &vectors)?;
-            }
+            self.inner
+                .reembed_pending(&|| self.cancel_epoch.load(Ordering::SeqCst) != epoch)?;
             Ok(report.into())
         })
     }
@@ -496,15 +384,14 @@ impl Engine {
     /// The outbox and the last push and pull (no network).
     pub fn sync_status(&self) -> Result<SyncStatus> {
         guard("sync_status", || {
-            self.readers
-                .with(|e| Ok(outpost_sync::status(e.store())?.into()))
+            Ok(outpost_sync::status(&self.inner)?.into())
         })
     }
 
     /// What the database holds.
     pub fn stats(&self) -> Result<Stats> {
         guard("stats", || {
-            self.readers.with(|e| Ok(e.store().stats()?.into()))
+            Ok(self.inner.stats()?.into())
         })
     }
 

@@ -16,7 +16,7 @@ use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
-use outpost_core::eval::Qrels;
+use outpost_core::search::eval::Qrels;
 use outpost_core::{ChunkParams, Embedder, IngestOptions, Store};
 
 /// A BEIR corpus indexed into an Outpost database (collection `beir`).

@@ -63,8 +63,28 @@ fn main() {
         // the command ends there, quietly and successfully, as ripgrep does.
         Err(e) if output::is_broken_pipe(&e) => std::process::exit(0),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {e:#}{}", flag_hint(&e));
             std::process::exit(1);
         }
     }
+}
+
+/// The command-line flag behind a library argument that was refused: core names its own
+/// arguments (`mode`, `filter`, `max_tokens` ...), which the user knows by their flags.
+fn flag_hint(e: &anyhow::Error) -> String {
+    let Some(outpost_core::Error::InvalidArgument { name, .. }) = e.downcast_ref() else {
+        return String::new();
+    };
+    let flag = match name.as_str() {
+        "k" => "-k",
+        "mode" => "--mode",
+        "filter" => "--filter",
+        "budget" => "--budget",
+        "collection" => "--collection",
+        "max_tokens" => "--chunk-tokens",
+        "overlap" => "--chunk-overlap",
+        "table" => "--table",
+        _ => return String::new(),
+    };
+    format!(" (see {flag})")
 }

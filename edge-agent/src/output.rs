@@ -48,7 +48,7 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
 }
 
 /// A writer that remembers a broken pipe, for APIs that report write errors only as text
-/// (`outpost_core::import::export_jsonl`): [`PipeWatch::check`] gives it back as the
+/// (`outpost_core::ingest::import::export_jsonl`): [`PipeWatch::check`] gives it back as the
 /// `io::Error` that [`is_broken_pipe`] recognises.
 pub struct PipeWatch<W> {
     inner: W,

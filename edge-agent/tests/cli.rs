@@ -201,7 +201,7 @@ fn a_session_from_init_to_delete() -> TestResult {
 
     // stats.
     let stats = db.json(&["stats", "--json"])?;
-    assert_eq!(stats["schema_version"], outpost_core::schema::VERSION);
+    assert_eq!(stats["schema_version"], outpost_core::db::schema::VERSION);
     assert_eq!(stats["deleted_documents"], 1);
     let coll = &stats["collections"][0];
     assert_eq!(coll["name"], "default");
@@ -387,7 +387,7 @@ fn a_database_of_a_newer_outpost_is_refused_and_left_untouched() -> TestResult {
     // Put the version back: everything is still there.
     python_sqlite(
         db.path(),
-        &format!("PRAGMA user_version = {}", outpost_core::schema::VERSION),
+        &format!("PRAGMA user_version = {}", outpost_core::db::schema::VERSION),
     )?;
     assert_eq!(db.documents()?, 1);
     Ok(())

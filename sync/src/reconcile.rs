@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use outpost_core::{hlc, Store};
+use outpost_core::{hlc, Engine};
 
 use crate::backoff::Backoff;
 use crate::central::{Central, CentralInfo, Outcome};
@@ -114,23 +114,23 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// The sync state of `store`.
+/// The sync state of `engine`'s database.
 ///
 /// # Errors
 /// Local store errors.
-pub fn status(store: &Store) -> Result<SyncStatus> {
+pub fn status(engine: &Engine) -> Result<SyncStatus> {
     let read =
-        |k: &str| -> Result<Option<i64>> { Ok(store.sync_state(k)?.and_then(|v| v.parse().ok())) };
+        |k: &str| -> Result<Option<i64>> { Ok(engine.sync_state(k)?.and_then(|v| v.parse().ok())) };
     Ok(SyncStatus {
-        device_id: store.device_id().to_string(),
-        outbox_depth: store.outbox_depth()?,
-        lag_ms: store
+        device_id: engine.device_id(),
+        outbox_depth: engine.outbox_depth()?,
+        lag_ms: engine
             .outbox_oldest()?
             .map(|h| (now_ms() - hlc::physical_ms(h)).max(0))
             .unwrap_or(0),
         last_push_ms: read("last_push_ms")?,
         last_pull_ms: read("last_pull_ms")?,
-        pending_reembed: store.pending_reembed_count()?,
+        pending_reembed: engine.pending_reembed_count()?,
     })
 }
 
@@ -140,17 +140,17 @@ pub fn status(store: &Store) -> Result<SyncStatus> {
 /// The first error that retrying did not cure; what was acknowledged before it stays
 /// acknowledged.
 pub async fn push(
-    store: &mut Store,
+    engine: &Engine,
     central: &Central,
     opts: &SyncOptions,
     report: &mut SyncReport,
     progress: &mut (dyn FnMut(Step) + Send),
 ) -> Result<()> {
     let start = Instant::now();
-    let total = store.outbox_depth()?;
+    let total = engine.outbox_depth()?;
     let mut done = 0;
     loop {
-        let batch = store.outbox_batch(opts.batch_size.max(1))?;
+        let batch = engine.outbox_batch(opts.batch_size.max(1))?;
         if batch.entries.is_empty() {
             break;
         }
@@ -169,14 +169,14 @@ pub async fn push(
             report.pushed += batch.changes.len();
             report.pushed_chunks += batch.changes.iter().map(|c| c.chunk_count()).sum::<usize>();
         }
-        store.acknowledge(&batch.entries)?;
+        engine.acknowledge(&batch.entries)?;
         done += batch.entries.len();
         progress(Step::Pushed {
             done: done.min(total.max(done)),
             total: total.max(done),
         });
     }
-    store.set_sync_state("last_push_ms", &now_ms().to_string())?;
+    engine.set_sync_state("last_push_ms", &now_ms().to_string())?;
     report.push_seconds += start.elapsed().as_secs_f64();
     Ok(())
 }
@@ -192,7 +192,7 @@ pub fn cursor_key(central: &Central) -> String {
 /// The first error that retrying did not cure; pages applied before it stay applied, with
 /// their cursor.
 pub async fn pull(
-    store: &mut Store,
+    engine: &Engine,
     central: &Central,
     opts: &SyncOptions,
     report: &mut SyncReport,
@@ -200,16 +200,16 @@ pub async fn pull(
 ) -> Result<()> {
     let start = Instant::now();
     let key = cursor_key(central);
-    let device = store.device_id().to_string();
+    let device = engine.device_id();
     loop {
-        let cursor = store.sync_state(&key)?.unwrap_or_default();
+        let cursor = engine.sync_state(&key)?.unwrap_or_default();
         let page = opts
             .backoff
             .retry("pull", || {
                 central.pull(&cursor, opts.pull_page.max(1), &device)
             })
             .await?;
-        let applied = store.apply_pulled(
+        let applied = engine.apply_pulled(
             &page.changes,
             &key,
             &page.next_cursor,
@@ -227,7 +227,7 @@ pub async fn pull(
             break;
         }
     }
-    store.set_sync_state("last_pull_ms", &now_ms().to_string())?;
+    engine.set_sync_state("last_pull_ms", &now_ms().to_string())?;
     report.pull_seconds += start.elapsed().as_secs_f64();
     Ok(())
 }
@@ -247,15 +247,15 @@ pub async fn check(central: &Central, opts: &SyncOptions) -> Result<CentralInfo>
 /// # Errors
 /// Schema and dimension mismatches before anything moves; then as [`push`] and [`pull`].
 pub async fn sync_once(
-    store: &mut Store,
+    engine: &Engine,
     central: &Central,
     opts: &SyncOptions,
     progress: &mut (dyn FnMut(Step) + Send),
 ) -> Result<SyncReport> {
     check(central, opts).await?;
     let mut report = SyncReport::default();
-    push(store, central, opts, &mut report, progress).await?;
-    pull(store, central, opts, &mut report, progress).await?;
+    push(engine, central, opts, &mut report, progress).await?;
+    pull(engine, central, opts, &mut report, progress).await?;
     Ok(report)
 }
 
@@ -285,8 +285,8 @@ pub struct VerifyReport {
 ///
 /// # Errors
 /// Transport and local errors.
-pub async fn verify(store: &Store, central: &Central, backoff: &Backoff) -> Result<VerifyReport> {
-    let local = store.checksums()?;
+pub async fn verify(engine: &Engine, central: &Central, backoff: &Backoff) -> Result<VerifyReport> {
+    let local = engine.checksums()?;
     let remote = backoff.retry("verify", || central.checksums()).await?;
     Ok(compare(&local, &remote))
 }

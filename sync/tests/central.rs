@@ -207,7 +207,7 @@ async fn a_reader_pulling_while_many_devices_push_ends_up_with_every_document() 
                                 .map_err(|e| e.to_string())?;
                             ids.insert(id);
                         }
-                        outpost_sync::sync_once(&mut device.store, &central, &opts, &mut |_| {})
+                        outpost_sync::sync_once(&device.engine().map_err(|e| e.to_string())?, &central, &opts, &mut |_| {})
                             .await
                             .map_err(|e| format!("writer {w}: {e}"))?;
                     }
@@ -217,7 +217,7 @@ async fn a_reader_pulling_while_many_devices_push_ends_up_with_every_document() 
 
             // A reader pulls in a loop all the while, in small pages.
             let done = Rc::new(Cell::new(false));
-            let mut reader = Device::new()?;
+            let reader = Device::new()?;
             let reader_central = db.pg(&u);
             let mut opts = reader.options();
             opts.pull_page = 2;
@@ -227,7 +227,7 @@ async fn a_reader_pulling_while_many_devices_push_ends_up_with_every_document() 
                     let mut pulls = 0;
                     while !done.get() {
                         outpost_sync::sync_once(
-                            &mut reader.store,
+                            &reader.engine().map_err(|e| e.to_string())?,
                             &reader_central,
                             &opts,
                             &mut |_| {},
@@ -537,7 +537,7 @@ async fn refused(
     opts: &SyncOptions,
 ) -> Result<Error, Box<dyn std::error::Error>> {
     let (depth, checksums) = (device.store.outbox_depth()?, device.store.checksums()?);
-    let err = outpost_sync::sync_once(&mut device.store, central, opts, &mut |_| {})
+    let err = outpost_sync::sync_once(&device.engine()?, central, opts, &mut |_| {})
         .await
         .expect_err("the sync must be refused");
     assert_eq!(device.store.outbox_depth()?, depth);

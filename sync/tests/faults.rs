@@ -41,7 +41,7 @@ async fn sync_with(
     central: &Central,
     opts: &SyncOptions,
 ) -> Result<outpost_sync::SyncReport, Error> {
-    outpost_sync::sync_once(&mut device.store, central, opts, &mut |_| {}).await
+    outpost_sync::sync_once(&device.engine()?, central, opts, &mut |_| {}).await
 }
 
 /// What a device holds that sync must not touch when it fails: outbox depth and checksums.

@@ -198,6 +198,14 @@ impl Store {
         })
     }
 
+    /// Rolls back a transaction that a panicking caller left open on this connection.
+    pub(crate) fn end_abandoned_transaction(&self) {
+        if !self.conn.is_autocommit() {
+            tracing::warn!("rolling back a transaction left open by a failed call");
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+
     /// This database's device id: made once, when the database was created (or upgraded to
     /// schema version 3), and stamped on every write it makes.
     pub fn device_id(&self) -> &str {
@@ -279,7 +287,7 @@ impl Store {
     ) -> Result<Collection> {
         if name.trim().is_empty() || name.len() > 128 {
             return Err(Error::invalid(
-                "--collection",
+                "collection",
                 "a collection name has 1 to 128 characters",
             ));
         }

@@ -39,11 +39,11 @@ impl ChunkParams {
     /// the model's window (`model_max_tokens` includes two special tokens).
     pub fn validate(&self, model_max_tokens: usize) -> Result<()> {
         if self.max_tokens == 0 {
-            return Err(Error::invalid("--chunk-tokens", "must be at least 1"));
+            return Err(Error::invalid("max_tokens", "must be at least 1"));
         }
         if self.overlap >= self.max_tokens {
             return Err(Error::invalid(
-                "--chunk-overlap",
+                "overlap",
                 format!(
                     "{} must be below the chunk size {}",
                     self.overlap, self.max_tokens
@@ -52,7 +52,7 @@ impl ChunkParams {
         }
         if self.max_tokens + 2 > model_max_tokens {
             return Err(Error::invalid(
-                "--chunk-tokens",
+                "max_tokens",
                 format!(
                     "{} tokens do not fit the model's window of {model_max_tokens} (2 go to special tokens)",
                     self.max_tokens
@@ -87,7 +87,7 @@ pub fn chunk<'a>(
     let config = ChunkConfig::new(params.max_tokens)
         .with_sizer(tokenizer)
         .with_overlap(params.overlap)
-        .map_err(|e| Error::invalid("--chunk-overlap", e.to_string()))?;
+        .map_err(|e| Error::invalid("overlap", e.to_string()))?;
     let spans: Vec<(usize, &str)> = if markdown {
         MarkdownSplitter::new(config).chunk_indices(text).collect()
     } else {

@@ -323,7 +323,7 @@ fn input_vector(
     match fits(model, v, coll) {
         Ok(()) => Ok(Some(v.to_vec())),
         Err(e) if vectors == Vectors::Keep => Err(format!(
-            "{e} (--reembed mismatched embeds its text instead)"
+            "{e} (import with Vectors::ReembedMismatched to embed its text instead)"
         )),
         Err(_) => Ok(None),
     }
@@ -558,7 +558,7 @@ pub fn sqlite_records(path: &std::path::Path, spec: &TableSpec) -> Result<Vec<In
             .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
             .map_err(fail)?;
         return Err(Error::invalid(
-            "--table",
+            "table",
             format!(
                 "{}: no table '{}'; it has: {}",
                 path.display(),

@@ -44,7 +44,7 @@ impl FromStr for SearchMode {
             "vector" => Ok(Self::Vector),
             "text" => Ok(Self::Text),
             _ => Err(Error::invalid(
-                "--mode",
+                "mode",
                 format!("'{s}' is not one of hybrid, vector, text"),
             )),
         }
@@ -107,7 +107,7 @@ impl FromStr for Filter {
     fn from_str(s: &str) -> Result<Self> {
         let pos = s.find(['=', '<', '>']).ok_or_else(|| {
             Error::invalid(
-                "--filter",
+                "filter",
                 format!("'{s}' is not KEY=VALUE (or KEY>=VALUE, KEY<VALUE ...)"),
             )
         })?;
@@ -125,7 +125,7 @@ impl FromStr for Filter {
             (FilterOp::Eq, &rest[1..])
         };
         if key.is_empty() {
-            return Err(Error::invalid("--filter", format!("'{s}' has no key")));
+            return Err(Error::invalid("filter", format!("'{s}' has no key")));
         }
         Ok(Filter {
             key: key.to_string(),
@@ -242,7 +242,7 @@ impl Store {
         let mut params = Vec::new();
         for f in filters.iter().filter(|f| f.key == "collection") {
             if f.op != FilterOp::Eq {
-                return Err(Error::invalid("--filter", "collection takes only '='"));
+                return Err(Error::invalid("filter", "collection takes only '='"));
             }
             collections.retain(|c| c.name == f.value);
             if !all.iter().any(|c| c.name == f.value) {
@@ -261,7 +261,7 @@ impl Store {
             if f.key == "source" {
                 if f.op != FilterOp::Eq {
                     return Err(Error::invalid(
-                        "--filter",
+                        "filter",
                         "source takes only '=' (a prefix)",
                     ));
                 }
@@ -392,7 +392,7 @@ impl Store {
         }
         if req.k == 0 || req.k > MAX_K {
             return Err(Error::invalid(
-                "-k",
+                "k",
                 format!("must be between 1 and {MAX_K}, not {}", req.k),
             ));
         }
@@ -405,7 +405,7 @@ impl Store {
         let ranked: Vec<(i64, f64)> = match req.mode {
             SearchMode::Vector => {
                 let (model, v) = req.vector.ok_or_else(|| {
-                    Error::invalid("--mode", "vector search needs a query vector")
+                    Error::invalid("mode", "vector search needs a query vector")
                 })?;
                 self.vector_ranking(&filters, model, v, depth, req.expansion)?
             }

@@ -5,7 +5,7 @@
 //! request was at fault (bad JSON, wrong types, a body over the limit, an unknown id, `k` out of
 //! range, a filter on an unknown key) and 5xx only when the agent was.
 
-use std::sync::Arc;
+
 use std::time::Instant;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -18,10 +18,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
-use outpost_core::extract::{Extracted, Format};
-use outpost_core::{
-    ContextOptions, Embedder, Engine, Filter, IngestOptions, RrfParams, SearchMode, SearchOptions,
-};
+use outpost_core::ingest::extract::Extracted;
+use outpost_core::{ContextOptions, Filter, RrfParams, SearchMode, SearchOptions, TextInput};
 
 use super::metrics::Mode;
 use super::pool::PoolError;
@@ -104,15 +102,11 @@ pub struct ErrorCode(pub &'static str);
 
 impl From<outpost_core::Error> for ApiError {
     fn from(e: outpost_core::Error) -> Self {
-        use outpost_core::Error as E;
-        let status = match &e {
-            E::NotFound { .. } => StatusCode::NOT_FOUND,
-            E::InvalidArgument { .. }
-            | E::UnknownFilterKey { .. }
-            | E::DimensionMismatch { .. }
-            | E::ModelMismatch { .. }
-            | E::Input { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        use outpost_core::ErrorKind as K;
+        let status = match e.kind() {
+            K::NotFound => StatusCode::NOT_FOUND,
+            K::InvalidInput => StatusCode::UNPROCESSABLE_ENTITY,
+            K::Database | K::Model | K::Index | K::Export => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self {
             status,
@@ -204,48 +198,6 @@ pub struct Ingested {
     chunks: usize,
 }
 
-fn first_line_title(text: &str) -> String {
-    let line = text
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("untitled");
-    line.trim_start_matches('#')
-        .trim()
-        .chars()
-        .take(80)
-        .collect()
-}
-
-fn ingest_one(
-    engine: &mut Engine,
-    embedder: &Arc<dyn Embedder>,
-    opts: &IngestOptions,
-    source: &str,
-    doc: Extracted,
-) -> Result<Ingested, outpost_core::Error> {
-    let collection = engine.store_mut().ensure_collection(
-        &opts.collection,
-        embedder.model_id(),
-        embedder.dims(),
-    )?;
-    let done = outpost_core::ingest::ingest_text(
-        engine.store_mut(),
-        embedder.as_ref(),
-        &collection,
-        source,
-        doc,
-        opts,
-        &mut |_| {},
-    )?;
-    Ok(Ingested {
-        id: done.id,
-        source: done.source,
-        outcome: format!("{:?}", done.outcome).to_lowercase(),
-        chunks: done.chunks,
-    })
-}
-
 /// Index a text (JSON) or a file upload (multipart, field `file`; optional fields
 /// `collection` and `source`).
 #[utoipa::path(post, path = "/v1/documents", tag = "documents",
@@ -310,7 +262,7 @@ pub async fn post_document(
             file.ok_or_else(|| ApiError::bad_request("multipart upload without a 'file' field"))?;
         let base = source.unwrap_or_else(|| format!("upload:{filename}"));
         let path = std::path::Path::new(&filename);
-        let (docs, bad) = outpost_core::extract::extract(path, &bytes)?;
+        let (docs, bad) = outpost_core::ingest::extract::extract(path, &bytes)?;
         if let Some(b) = bad.first() {
             return Err(ApiError {
                 status: StatusCode::UNPROCESSABLE_ENTITY,
@@ -329,43 +281,38 @@ pub async fn post_document(
             .collect()
     } else {
         let Json(body): Json<NewDocument> = Json::from_request(request, &state).await?;
-        if body.text.trim().is_empty() {
-            return Err(ApiError::bad_request("'text' is empty: nothing to index"));
-        }
         if let Some(c) = body.collection {
             opts.collection = c;
         }
-        let mut metadata = body.metadata.unwrap_or_default();
-        if let Some((k, _)) = metadata.iter().find(|(_, v)| v.is_object() || v.is_array()) {
-            return Err(ApiError::bad_request(format!(
-                "metadata '{k}' is an object or array; values are strings, numbers or booleans"
-            )));
-        }
-        let mut raw = body.text.clone().into_bytes();
-        raw.extend_from_slice(Value::Object(metadata.clone()).to_string().as_bytes());
-        metadata.insert("format".into(), "text".into());
-        let source = body
-            .source
-            .unwrap_or_else(|| format!("api:{}", uuid::Uuid::now_v7()));
-        let doc = Extracted {
-            key: None,
-            title: body.title.unwrap_or_else(|| first_line_title(&body.text)),
+        let input = TextInput {
             text: body.text,
-            metadata,
-            format: Format::Text,
-            raw,
+            title: body.title,
+            source: body
+                .source
+                .unwrap_or_else(|| format!("api:{}", uuid::Uuid::now_v7())),
+            metadata: body.metadata.unwrap_or_default(),
         };
-        vec![(source, doc)]
+        // A text the engine refuses is a bad request, as a body that does not parse.
+        vec![input
+            .into_document()
+            .map_err(|e| ApiError::bad_request(e.to_string()))?]
     };
     let metrics = state.metrics.clone();
-    let embedder = state.engines.embedder().clone();
     let started = Instant::now();
     let out = state
         .engines
         .write(move |engine| {
             docs.into_iter()
-                .map(|(source, doc)| ingest_one(engine, &embedder, &opts, &source, doc))
-                .collect::<Result<Vec<_>, _>>()
+                .map(|(source, doc)| {
+                    let done = engine.ingest_document(&source, doc, &opts)?;
+                    Ok(Ingested {
+                        id: done.id,
+                        source: done.source,
+                        outcome: format!("{:?}", done.outcome).to_lowercase(),
+                        chunks: done.chunks,
+                    })
+                })
+                .collect::<Result<Vec<_>, outpost_core::Error>>()
         })
         .await??;
     metrics
@@ -415,8 +362,7 @@ pub async fn list_documents(
     let docs = state
         .engines
         .read(move |e| {
-            e.store()
-                .list_documents(q.collection.as_deref(), q.deleted, q.limit.unwrap_or(100))
+            e.list_documents(q.collection.as_deref(), q.deleted, q.limit.unwrap_or(100))
         })
         .await??;
     Ok(Json(json!({ "documents": docs })))
@@ -432,7 +378,7 @@ pub async fn get_document(
 ) -> ApiResult<Json<Value>> {
     let doc = state
         .engines
-        .read(move |e| e.store().get_document(&id))
+        .read(move |e| e.get_document(&id))
         .await??;
     Ok(Json(serde_json::to_value(doc).unwrap_or_default()))
 }
@@ -447,7 +393,7 @@ pub async fn delete_document(
 ) -> ApiResult<Json<Value>> {
     let doc = state
         .engines
-        .write(move |e| e.store_mut().delete_document(&id))
+        .write(move |e| e.delete_document(&id))
         .await??;
     Ok(Json(serde_json::to_value(doc).unwrap_or_default()))
 }
@@ -485,8 +431,10 @@ pub struct SearchBody {
     rrf: Option<Rrf>,
 }
 
-/// One search result.
+/// One search result: the schema of `outpost_core::SearchHit`, which the API returns as the
+/// engine gives it (this type only documents it).
 #[derive(Debug, Serialize, ToSchema)]
+#[allow(dead_code)]
 pub struct Hit {
     chunk_id: String,
     document_id: String,
@@ -499,6 +447,8 @@ pub struct Hit {
     ordinal: usize,
     byte_start: usize,
     byte_end: usize,
+    /// Tokens in the chunk.
+    token_count: usize,
 }
 
 /// Search results.
@@ -506,7 +456,8 @@ pub struct Hit {
 pub struct SearchResults {
     query: String,
     mode: String,
-    results: Vec<Hit>,
+    #[schema(value_type = Vec<Hit>)]
+    results: Vec<outpost_core::SearchHit>,
 }
 
 fn search_options(
@@ -527,13 +478,13 @@ fn search_options(
         .unwrap_or("hybrid")
         .parse()
         .map_err(|e: outpost_core::Error| {
-            ApiError::bad_request(e.to_string().replace("--mode", "mode"))
+            ApiError::bad_request(e.to_string())
         })?;
     let filters = filters
         .iter()
         .map(|f| f.parse::<Filter>())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| ApiError::bad_request(e.to_string().replace("--filter", "filter")))?;
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let defaults = RrfParams::default();
     let rrf = rrf.map_or(defaults, |r| RrfParams {
         k: r.k.unwrap_or(defaults.k),
@@ -576,25 +527,10 @@ pub async fn search(
         .search_seconds
         .get_or_create(&Mode { mode: mode.clone() })
         .observe(started.elapsed().as_secs_f64());
-    let results = hits
-        .into_iter()
-        .map(|h| Hit {
-            chunk_id: h.chunk_id,
-            document_id: h.document_id,
-            title: h.title,
-            source: h.source,
-            collection: h.collection,
-            text: h.text,
-            score: h.score,
-            ordinal: h.ordinal,
-            byte_start: h.byte_start,
-            byte_end: h.byte_end,
-        })
-        .collect();
     Ok(Json(SearchResults {
         query,
         mode,
-        results,
+        results: hits,
     }))
 }
 
@@ -678,7 +614,7 @@ pub async fn create_conversation(
 ) -> ApiResult<Response> {
     let c = state
         .engines
-        .write(move |e| e.store_mut().create_conversation(&body.title))
+        .write(move |e| e.create_conversation(&body.title))
         .await??;
     Ok((StatusCode::CREATED, Json(c)).into_response())
 }
@@ -703,8 +639,7 @@ pub async fn list_conversations(
     let list = state
         .engines
         .read(move |e| {
-            e.store()
-                .conversations(q.title.as_deref(), q.limit.unwrap_or(100))
+            e.conversations(q.title.as_deref(), q.limit.unwrap_or(100))
         })
         .await??;
     Ok(Json(json!({ "conversations": list })))
@@ -720,7 +655,7 @@ pub async fn get_conversation(
 ) -> ApiResult<Json<Value>> {
     let c = state
         .engines
-        .read(move |e| e.store().conversation(&id))
+        .read(move |e| e.conversation(&id))
         .await??;
     Ok(Json(serde_json::to_value(c).unwrap_or_default()))
 }
@@ -775,8 +710,8 @@ pub async fn recent_messages(
         .engines
         .read(move |e| {
             // An unknown conversation is a 404, not an empty list.
-            e.store().conversation(&id)?;
-            e.store().recent_messages(&id, q.n.unwrap_or(20))
+            e.conversation(&id)?;
+            e.recent_messages(&id, q.n.unwrap_or(20))
         })
         .await??;
     Ok(Json(json!({ "messages": msgs })))
@@ -798,7 +733,7 @@ pub async fn healthz() -> Json<Value> {
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let db = state
         .engines
-        .read(|e| e.store().schema_version())
+        .read(|e| e.schema_version())
         .await
         .map_err(ApiError::from)
         .and_then(|r| r.map_err(ApiError::from));
@@ -825,7 +760,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 pub async fn sync_status(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     let local = state
         .engines
-        .read(|e| outpost_sync::status(e.store()))
+        .read(outpost_sync::status)
         .await?
         .map_err(|e| ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
@@ -864,10 +799,9 @@ pub async fn metrics(State(state): State<AppState>) -> ApiResult<Response> {
     let counts = state
         .engines
         .read(|e| -> Result<_, String> {
-            let s = e.store();
-            let stats = s.stats().map_err(|e| e.to_string())?;
-            let status = outpost_sync::status(s).map_err(|e| e.to_string())?;
-            let queued = s.work_depth().map_err(|e| e.to_string())?;
+            let stats = e.stats().map_err(|e| e.to_string())?;
+            let status = outpost_sync::status(e).map_err(|e| e.to_string())?;
+            let queued = e.work_depth().map_err(|e| e.to_string())?;
             Ok((stats, status, queued))
         })
         .await?

@@ -26,7 +26,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::sync::{watch as signal_watch, Notify};
 
-use outpost_core::{Embedder, Store};
+use outpost_core::Embedder;
 
 use crate::output::outln;
 
@@ -145,7 +145,7 @@ async fn serve(
     let (stop_tx, stop_rx) = signal_watch::channel(false);
     let mut tasks = Vec::new();
 
-    // Background sync, on a connection of its own.
+    // Background sync, on the agent's engine.
     let sync = if config.sync.central.is_empty() {
         SyncHandle::off()
     } else {
@@ -153,8 +153,7 @@ async fn serve(
             .context("sync.central")?;
         let setup = syncer::SyncSetup {
             central,
-            store: Store::open(&db)?,
-            embedder: embedder.clone(),
+            engine: engines.engine().clone(),
             interval: Duration::from_secs(config.sync.interval_s),
             timeout: Duration::from_secs(config.sync.timeout_s.max(1)),
             batch_size: config.sync.batch_size,
@@ -237,7 +236,7 @@ async fn serve(
     drop(_watcher);
     // The vector indexes changed since their last save are saved, so the next start loads them
     // instead of replaying the log or rebuilding.
-    if let Err(e) = Store::open(&db).and_then(|s| s.save_vector_indexes()) {
+    if let Err(e) = engines.engine().save_indexes() {
         tracing::warn!("vector indexes not saved: {e}");
     }
     tracing::info!("stopped");

@@ -1,36 +1,29 @@
-//! The agent's database connections: a few readers that serve searches and listings in
-//! parallel (SQLite in WAL mode lets them read while one writes) and one writer for everything
-//! that changes the database. Each call runs on a blocking thread, off the async runtime.
+//! The agent's door to the database: one [`Engine`] (its writer, its readers, its derived
+//! indexes), with each call run on a blocking thread, off the async runtime.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use tokio::sync::Semaphore;
-
-use outpost_core::{Embedder, Engine, Store};
+use outpost_core::{Embedder, Engine};
 
 /// Why a database call did not run.
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
-    /// The call panicked (a bug); its connection was replaced.
+    /// The call panicked (a bug); the engine rolled back what it left open.
     #[error("internal error: {0}")]
     Panicked(String),
-    /// The database could not be opened again after a panic.
+    /// The database could not be opened.
     #[error(transparent)]
     Core(#[from] outpost_core::Error),
 }
 
-/// Readers and the writer.
+/// The engine, shared by the API, the worker and the syncer.
 pub struct Engines {
-    path: PathBuf,
-    embedder: Arc<dyn Embedder>,
-    readers: Mutex<Vec<Engine>>,
-    permits: Semaphore,
-    writer: Arc<tokio::sync::Mutex<Engine>>,
+    engine: Arc<Engine>,
 }
 
 impl Engines {
-    /// Opens `readers` reading connections and one writing connection to the database at `path`.
+    /// Opens the database at `path` with one writer and `readers` readers.
     ///
     /// # Errors
     /// The database's own errors (corrupt, foreign, newer schema ...).
@@ -39,25 +32,22 @@ impl Engines {
         embedder: Arc<dyn Embedder>,
         readers: usize,
     ) -> Result<Self, outpost_core::Error> {
-        let writer = Engine::new(Store::open(&path)?, embedder.clone());
-        let readers = (0..readers.max(1))
-            .map(|_| Ok(Engine::new(Store::open(&path)?, embedder.clone())))
-            .collect::<Result<Vec<_>, outpost_core::Error>>()?;
         Ok(Self {
-            permits: Semaphore::new(readers.len()),
-            readers: Mutex::new(readers),
-            writer: Arc::new(tokio::sync::Mutex::new(writer)),
-            path,
-            embedder,
+            engine: Arc::new(Engine::open(&path, embedder, readers)?),
         })
     }
 
     /// The embedder every connection uses.
     pub fn embedder(&self) -> &Arc<dyn Embedder> {
-        &self.embedder
+        self.engine.embedder_arc()
     }
 
-    /// Runs `f` on a reading connection.
+    /// The engine itself, for work that holds it across awaits (sync).
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// Runs `f` (a read: the engine hands it a reader) on a blocking thread.
     ///
     /// # Errors
     /// [`PoolError`] if `f` panicked.
@@ -66,52 +56,28 @@ impl Engines {
         T: Send + 'static,
         F: FnOnce(&Engine) -> T + Send + 'static,
     {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|e| PoolError::Panicked(e.to_string()))?;
-        let engine = self
-            .readers
-            .lock()
-            .map_err(|e| PoolError::Panicked(e.to_string()))?
-            .pop()
-            .ok_or_else(|| PoolError::Panicked("no reader left".into()))?;
-        let joined = tokio::task::spawn_blocking(move || {
-            let out = f(&engine);
-            (engine, out)
-        })
-        .await;
-        let (engine, out) = match joined {
-            Ok(pair) => pair,
-            Err(e) => {
-                // Replace the connection the panic took with it.
-                let fresh = Engine::new(Store::open(&self.path)?, self.embedder.clone());
-                self.give_back(fresh);
-                return Err(PoolError::Panicked(e.to_string()));
-            }
-        };
-        self.give_back(engine);
-        Ok(out)
+        self.run(f).await
     }
 
-    fn give_back(&self, engine: Engine) {
-        if let Ok(mut readers) = self.readers.lock() {
-            readers.push(engine);
-        }
-    }
-
-    /// Runs `f` on the writing connection, after the writes queued before it.
+    /// Runs `f` (a write: the engine's writer takes writes in turn) on a blocking thread.
     ///
     /// # Errors
     /// [`PoolError`] if `f` panicked.
     pub async fn write<T, F>(&self, f: F) -> Result<T, PoolError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Engine) -> T + Send + 'static,
+        F: FnOnce(&Engine) -> T + Send + 'static,
     {
-        let mut guard = self.writer.clone().lock_owned().await;
-        tokio::task::spawn_blocking(move || f(&mut guard))
+        self.run(f).await
+    }
+
+    async fn run<T, F>(&self, f: F) -> Result<T, PoolError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Engine) -> T + Send + 'static,
+    {
+        let engine = self.engine.clone();
+        tokio::task::spawn_blocking(move || f(&engine))
             .await
             .map_err(|e| PoolError::Panicked(e.to_string()))
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use outpost_core::{Embedder, Store};
+use outpost_core::Engine;
 use outpost_sync::{Backoff, CentralConfig, SyncOptions, SyncReport};
 
 use super::metrics::Metrics;
@@ -106,8 +106,8 @@ fn now_ms() -> i64 {
 /// What the sync task needs.
 pub struct SyncSetup {
     pub central: CentralConfig,
-    pub store: Store,
-    pub embedder: Arc<dyn Embedder>,
+    /// The agent's engine: sync takes its writer for each batch it applies.
+    pub engine: Arc<Engine>,
     pub interval: Duration,
     pub timeout: Duration,
     pub batch_size: usize,
@@ -145,14 +145,13 @@ async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let SyncSetup {
-        mut store,
-        embedder,
+        engine,
         interval,
         batch_size,
         metrics,
         ..
     } = setup;
-    let mut opts = SyncOptions::new(embedder.model_id(), embedder.dims());
+    let mut opts = SyncOptions::new(engine.embedder().model_id(), engine.embedder().dims());
     opts.batch_size = batch_size.max(1);
     // Ride over a blip within one round; longer outages are the loop's business.
     opts.backoff = Backoff {
@@ -177,7 +176,7 @@ async fn run(
         if *shutdown.borrow() {
             break;
         }
-        let result = round(&mut store, &central, &opts, embedder.as_ref()).await;
+        let result = round(&engine, &central, &opts).await;
         let mut s = state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -222,12 +221,11 @@ async fn run(
 
 /// One sync, then embedding of pulled documents whose vectors came from another model.
 async fn round(
-    store: &mut Store,
+    engine: &Engine,
     central: &outpost_sync::Central,
     opts: &SyncOptions,
-    embedder: &dyn Embedder,
 ) -> Result<SyncReport, (String, bool)> {
-    let report = outpost_sync::sync_once(store, central, opts, &mut |_| {})
+    let report = outpost_sync::sync_once(engine, central, opts, &mut |_| {})
         .await
         .map_err(|e| {
             let offline = matches!(
@@ -236,15 +234,8 @@ async fn round(
             );
             (e.to_string(), offline)
         })?;
-    let pending = store
-        .pending_reembed()
+    engine
+        .reembed_pending(&|| false)
         .map_err(|e| (e.to_string(), false))?;
-    for (id, texts) in &pending {
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let vectors = embedder.embed(&refs).map_err(|e| (e.to_string(), false))?;
-        store
-            .store_reembedded(id, &vectors)
-            .map_err(|e| (e.to_string(), false))?;
-    }
     Ok(report)
 }

@@ -17,7 +17,7 @@ use notify::{EventKind, RecursiveMode};
 use notify_debouncer_full::{new_debouncer, DebounceEventResult, DebouncedEvent};
 use tokio::sync::mpsc;
 
-use outpost_core::{Store, WorkItem, WorkOp};
+use outpost_core::{Engine, WorkItem, WorkOp};
 
 /// What the watcher reports.
 #[derive(Debug)]
@@ -137,15 +137,15 @@ impl Folders {
     ///
     /// # Errors
     /// Database errors.
-    pub fn scan(&self, store: &mut Store, model: (&str, usize)) -> Result<Vec<WorkItem>> {
-        let collection = store.ensure_collection(&self.collection, model.0, model.1)?;
+    pub fn scan(&self, engine: &Engine) -> Result<Vec<WorkItem>> {
+        let collection = engine.ensure_collection(&self.collection)?;
         let mut work = Vec::new();
         for dir in &self.dirs {
             let files = self.files_under(dir);
             let present: std::collections::HashSet<&str> =
                 files.iter().map(|w| w.path.as_str()).collect();
             let prefix = format!("{}/", dir.display());
-            for (_, source) in store.live_sources_with_prefix(&collection, &prefix)? {
+            for (_, source) in engine.live_sources_with_prefix(&collection, &prefix)? {
                 if !present.contains(source.as_str()) {
                     work.push(self.item(Path::new(&source), WorkOp::Delete));
                 }

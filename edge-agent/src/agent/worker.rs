@@ -31,27 +31,26 @@ enum Done {
 }
 
 /// Deletes the document of `path`, or every live document under it if it was a folder.
-fn delete_path(engine: &mut Engine, collection: &str, path: &str) -> outpost_core::Result<usize> {
-    let Some(coll) = engine.store().collection(collection)? else {
+fn delete_path(engine: &Engine, collection: &str, path: &str) -> outpost_core::Result<usize> {
+    let Some(coll) = engine.collection(collection)? else {
         return Ok(0);
     };
     let mut ids: Vec<String> = engine
-        .store()
         .live_sources_with_prefix(&coll, &format!("{path}/"))?
         .into_iter()
         .map(|(id, _)| id)
         .collect();
-    if let Some((id, _, false)) = engine.store().document_by_source(&coll, path)? {
+    if let Some((id, _)) = engine.document_by_source(collection, path)? {
         ids.push(id);
     }
     for id in &ids {
-        engine.store_mut().delete_document(id)?;
+        engine.delete_document(id)?;
     }
     Ok(ids.len())
 }
 
 fn process(
-    engine: &mut Engine,
+    engine: &Engine,
     work: &QueuedWork,
     opts: &IngestOptions,
 ) -> outpost_core::Result<Done> {
@@ -59,14 +58,8 @@ fn process(
     let mut opts = opts.clone();
     opts.collection.clone_from(&item.collection);
     if let WorkOp::Move { from } = &item.op {
-        let (model, dims) = (
-            engine.embedder().model_id().to_string(),
-            engine.embedder().dims(),
-        );
-        let coll = engine
-            .store_mut()
-            .ensure_collection(&item.collection, &model, dims)?;
-        engine.store_mut().move_document(&coll, from, &item.path)?;
+        let coll = engine.ensure_collection(&item.collection)?;
+        engine.move_document(&coll, from, &item.path)?;
     }
     if item.op == WorkOp::Delete || !Path::new(&item.path).exists() {
         let n = delete_path(engine, &item.collection, &item.path)?;
@@ -100,7 +93,7 @@ pub async fn run(
         if *shutdown.borrow() {
             return;
         }
-        let work = match engines.write(|e| e.store().next_work(16)).await {
+        let work = match engines.read(|e| e.next_work(16)).await {
             Ok(Ok(work)) => work,
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "reading the work queue");
@@ -130,18 +123,16 @@ pub async fn run(
             let result = engines
                 .write(move |e| {
                     let done = process(e, &w, &opts);
-                    let store = e.store_mut();
                     let finished = match &done {
-                        Ok(_) => store.finish_work(&w.item.path, w.seq),
+                        Ok(_) => e.finish_work(&w.item.path, w.seq),
                         Err(err) if w.attempts + 1 >= MAX_ATTEMPTS => {
                             tracing::error!(path = %w.item.path, error = %err, attempts = w.attempts + 1, "giving up on a file");
-                            store.finish_work(&w.item.path, w.seq)
+                            e.finish_work(&w.item.path, w.seq)
                         }
                         Err(err) => {
                             // 1 s, 2 s, 4 s ... up to 2 minutes.
                             let delay = 1000i64 << w.attempts.min(7);
-                            store
-                                .retry_work(&w.item.path, w.seq, &err.to_string(), delay)
+                            e.retry_work(&w.item.path, w.seq, &err.to_string(), delay)
                                 .map(|()| false)
                         }
                     };
@@ -195,10 +186,9 @@ pub async fn enqueue(
         let folders = folders.clone();
         let queued = engines
             .write(move |e| -> anyhow::Result<usize> {
-                let model = (e.embedder().model_id().to_string(), e.embedder().dims());
                 let mut work = Vec::new();
                 if batch.iter().any(|b| matches!(b, WatchEvent::Rescan)) {
-                    work = folders.scan(e.store_mut(), (&model.0, model.1))?;
+                    work = folders.scan(e)?;
                 } else {
                     for b in batch {
                         if let WatchEvent::Work(w) = b {
@@ -206,7 +196,7 @@ pub async fn enqueue(
                         }
                     }
                 }
-                e.store_mut().enqueue_work(&work)?;
+                e.enqueue_work(&work)?;
                 Ok(work.len())
             })
             .await;

@@ -84,7 +84,7 @@ struct BenchData {
 /// What building the indexes, saving them and loading them again took.
 struct Indexing {
     index_seconds: f64,
-    memory: outpost_core::ann::IndexMemory,
+    memory: outpost_core::index::ann::IndexMemory,
     cold_start_seconds: f64,
     /// Seconds to build and to load the text index.
     text_index_seconds: (f64, f64),
@@ -109,7 +109,7 @@ fn index_and_reopen(store: Store, path: &Path) -> Result<(Store, Indexing)> {
 fn reopen(
     store: Store,
     path: &Path,
-    built: Option<(f64, f64, outpost_core::ann::IndexMemory)>,
+    built: Option<(f64, f64, outpost_core::index::ann::IndexMemory)>,
 ) -> Result<(Store, Indexing)> {
     store.unload_vector_indexes()?;
     drop(store);
@@ -150,7 +150,7 @@ fn check_reused(store: &Store, coll: &Collection, vectors: &[Vec<f32>]) -> Resul
             [],
             |r| r.get(0),
         )?;
-        same &= row.is_some_and(|v| outpost_core::store::vector_blob(v) == stored);
+        same &= row.is_some_and(|v| outpost_core::db::vector_blob(v) == stored);
     }
     anyhow::ensure!(
         same,
@@ -172,7 +172,7 @@ fn rows_of(store: &Store, vec_table: &str) -> Result<(Rows, Vec<Vec<f32>>)> {
     let (mut ids, mut vectors) = (std::collections::HashMap::new(), Vec::new());
     while let Some(r) = rows.next()? {
         ids.insert(r.get::<_, String>(0)?, vectors.len());
-        vectors.push(outpost_core::store::blob_to_vector(
+        vectors.push(outpost_core::db::blob_to_vector(
             &r.get::<_, Vec<u8>>(1)?,
         ));
     }
@@ -504,7 +504,7 @@ fn measure(args: &BenchSearchArgs, data: BenchData) -> Result<i32> {
         let mut times = Vec::with_capacity(queries.len());
         let mut returned = 0usize;
         for (_, v) in queries {
-            let blob = outpost_core::store::vector_blob(v);
+            let blob = outpost_core::db::vector_blob(v);
             let t = Instant::now();
             let rows: Vec<(i64, f64)> = stmt
                 .query_map(rusqlite::params![blob, args.k as i64], |r| {

@@ -178,15 +178,15 @@ async fn one(
     opts.batch_size = batch;
     opts.backoff = Backoff::none();
     let dir = tempfile::tempdir()?;
-    let mut a = build_store(dir.path(), chunks, seed)?;
+    let a = device(build_store(dir.path(), chunks, seed)?);
     truncate(central_url).await?;
     let mut pushed = SyncReport::default();
-    outpost_sync::push(&mut a, &central, &opts, &mut pushed, &mut |_| {}).await?;
+    outpost_sync::push(&a, &central, &opts, &mut pushed, &mut |_| {}).await?;
     // A fresh device pulls everything: the bootstrap.
     let other = tempfile::tempdir()?;
-    let mut b = Store::open(other.path().join("b.db"))?;
+    let b = device(Store::open(other.path().join("b.db"))?);
     let mut pulled = SyncReport::default();
-    outpost_sync::pull(&mut b, &central, &opts, &mut pulled, &mut |_| {}).await?;
+    outpost_sync::pull(&b, &central, &opts, &mut pulled, &mut |_| {}).await?;
     anyhow::ensure!(
         pulled.pulled_chunks == chunks && pushed.pushed_chunks == chunks,
         "pushed {} and pulled {} chunk rows of {chunks}",
@@ -267,4 +267,10 @@ pub fn run(args: &BenchSyncArgs) -> Result<i32> {
         }
         Ok(0)
     })
+}
+
+/// The engine sync runs on, over a synthetic store; its vectors are the bench's own, so the
+/// embedder only has to be of their size.
+fn device(store: Store) -> outpost_core::Engine {
+    outpost_core::Engine::new(store, std::sync::Arc::new(outpost_core::HashEmbedder::new(DIMS)))
 }

@@ -11,7 +11,7 @@ use crate::output::{outln, print_json};
 pub fn conv(cli: &Cli, cmd: &ConvCommand) -> Result<i32> {
     match cmd {
         ConvCommand::New { title, json } => {
-            let mut store = open_store(cli)?;
+            let store = open_store(cli)?;
             let c = store.create_conversation(title)?;
             if *json {
                 print_json(&serde_json::to_value(&c)?)?;
@@ -31,7 +31,7 @@ pub fn conv(cli: &Cli, cmd: &ConvCommand) -> Result<i32> {
             }
         }
         ConvCommand::Add { id, role, text } => {
-            let (mut engine, _) = engine(cli)?;
+            let (engine, _) = engine(cli)?;
             let m = engine.add_message(id, role, &text.join(" "))?;
             outln!("{} #{}", m.id, m.seq)?;
         }

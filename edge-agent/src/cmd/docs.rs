@@ -27,7 +27,7 @@ pub fn init(cli: &Cli) -> Result<i32> {
 
 /// `outpost ingest`.
 pub fn ingest(cli: &Cli, args: &IngestArgs) -> Result<i32> {
-    let (mut engine, model) = engine(cli)?;
+    let (engine, model) = engine(cli)?;
     let opts = IngestOptions {
         collection: args.collection.clone(),
         max_file_size: args.max_file_size,
@@ -66,7 +66,7 @@ pub fn ingest(cli: &Cli, args: &IngestArgs) -> Result<i32> {
     bar.set_message("updating the search indexes");
     // The batch job pays for the index, so that the next search starts warm.
     let indexing = Instant::now();
-    engine.store().refresh_vector_indexes()?;
+    engine.refresh_indexes()?;
     let index_secs = indexing.elapsed().as_secs_f64();
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
@@ -91,7 +91,11 @@ pub fn ingest(cli: &Cli, args: &IngestArgs) -> Result<i32> {
             index_secs
         )?;
         for f in &report.failures {
-            outln!("  failed: {}: {}", f.path, f.reason)?;
+            // The library names its option; the user knows the flag.
+            let reason = f
+                .reason
+                .replace("(max_file_size)", "(raise it with --max-file-size)");
+            outln!("  failed: {}: {reason}", f.path)?;
         }
     }
     Ok(if report.failed > 0 { 2 } else { 0 })
@@ -99,7 +103,7 @@ pub fn ingest(cli: &Cli, args: &IngestArgs) -> Result<i32> {
 
 /// `outpost docs`.
 pub fn docs(cli: &Cli, cmd: &DocsCommand) -> Result<i32> {
-    let mut store = open_store(cli)?;
+    let store = open_store(cli)?;
     match cmd {
         DocsCommand::List {
             collection,

@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 use serde::Serialize;
 
-use outpost_core::eval::{dedup_keep_first, mrr_at, ndcg_at, recall_at, Qrels};
+use outpost_core::search::eval::{dedup_keep_first, mrr_at, ndcg_at, recall_at, Qrels};
 use outpost_core::{ChunkParams, Embedder, RrfParams, SearchMode, SearchRequest};
 
 use crate::beir::{index_corpus, progress_bar, read_qrels, read_queries};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 
-use outpost_core::{Engine, Store};
+use outpost_core::Engine;
 
 use crate::cli::Cli;
 
@@ -23,10 +23,10 @@ pub fn db_path(cli: &Cli) -> PathBuf {
     cli.db.clone().unwrap_or_else(default_db)
 }
 
-/// The database at [`db_path`].
-pub fn open_store(cli: &Cli) -> Result<Store> {
-    // Store errors name the file already.
-    Ok(Store::open(db_path(cli))?)
+/// The database at [`db_path`], for commands that embed nothing (no model is loaded).
+pub fn open_store(cli: &Cli) -> Result<Engine> {
+    // The engine's errors name the file already.
+    Ok(Engine::open_without_model(db_path(cli))?)
 }
 
 /// The embedding model, loaded on the GPU unless `--cpu` (or none is available).
@@ -40,7 +40,8 @@ pub fn load_embedder(cli: &Cli) -> Result<Arc<outpost_models::BertEmbedder>> {
 
 /// An engine over the database and the model; the model also on its own, for its counters.
 pub fn engine(cli: &Cli) -> Result<(Engine, Arc<outpost_models::BertEmbedder>)> {
-    let store = open_store(cli)?;
     let model = load_embedder(cli)?;
-    Ok((Engine::new(store, model.clone()), model))
+    // A command is one caller: one reader beside the writer is enough.
+    let engine = Engine::open(db_path(cli), model.clone(), 1)?;
+    Ok((engine, model))
 }

@@ -25,14 +25,7 @@ pub fn search(cli: &Cli, args: &SearchArgs) -> Result<i32> {
     let query = args.query.join(" ");
     let hits = if mode == SearchMode::Text {
         // Full-text search needs no model; don't load one.
-        let store = open_store(cli)?;
-        let req = outpost_core::SearchRequest {
-            mode,
-            filters: &opts.filters,
-            rrf: opts.rrf,
-            ..outpost_core::SearchRequest::new(&query, opts.k)
-        };
-        store.search(&req)?
+        open_store(cli)?.search(&query, &opts)?
     } else {
         engine(cli)?.0.search(&query, &opts)?
     };

@@ -7,10 +7,10 @@ use anyhow::{Context as _, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use outpost_core::{Embedder, Store};
+use outpost_core::Embedder;
 use outpost_sync::{Backoff, Central, CentralConfig, Step, SyncOptions, SyncReport};
 
-use super::open::{load_embedder, open_store};
+use super::open::{engine, load_embedder, open_store};
 use crate::cli::{CentralArgs, CentralJob, Cli, SyncArgs, SyncCommand};
 use crate::output::{outln, print_json};
 
@@ -55,17 +55,6 @@ fn on_step(bar: &ProgressBar) -> impl FnMut(Step) + '_ {
     }
 }
 
-/// Embeds pulled documents whose vectors came from another model.
-fn reembed(store: &mut Store, model: &dyn Embedder) -> Result<usize> {
-    let pending = store.pending_reembed()?;
-    for (id, texts) in &pending {
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let vectors = model.embed(&refs)?;
-        store.store_reembedded(id, &vectors)?;
-    }
-    Ok(pending.len())
-}
-
 fn print_report(what: &str, report: &SyncReport, reembedded: usize, json: bool) -> Result<()> {
     if json {
         let mut v = serde_json::to_value(report)?;
@@ -105,18 +94,17 @@ pub fn sync(cli: &Cli, args: &SyncArgs) -> Result<i32> {
     if let Some(SyncCommand::Status { json }) = &args.command {
         return status(cli, *json);
     }
-    let mut store = open_store(cli)?;
-    let model = load_embedder(cli)?;
+    let (store, model) = engine(cli)?;
     let (config, central) = central(&args.central)?;
     tracing::info!(central = %config.describe(), "sync");
     let opts = options(&args.central, model.as_ref());
     let rt = runtime()?;
     rt.block_on(async {
         loop {
-            let result = outpost_sync::sync_once(&mut store, &central, &opts, &mut |_| {}).await;
+            let result = outpost_sync::sync_once(&store, &central, &opts, &mut |_| {}).await;
             match result {
                 Ok(report) => {
-                    let n = reembed(&mut store, model.as_ref())?;
+                    let n = store.reembed_pending(&|| false)?;
                     print_report("sync", &report, n, args.json)?;
                 }
                 Err(e) if args.once || !e.is_retryable() => {
@@ -173,7 +161,7 @@ fn status(cli: &Cli, json: bool) -> Result<i32> {
 
 /// `outpost backfill`: queue everything, then push it.
 pub fn backfill(cli: &Cli, job: &CentralJob) -> Result<i32> {
-    let mut store = open_store(cli)?;
+    let store = open_store(cli)?;
     let model = load_embedder(cli)?;
     let (config, central) = central(&job.central)?;
     let opts = options(&job.central, model.as_ref());
@@ -187,7 +175,7 @@ pub fn backfill(cli: &Cli, job: &CentralJob) -> Result<i32> {
     let report = rt.block_on(async {
         outpost_sync::check(&central, &opts).await?;
         let mut report = SyncReport::default();
-        outpost_sync::push(&mut store, &central, &opts, &mut report, &mut on_step(&bar)).await?;
+        outpost_sync::push(&store, &central, &opts, &mut report, &mut on_step(&bar)).await?;
         Ok::<_, outpost_sync::Error>(report)
     });
     bar.finish_and_clear();
@@ -198,8 +186,7 @@ pub fn backfill(cli: &Cli, job: &CentralJob) -> Result<i32> {
 
 /// `outpost bootstrap`: pull everything from the start.
 pub fn bootstrap(cli: &Cli, job: &CentralJob) -> Result<i32> {
-    let mut store = open_store(cli)?;
-    let model = load_embedder(cli)?;
+    let (store, model) = engine(cli)?;
     let (config, central) = central(&job.central)?;
     let opts = options(&job.central, model.as_ref());
     store.set_sync_state(&outpost_sync::reconcile::cursor_key(&central), "")?;
@@ -208,12 +195,12 @@ pub fn bootstrap(cli: &Cli, job: &CentralJob) -> Result<i32> {
     let report = rt.block_on(async {
         outpost_sync::check(&central, &opts).await?;
         let mut report = SyncReport::default();
-        outpost_sync::pull(&mut store, &central, &opts, &mut report, &mut on_step(&bar)).await?;
+        outpost_sync::pull(&store, &central, &opts, &mut report, &mut on_step(&bar)).await?;
         Ok::<_, outpost_sync::Error>(report)
     });
     bar.finish_and_clear();
     let report = report.with_context(|| format!("bootstrap from {}", config.describe()))?;
-    let n = reembed(&mut store, model.as_ref())?;
+    let n = store.reembed_pending(&|| false)?;
     print_report("bootstrap", &report, n, job.json)?;
     Ok(0)
 }

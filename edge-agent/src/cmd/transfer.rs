@@ -1,5 +1,5 @@
 //! `outpost import` and `outpost export`: reading the inputs, progress and reports; the
-//! storing is `outpost_core::import`.
+//! storing is `outpost_core::ingest::import`.
 
 use std::io::{BufRead, IsTerminal as _};
 use std::path::Path;
@@ -9,9 +9,9 @@ use anyhow::{Context as _, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use outpost_core::import::{self, ImportOptions, ImportReport, Input, Vectors};
+use outpost_core::ingest::import::{self, ImportOptions, ImportReport, Input, Vectors};
 
-use super::open::{load_embedder, open_store};
+use super::open::{db_path, load_embedder, open_store};
 use crate::cli::{Cli, ExportCommand, ImportArgs, ImportCommand, Reembed};
 use crate::output::{outln, PipeWatch};
 
@@ -35,7 +35,7 @@ pub fn import(cli: &Cli, cmd: &ImportCommand) -> Result<i32> {
         } => {
             let model = load_embedder(cli)?;
             let model_id = outpost_core::Embedder::model_id(model.as_ref()).to_string();
-            let records = outpost_core::chroma::read_store(path, collection)?
+            let records = outpost_core::ingest::chroma::read_store(path, collection)?
                 .into_iter()
                 .flat_map(|c| c.records)
                 .map(move |(at, r)| {
@@ -144,16 +144,14 @@ fn run_import_with(
     collection: Option<&str>,
     records: impl Iterator<Item = Input>,
 ) -> Result<i32> {
-    let mut store = open_store(cli)?;
+    let store = outpost_core::Engine::open(db_path(cli), model, 1)?;
     let opts = options(args, collection);
     let bar = bar(args.json, "{spinner} {pos} records read {per_sec}");
     let started = Instant::now();
-    let report = import::import_records(&mut store, model.as_ref(), records, &opts, &mut |n| {
-        bar.set_position(n as u64)
-    })?;
+    let report = store.import(records, &opts, &mut |n| bar.set_position(n as u64))?;
     bar.set_message("updating the search indexes");
     let indexing = Instant::now();
-    store.refresh_vector_indexes()?;
+    store.refresh_indexes()?;
     let index_secs = indexing.elapsed().as_secs_f64();
     bar.finish_and_clear();
     print_report(
@@ -209,8 +207,7 @@ pub fn export(cli: &Cli, cmd: &ExportCommand) -> Result<i32> {
     let to_stdout = file.as_os_str() == "-";
     let report = if to_stdout {
         let mut out = PipeWatch::new(std::io::BufWriter::new(std::io::stdout().lock()));
-        let exported = import::export_jsonl(
-            &store,
+        let exported = store.export_jsonl(
             &mut out,
             collection.as_deref(),
             *with_embeddings,
@@ -228,8 +225,7 @@ pub fn export(cli: &Cli, cmd: &ExportCommand) -> Result<i32> {
                 std::fs::File::create(&tmp)
                     .with_context(|| format!("creating {}", tmp.display()))?,
             );
-            let report = import::export_jsonl(
-                &store,
+            let report = store.export_jsonl(
                 &mut out,
                 collection.as_deref(),
                 *with_embeddings,

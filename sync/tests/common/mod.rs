@@ -277,6 +277,15 @@ impl Device {
         Ok(Self { store, _dir: dir })
     }
 
+    /// The engine that sync runs on: a connection of its own to this device's database, as
+    /// in the agent, with the real model.
+    pub fn engine(&self) -> Result<outpost_core::Engine, outpost_core::Error> {
+        Ok(outpost_core::Engine::new(
+            Store::open(self.store.path())?,
+            model(),
+        ))
+    }
+
     pub fn collection(&mut self, name: &str) -> Result<Collection, outpost_core::Error> {
         use outpost_core::Embedder;
         let m = model();
@@ -339,14 +348,14 @@ impl Device {
         central: &Central,
     ) -> Result<outpost_sync::SyncReport, outpost_sync::Error> {
         let opts = self.options();
-        outpost_sync::sync_once(&mut self.store, central, &opts, &mut |_| {}).await
+        outpost_sync::sync_once(&self.engine()?, central, &opts, &mut |_| {}).await
     }
 
     pub async fn verify(
         &self,
         central: &Central,
     ) -> Result<outpost_sync::VerifyReport, outpost_sync::Error> {
-        outpost_sync::verify(&self.store, central, &Backoff::none()).await
+        outpost_sync::verify(&self.engine()?, central, &Backoff::none()).await
     }
 }
 
