@@ -18,10 +18,15 @@
 //!   [`Store`] on that file: readers in a pool search one graph.
 //! - Saved as `<db>.ann/c<collection>-<device>-<applied log id>.usearch` with its f32 rows in
 //!   `….vectors` beside it, each written under a temporary name and renamed (the rows first);
-//!   the newest complete pair is loaded on start, and only the log after it is replayed.
+//!   the newest complete pair is loaded on start, and only the log after it is replayed. Both
+//!   begin with the Outpost header (`index::header`; the graph's payload is usearch's own
+//!   serialization): a file that fails its checks, or disagrees with the collection or with
+//!   the other file, is named in one warning and the index rebuilt from SQLite; the rebuild's
+//!   save supersedes it.
 //! - Collections with fewer than [`MIN_VECTORS`] vectors are searched exactly by sqlite-vec.
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex, RwLock};
 
@@ -32,6 +37,7 @@ use crate::db::{blob_to_vector, in_read_tx, Store};
 use crate::error::{Error, Result};
 use crate::model::Collection;
 
+use super::header::{self, Rejected};
 use super::vectors::{dot, dots_i8, Vectors};
 
 /// Memory a database's loaded vector indexes take.
@@ -385,30 +391,35 @@ fn vectors_path(path: &Path) -> PathBuf {
     path.with_extension("vectors")
 }
 
-fn load(path: &Path, applied: i64, coll: &Collection) -> Option<Ann> {
-    let index = Index::restore(path.to_str()?)
-        .map_err(|e| tracing::warn!("ignoring vector index {}: {e}", path.display()))
-        .ok()?;
+/// The graph saved at `path` with the rows beside it, if both are sound and agree with `coll`
+/// and with each other.
+fn load(path: &Path, applied: i64, coll: &Collection) -> std::result::Result<Ann, Rejected> {
+    let reject = |why: String| Rejected::new(path, why);
+    let index = {
+        // Mapped rather than read: usearch copies the graph out, and the map costs no heap.
+        let map = header::map(path, false).map_err(|e| reject(format!("reading: {e}")))?;
+        let (graph, _) = header::read(&header::GRAPH, &map).map_err(reject)?;
+        Index::restore_from_buffer(graph).map_err(|e| reject(format!("usearch: {e}")))?
+    };
     if index.dimensions() != coll.dims {
-        tracing::warn!("ignoring vector index {}: wrong dimension", path.display());
-        return None;
+        return Err(reject(format!(
+            "holds {}-d vectors, expected {}-d",
+            index.dimensions(),
+            coll.dims
+        )));
     }
-    let vectors = Vectors::open(&vectors_path(path), coll.dims)
-        .map_err(|e| tracing::warn!("ignoring vector index {}: {e}", path.display()))
-        .ok()?;
+    let vectors = Vectors::open(&vectors_path(path), coll.dims)?;
     if vectors.len() != index.size() {
-        tracing::warn!(
-            "ignoring vector index {}: {} vectors in the graph, {} rows beside it",
-            path.display(),
+        return Err(reject(format!(
+            "{} vectors in the graph, {} rows beside it",
             index.size(),
             vectors.len()
-        );
-        return None;
+        )));
     }
     index
         .reserve_capacity_and_threads(index.size().max(1024), SEARCH_THREADS)
-        .ok()?;
-    Some(Ann::new(index, vectors, applied, 0))
+        .map_err(|e| reject(format!("reserving capacity: {e}")))?;
+    Ok(Ann::new(index, vectors, applied, 0))
 }
 
 /// Replays the log after `ann.applied`. The caller holds a read transaction.
@@ -444,14 +455,25 @@ fn save(dir: &Path, prefix: &str, ann: &mut Ann) -> Result<()> {
     let tmp = dir.join(format!("{name}.tmp-{}", std::process::id()));
     let path = dir.join(&name);
     let rows = vectors_path(&path);
-    let tmp_str = tmp
-        .to_str()
-        .ok_or_else(|| Error::Index(format!("{} is not UTF-8", tmp.display())))?;
     // The rows first: an index file is only loaded with its rows beside it.
     ann.vectors.save(&rows)?;
+    // usearch serialises into memory so that the file can begin with our header: while it is
+    // written, the graph takes twice its memory.
+    let mut graph = vec![0u8; ann.index.serialized_length()];
     ann.index
-        .save(tmp_str)
+        .save_to_buffer(&mut graph)
         .map_err(|e| err("saving the index", e))?;
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&graph);
+    let head = header::write(&header::GRAPH, graph.len() as u64, &crc);
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&head)?;
+        f.write_all(&graph)?;
+        f.sync_all()
+    };
+    write().map_err(|e| err(&format!("writing {}", tmp.display()), e))?;
+    drop(graph);
     std::fs::rename(&tmp, &path).map_err(|e| err(&format!("renaming {}", tmp.display()), e))?;
     // Older files of this collection are superseded.
     let keep = rows.file_name().map(|n| n.to_string_lossy().to_string());
@@ -489,7 +511,18 @@ impl Store {
                         .filter(|(_, applied)| {
                             *applied <= head && log_covers(&self.conn, *applied).unwrap_or(false)
                         })
-                        .and_then(|(p, applied)| load(&p, applied, coll));
+                        .and_then(|(p, applied)| {
+                            load(&p, applied, coll)
+                                .map_err(|r| {
+                                    tracing::warn!(
+                                        "rebuilding the vector index of collection '{}': {r}",
+                                        coll.name
+                                    );
+                                    self.note_rejected(&r);
+                                })
+                                .ok()
+                        });
+                    self.note_index(loaded.is_some());
                     match loaded {
                         Some(mut ann) => {
                             catch_up(&self.conn, coll, &mut ann)?;
@@ -533,6 +566,7 @@ impl Store {
         {
             // The log went backwards (the file was replaced), or was trimmed past this index
             // (in another process): rebuild.
+            self.note_index(false);
             *ann = in_read_tx(&self.conn, || build(&self.conn, coll))?;
         } else if head > ann.applied {
             in_read_tx(&self.conn, || catch_up(&self.conn, coll, &mut ann))?;
@@ -693,6 +727,7 @@ impl Store {
                 let mut ann = entry
                     .write()
                     .map_err(|_| Error::Index("an index lock is poisoned".into()))?;
+                self.note_index(false);
                 *ann = in_read_tx(&self.conn, || build(&self.conn, &coll))?;
             }
         }
@@ -899,6 +934,91 @@ mod tests {
             .index
             .size();
         assert_eq!(size, 3_500);
+        Ok(())
+    }
+
+    /// What checksumming a `.vectors` file's rows would add to an index's load (why the rows
+    /// are left out of its checksum). Run with
+    /// `cargo test -p outpost-core --features failpoints --lib -- --ignored --nocapture load_cost`.
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn load_cost_of_checksumming_the_rows() -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let (n, dims) = (100_000, 384);
+        let coll = Collection {
+            id: 1,
+            name: "m".into(),
+            model_id: "m".into(),
+            dims,
+        };
+        let mut state = 7u64;
+        let mut vectors = Vectors::new(dims);
+        for seq in 0..n {
+            let v: Vec<f32> = (0..dims)
+                .map(|_| {
+                    state = state
+                        .wrapping_mul(6_364_136_223_846_793_005)
+                        .wrapping_add(1);
+                    (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+                })
+                .collect();
+            vectors.set(seq as i64, Some(&unit(&v)));
+        }
+        vectors.fit_scale();
+        let index = Index::new(&options(dims, 16))?;
+        index.reserve_capacity_and_threads(n, 2)?;
+        std::thread::scope(|s| {
+            for t in 0..2 {
+                let (index, vectors) = (&index, &vectors);
+                s.spawn(move || {
+                    for seq in (t..n).step_by(2) {
+                        if let Some(v) = vectors.get(seq as i64) {
+                            let _ = index.add(seq as u64, &vectors.quantize(v));
+                        }
+                    }
+                });
+            }
+        });
+        let mut ann = Ann::new(index, vectors, 1, n);
+        let dir = tempfile::tempdir()?;
+        save(dir.path(), "c1-x-", &mut ann)?;
+        drop(ann);
+        let path = dir.path().join("c1-x-1.usearch");
+        let rows = vectors_path(&path);
+        let best = |f: &mut dyn FnMut() -> std::result::Result<(), Box<dyn std::error::Error>>| {
+            let mut best = f64::MAX;
+            for _ in 0..7 {
+                let t = std::time::Instant::now();
+                f()?;
+                best = best.min(t.elapsed().as_secs_f64() * 1e3);
+            }
+            Ok::<f64, Box<dyn std::error::Error>>(best)
+        };
+        let whole = best(&mut || {
+            load(&path, 1, &coll)?;
+            Ok(())
+        })?;
+        let open_rows = best(&mut || {
+            Vectors::open(&rows, dims)?;
+            Ok(())
+        })?;
+        let map = header::map(&rows, true)?;
+        let crc_rows = best(&mut || {
+            std::hint::black_box(crc32fast::hash(&map[header::LEN + 16 + 8 * n..]));
+            Ok(())
+        })?;
+        let graph = header::map(&path, true)?;
+        let crc_graph = best(&mut || {
+            std::hint::black_box(crc32fast::hash(&graph[header::LEN..]));
+            Ok(())
+        })?;
+        eprintln!(
+            "{n} x {dims}: graph {} MB, rows {} MB; load {whole:.1} ms (the rows alone \
+             {open_rows:.1} ms, the graph's CRC {crc_graph:.1} ms); a CRC of the rows would add \
+             {crc_rows:.1} ms, {:.0} % of the load",
+            graph.len() >> 20,
+            map.len() >> 20,
+            100.0 * crc_rows / whole
+        );
         Ok(())
     }
 

@@ -17,7 +17,8 @@
 //!   source of truth; one index per (database file, database identity) per process; caught up
 //!   from `ann_log` inside one read transaction before each search, so a committed insert or
 //!   delete is in the next search; saved as `<db>.ann/t-<device>-<applied log id>.lex` (temporary
-//!   name, then rename; CRC-checked), and rebuilt when that file is missing or damaged.
+//!   name, then rename; beginning with the Outpost header, `index::header`), and rebuilt when
+//!   that file is missing, damaged or of another format version.
 //! - Postings hold only live chunks: a catch-up that removes chunks compacts them, so a term's
 //!   document frequency is the length of its postings.
 //! - Chunk text is never updated in place (a changed document gets new chunks), so `ann_log`'s
@@ -27,7 +28,7 @@ use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 use std::ffi::{c_char, c_int, c_void};
-use std::io::Write;
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, LazyLock, Mutex, RwLock};
@@ -36,6 +37,7 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{ffi, Connection, OptionalExtension};
 
 use super::ann::{ann_dir, device_tag, log_covers, max_log_id, newest_file};
+use super::header::{self, Rejected};
 use crate::db::in_read_tx;
 use crate::db::Store;
 use crate::error::{Error, Result};
@@ -51,7 +53,6 @@ const B: f64 = 0.75;
 const MAX_TOKEN: usize = 32_768;
 /// Save after this many changed chunks, or a tenth of the index, whichever is more.
 const SAVE_EVERY: usize = 1_000;
-const MAGIC: &[u8; 8] = b"OPLEX001";
 /// Marks a removed chunk's slot until the next renumbering.
 const DEAD: i64 = i64::MIN;
 
@@ -645,16 +646,14 @@ impl Lexicon {
         Ok(())
     }
 
-    /// The file: magic, applied log id, live chunks (seqs, then lengths), terms (bytes, then
-    /// postings with dense chunk numbers), CRC-32 of all before it; little-endian.
+    /// The file: the Outpost header, then applied log id, live chunks (seqs, then lengths),
+    /// terms (bytes, then postings with dense chunk numbers); little-endian.
     fn write(&mut self, path: &Path) -> std::io::Result<()> {
         self.compact();
-        let file = std::fs::File::create(path)?;
-        let mut out = Crc(
-            std::io::BufWriter::with_capacity(1 << 20, file),
-            crc32fast::Hasher::new(),
-        );
-        out.write_all(MAGIC)?;
+        let mut file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+        // The header holds the payload's length and checksum: room for it now, written last.
+        file.write_all(&[0; header::LEN])?;
+        let mut out = Crc(file, crc32fast::Hasher::new());
         out.write_all(&self.applied.to_le_bytes())?;
         // Numbers after dropping the removed ones (none are left in the postings).
         let mut number = Vec::with_capacity(self.seqs.len());
@@ -692,26 +691,26 @@ impl Lexicon {
                 out.write_all(&tf.to_le_bytes())?;
             }
         }
-        let crc = out.1.clone().finalize();
-        let mut inner = out.0;
-        inner.write_all(&crc.to_le_bytes())?;
-        inner.into_inner().map_err(|e| e.into_error())?.sync_all()
+        let Crc(file, crc) = out;
+        let mut file = file.into_inner().map_err(|e| e.into_error())?;
+        file.seek(SeekFrom::Start(0))?;
+        file.write_all(&header::write(&header::TEXT, crc.total_len(), &crc))?;
+        file.sync_all()
     }
 
     /// Reads a file [`Lexicon::write`] wrote, checking everything that a damaged or foreign
     /// file could get wrong.
-    fn read(path: &Path) -> std::result::Result<Self, String> {
-        let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-        let (body, crc) = bytes
-            .split_last_chunk::<4>()
-            .ok_or("shorter than its header")?;
-        if crc32fast::hash(body) != u32::from_le_bytes(*crc) {
-            return Err("checksum mismatch".into());
-        }
+    fn read(path: &Path) -> std::result::Result<Self, Rejected> {
+        let reject = |why: String| Rejected::new(path, why);
+        let bytes = std::fs::read(path).map_err(|e| reject(format!("reading: {e}")))?;
+        let (body, _) = header::read(&header::TEXT, &bytes).map_err(reject)?;
+        Self::parse(body).map_err(|why| reject(format!("damaged: {why}")))
+    }
+
+    /// The index in a payload [`Lexicon::write`] wrote (its checksum already verified: these
+    /// checks are for a file that a bug, not the disk, made wrong).
+    fn parse(body: &[u8]) -> std::result::Result<Self, String> {
         let mut r = Reader(body);
-        if r.take(8)? != MAGIC {
-            return Err("not an Outpost text index".into());
-        }
         let applied = r.i64()?;
         let docs = usize::try_from(r.u64()?).map_err(|e| e.to_string())?;
         if docs > body.len() / 12 {
@@ -868,11 +867,13 @@ impl Store {
                         })
                         .and_then(|(p, _)| {
                             Lexicon::read(&p)
-                                .map_err(|e| {
-                                    tracing::warn!("ignoring text index {}: {e}", p.display())
+                                .map_err(|r| {
+                                    tracing::warn!("rebuilding the text index: {r}");
+                                    self.note_rejected(&r);
                                 })
                                 .ok()
                         });
+                    self.note_index(loaded.is_some());
                     match loaded {
                         Some(mut lex) => {
                             lex.catch_up(&self.conn)?;
@@ -904,6 +905,7 @@ impl Store {
         if head < lex.applied || !log_covers(&self.conn, lex.applied)? {
             // The log went backwards (the file was replaced), or was trimmed past this index
             // (in another process): rebuild.
+            self.note_index(false);
             *lex = in_read_tx(&self.conn, || Lexicon::build(&self.conn))?;
         } else if head > lex.applied {
             in_read_tx(&self.conn, || lex.catch_up(&self.conn))?;
