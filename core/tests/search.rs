@@ -1,12 +1,14 @@
-//! Search: filters inside the KNN, range and prefix filters, argument errors, and hybrid
-//! ranking with the real model.
+//! Search: filters inside the KNN, range and prefix filters, typed filter expressions (and, or,
+//! not) in every mode, argument errors, and hybrid ranking with the real model.
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use outpost_core::ingest::extract::{Extracted, Format};
 use outpost_core::ingest::{ingest_text, Progress};
+use outpost_core::search::{Condition, Field, FilterExpr, FilterOp, FilterValue};
 use outpost_core::{
     Engine, Error, Filter, IngestOptions, NewChunk, NewDocument, RrfParams, SearchMode,
     SearchOptions, SearchRequest, Store,
@@ -261,6 +263,365 @@ fn bad_search_arguments_are_named() -> TestResult {
         e.contains("3 dimensions") && e.contains("8-dimensional"),
         "{e}"
     );
+    Ok(())
+}
+
+#[test]
+fn the_filter_syntax_parses_into_typed_conditions() -> TestResult {
+    let cond = |s: &str| -> Result<Condition, Error> {
+        match s.parse::<FilterExpr>()? {
+            FilterExpr::Cond(c) => Ok(c),
+            e => panic!("{s} parsed as {e}"),
+        }
+    };
+    let number = |value: f64, text: &str| FilterValue::Number {
+        value,
+        text: text.into(),
+    };
+    let year = cond("year>=2023")?;
+    assert_eq!(year.field(), &Field::meta("year"));
+    assert_eq!(year.op(), FilterOp::Ge);
+    assert_eq!(year.value(), &number(2023.0, "2023"));
+    // A number keeps its spelling: `=` also matches that text.
+    assert_eq!(cond("price=2.50")?.value(), &number(2.5, "2.50"));
+    assert_eq!(cond("draft=false")?.value(), &FilterValue::Bool(false));
+    assert_eq!(
+        cond("topic=bees")?.value(),
+        &FilterValue::Text("bees".into())
+    );
+    // Not a number: compared as text, as before (ISO dates order as text).
+    assert_eq!(cond("year>=abc")?.value(), &FilterValue::Text("abc".into()));
+    assert_eq!(cond("date<2024-05-01")?.op(), FilterOp::Lt);
+    // Built-in fields take text, even text that looks like a number.
+    let source = cond("source=2024/")?;
+    assert_eq!(source.field(), &Field::Source);
+    assert_eq!(source.value(), &FilterValue::Text("2024/".into()));
+    assert_eq!(cond("collection=c")?, Condition::collection("c"));
+    assert_eq!(cond("meta.source=x")?.field(), &Field::meta("source"));
+    assert_eq!(
+        cond("url=http://x?a=b")?.value(),
+        &FilterValue::Text("http://x?a=b".into())
+    );
+    // Written back as parsed (spaces around the key and value are not kept).
+    for s in [
+        "year>=2023",
+        "price=2.50",
+        "meta.source=x",
+        "topic<bees",
+        "source=/a/",
+    ] {
+        assert_eq!(cond(s)?.to_string(), s);
+    }
+    assert_eq!(cond(" year >= 2023 ")?.to_string(), "year>=2023");
+    // A list of filters is their conjunction.
+    let filters: Vec<Filter> = vec!["topic=bees".parse()?, "year>=2023".parse()?];
+    assert_eq!(
+        FilterExpr::from_filters(&filters)?,
+        FilterExpr::all([cond("topic=bees")?.into(), cond("year>=2023")?.into()])
+    );
+    let e = FilterExpr::from(cond("topic=bees")?).or(!"year>=2023".parse::<FilterExpr>()?);
+    assert_eq!(e.to_string(), "(topic=bees or not year>=2023)");
+    Ok(())
+}
+
+#[test]
+fn bad_filters_are_refused_naming_the_filter() -> TestResult {
+    let parse_err = |s: &str| s.parse::<Filter>().expect_err(s).to_string();
+    assert_eq!(
+        parse_err("collection<c"),
+        "invalid filter: 'collection<c': collection takes only '='"
+    );
+    assert_eq!(
+        parse_err("source>=/data/"),
+        "invalid filter: 'source>=/data/': source takes only '=' (a prefix)"
+    );
+    assert!(parse_err("novalue").contains("'novalue' is not KEY=VALUE"));
+    assert!(parse_err("=x").contains("'=x' has no key"));
+    // Built in Rust: the same checks, and a number must be one.
+    let nan = Condition::meta("year", FilterOp::Ge, f64::NAN).expect_err("NaN");
+    assert_eq!(
+        nan.to_string(),
+        "invalid filter: 'year>=NaN': 'NaN' is not a number"
+    );
+    assert!(Condition::new(Field::Source, FilterOp::Lt, "/data/").is_err());
+    assert!(Condition::meta("year", FilterOp::Lt, 2020).is_ok());
+
+    let store = clustered_store()?;
+    // A filter built field by field is checked at the search.
+    let built = Filter {
+        key: "collection".into(),
+        op: FilterOp::Gt,
+        value: "c".into(),
+    };
+    let req = SearchRequest {
+        mode: SearchMode::Text,
+        filters: std::slice::from_ref(&built),
+        ..SearchRequest::new("moss", 5)
+    };
+    let e = store.search(&req).expect_err("refused").to_string();
+    assert!(
+        e.contains("'collection>c': collection takes only '='"),
+        "{e}"
+    );
+    // Keys and collections are checked inside `or` and `not` too.
+    let req = SearchRequest {
+        mode: SearchMode::Text,
+        ..SearchRequest::new("moss", 5)
+    };
+    let unknown = FilterExpr::any(["group=rare".parse()?, "colour=red".parse()?]);
+    let e = store.search_where(&req, &unknown).expect_err("unknown key");
+    assert!(
+        matches!(e, Error::UnknownFilterKey { ref key, .. } if key == "colour"),
+        "{e}"
+    );
+    let nope = !"collection=nope".parse::<FilterExpr>()?;
+    let e = store
+        .search_where(&req, &nope)
+        .expect_err("no such collection");
+    assert!(e.to_string().contains("'nope' not found"), "{e}");
+    Ok(())
+}
+
+/// What the clustered store (plus "moss in d") knows of a document, from its title.
+struct Doc {
+    collection: &'static str,
+    source: String,
+    group: Option<&'static str>,
+    year: Option<i64>,
+}
+
+fn doc_of(title: &str) -> Doc {
+    match title
+        .strip_prefix("doc ")
+        .and_then(|n| n.parse::<usize>().ok())
+    {
+        Some(i) => Doc {
+            collection: "c",
+            source: format!("/data/{}/doc{i}.txt", if i < 100 { "a" } else { "b" }),
+            group: Some(if i % 17 == 0 { "rare" } else { "common" }),
+            year: Some(2015 + (i % 10) as i64),
+        },
+        None => Doc {
+            collection: "d",
+            source: "/data/d/moss.txt".into(),
+            group: None,
+            year: None,
+        },
+    }
+}
+
+/// The clustered store with a second collection holding one document without metadata.
+fn two_collection_store() -> Result<Store, Error> {
+    let mut store = clustered_store()?;
+    let d = store.ensure_collection("d", "m", 8)?;
+    let doc = NewDocument {
+        source: "/data/d/moss.txt".into(),
+        title: "moss in d".into(),
+        content_hash: "d".into(),
+        metadata: Map::new(),
+    };
+    let text = "moss and more moss".to_string();
+    let chunk = NewChunk {
+        byte_end: text.len(),
+        text,
+        embedding: unit(vec![1.0, 0.1, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]),
+        ..Default::default()
+    };
+    store.put_document(&d, &doc, &[chunk])?;
+    Ok(store)
+}
+
+/// The titles a search with `filters` and `expr` returns, as a set.
+fn titles_where(
+    store: &Store,
+    mode: SearchMode,
+    filters: &[&str],
+    expr: &FilterExpr,
+) -> Result<BTreeSet<String>, Box<dyn std::error::Error>> {
+    let filters: Vec<Filter> = filters
+        .iter()
+        .map(|f| f.parse())
+        .collect::<Result<_, _>>()?;
+    let v = unit(vec![1.0, 0.1, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+    // "document" is in every chunk of c, "moss" in the chunk of d; k above the 201 documents.
+    let req = SearchRequest {
+        mode,
+        filters: &filters,
+        vector: Some(("m", &v)),
+        ..SearchRequest::new("document moss", 300)
+    };
+    let hits = store.search_where(&req, expr)?;
+    let titles: BTreeSet<String> = hits.into_iter().map(|h| h.title).collect();
+    Ok(titles)
+}
+
+#[test]
+fn or_and_not_built_in_rust_select_what_they_should_in_every_mode() -> TestResult {
+    let store = two_collection_store()?;
+    let mut all: Vec<String> = (0..200).map(|i| format!("doc {i}")).collect();
+    all.push("moss in d".into());
+    let f = |s: &str| s.parse::<FilterExpr>();
+    type Keep = fn(&Doc) -> bool;
+    let cases: Vec<(FilterExpr, &[&str], Keep)> = vec![
+        (
+            FilterExpr::any([f("group=rare")?, f("year=2015")?]),
+            &[],
+            |d| d.group == Some("rare") || d.year == Some(2015),
+        ),
+        (!f("source=/data/a/")?, &[], |d| {
+            !d.source.starts_with("/data/a/")
+        }),
+        (!(f("year>=2017")?.and(f("year<2023")?)), &[], |d| {
+            !d.year.is_some_and(|y| (2017..2023).contains(&y))
+        }),
+        // A document without the key: the condition does not hold, so its negation does.
+        (!f("year>=2000")?, &[], |d| d.year.is_none()),
+        (!f("group=common")?, &[], |d| d.group != Some("common")),
+        // A collection inside `or` / `not` is one more condition.
+        (f("collection=d")?.or(f("group=rare")?), &[], |d| {
+            d.collection == "d" || d.group == Some("rare")
+        }),
+        (!f("collection=c")?, &[], |d| d.collection != "c"),
+        // Combined with the request's own filters, all of which hold as well.
+        (
+            FilterExpr::any([f("group=rare")?, f("source=/data/a/")?]),
+            &["year>=2020"],
+            |d| {
+                d.year.is_some_and(|y| y >= 2020)
+                    && (d.group == Some("rare") || d.source.starts_with("/data/a/"))
+            },
+        ),
+        (
+            FilterExpr::from(Condition::source_prefix("/data/b/")).and(!FilterExpr::from(
+                Condition::meta("group", FilterOp::Eq, "common")?,
+            )),
+            &[],
+            |d| d.source.starts_with("/data/b/") && d.group == Some("rare"),
+        ),
+        (
+            FilterExpr::from(Condition::meta("year", FilterOp::Lt, 2016)?)
+                .or(Condition::collection("d")),
+            &["collection=c"],
+            |d| d.year == Some(2015),
+        ),
+        (FilterExpr::any([]), &[], |_| false),
+        (FilterExpr::all([]), &[], |_| true),
+        (!FilterExpr::any([]), &[], |_| true),
+    ];
+    for (expr, filters, keep) in &cases {
+        let expected: BTreeSet<String> = all.iter().filter(|t| keep(&doc_of(t))).cloned().collect();
+        for mode in [SearchMode::Vector, SearchMode::Text, SearchMode::Hybrid] {
+            let got = titles_where(&store, mode, filters, expr)?;
+            assert_eq!(got, expected, "{mode}: {expr} with {filters:?}");
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn several_filters_bind_their_parameters_in_order() -> TestResult {
+    // Three metadata filters (a number range and text) and a source prefix, on the exact path:
+    // the same ranking as the unfiltered one filtered by hand.
+    let store = clustered_store()?;
+    let filters = ["group=common", "year>=2017", "year<2022", "source=/data/b/"];
+    let keep = |t: &String| {
+        let d = doc_of(t);
+        d.group == Some("common")
+            && d.year.is_some_and(|y| (2017..2022).contains(&y))
+            && d.source.starts_with("/data/b/")
+    };
+    let everything = query(&store, "moss", SearchMode::Vector, 200, &[])?;
+    let by_hand: Vec<String> = everything.into_iter().filter(keep).collect();
+    assert!(by_hand.len() > 20, "{}", by_hand.len());
+    for k in [10, 200] {
+        let got = query(&store, "moss", SearchMode::Vector, k, &filters)?;
+        assert_eq!(got, by_hand[..k.min(by_hand.len())], "k = {k}");
+    }
+    for mode in [SearchMode::Text, SearchMode::Hybrid] {
+        let got: BTreeSet<String> = query(&store, "document", mode, 200, &filters)?
+            .into_iter()
+            .collect();
+        assert_eq!(got, by_hand.iter().cloned().collect(), "{mode}");
+    }
+
+    // The same on the paths of a large collection (HNSW index, in-memory text index), which
+    // read the kept chunks with the filter's parameters alone.
+    let mut store = Store::open_in_memory()?;
+    let c = store.ensure_collection("big", "m", 4)?;
+    let n = 2400;
+    for i in 0..n {
+        let mut metadata = Map::new();
+        metadata.insert("a".into(), Value::from(i % 3));
+        metadata.insert("b".into(), Value::from(i % 5));
+        metadata.insert("c".into(), Value::from(format!("x{}", i % 2)));
+        let doc = NewDocument {
+            source: format!("/s/{}/{i}", i % 7),
+            title: i.to_string(),
+            content_hash: i.to_string(),
+            metadata,
+        };
+        let text = format!("item {i} of the pile");
+        let chunk = NewChunk {
+            byte_end: text.len(),
+            text,
+            embedding: unit(vec![
+                1.0,
+                0.1 * (i % 13) as f32,
+                0.1 * (i % 7) as f32,
+                0.5 - 0.01 * (i % 17) as f32,
+            ]),
+            ..Default::default()
+        };
+        store.put_document(&c, &doc, &[chunk])?;
+    }
+    let v = unit(vec![1.0, 0.3, 0.2, 0.1]);
+    let search = |mode,
+                  filters: &[&str],
+                  expr: &FilterExpr|
+     -> Result<Vec<usize>, Box<dyn std::error::Error>> {
+        let filters: Vec<Filter> = filters
+            .iter()
+            .map(|f| f.parse())
+            .collect::<Result<_, _>>()?;
+        let req = SearchRequest {
+            mode,
+            filters: &filters,
+            vector: Some(("m", &v)),
+            ..SearchRequest::new("item", 1000)
+        };
+        let hits = store.search_where(&req, expr)?;
+        assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
+        Ok(hits
+            .iter()
+            .map(|h| h.title.parse())
+            .collect::<Result<_, _>>()?)
+    };
+    let string_filters = ["a=1", "b>=3", "c=x0", "source=/s/1/"];
+    let expr = FilterExpr::any([
+        "b=0".parse()?,
+        !("a<2"
+            .parse::<FilterExpr>()?
+            .or("c=x1".parse::<FilterExpr>()?)),
+    ])
+    .and(Condition::source_prefix("/s/2/"));
+    type Keep = fn(usize) -> bool;
+    let cases: [(&[&str], FilterExpr, Keep); 2] = [
+        (&string_filters, FilterExpr::all([]), |i| {
+            i % 3 == 1 && i % 5 >= 3 && i % 2 == 0 && i % 7 == 1
+        }),
+        (&["b<4"], expr, |i| {
+            i % 5 < 4 && (i % 5 == 0 || !(i % 3 < 2 || i % 2 == 1)) && i % 7 == 2
+        }),
+    ];
+    for (filters, expr, keep) in &cases {
+        let expected: BTreeSet<usize> = (0..n).filter(|&i| keep(i)).collect();
+        assert!(!expected.is_empty() && expected.len() < 1000);
+        for mode in [SearchMode::Vector, SearchMode::Text, SearchMode::Hybrid] {
+            let got = search(mode, filters, expr)?;
+            assert_eq!(got.len(), expected.len(), "{mode}: {filters:?} {expr}");
+            assert_eq!(got.into_iter().collect::<BTreeSet<_>>(), expected, "{mode}");
+        }
+    }
     Ok(())
 }
 

@@ -16,6 +16,7 @@ use crate::model::{
     NewDocument, PutOutcome, Stats,
 };
 
+pub(crate) mod filter;
 mod outbox;
 pub mod queue;
 pub mod schema;

@@ -2,9 +2,13 @@
 //!
 //! Filters are applied inside each query — as a `rowid IN (...)` constraint of the vec0 KNN and as
 //! a `WHERE` of the FTS5 query — so a search returns `k` results whenever at least `k` chunks
-//! match, unlike peers that cut the KNN list first and filter after.
+//! match, unlike peers that cut the KNN list first and filter after. A filter is a typed
+//! expression ([`filter`]), checked against the store and compiled to SQL by `db::filter`.
 
 pub mod eval;
+pub mod filter;
+
+pub use filter::{Condition, Field, Filter, FilterExpr, FilterOp, FilterValue};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -15,10 +19,12 @@ use std::sync::{LazyLock, Mutex};
 use rusqlite::types::Value as SqlValue;
 use serde::Serialize;
 
+use crate::db::filter::kept_chunks_sql;
 use crate::db::{vector_blob, Store};
 use crate::error::{Error, Result};
 use crate::index::text::PRUNE_FROM_CHUNKS;
 use crate::model::Collection;
+use filter::CompiledFilter;
 
 /// The largest `k` a search accepts.
 pub const MAX_K: usize = 1000;
@@ -57,80 +63,6 @@ impl fmt::Display for SearchMode {
             Self::Hybrid => "hybrid",
             Self::Vector => "vector",
             Self::Text => "text",
-        })
-    }
-}
-
-/// A comparison in a filter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum FilterOp {
-    /// `=` (for `source`: prefix match).
-    Eq,
-    /// `<`
-    Lt,
-    /// `<=`
-    Le,
-    /// `>`
-    Gt,
-    /// `>=`
-    Ge,
-}
-
-impl FilterOp {
-    fn sql(self) -> &'static str {
-        match self {
-            Self::Eq => "=",
-            Self::Lt => "<",
-            Self::Le => "<=",
-            Self::Gt => ">",
-            Self::Ge => ">=",
-        }
-    }
-}
-
-/// One filter: `collection=NAME`, `source=PREFIX`, or a document metadata key compared with a
-/// value (`year>=2020`, `topic=bees`). Numbers compare as numbers, anything else as text.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Filter {
-    /// `collection`, `source`, or a metadata key (`meta.KEY` reaches a metadata key that shadows
-    /// a built-in name).
-    pub key: String,
-    /// Comparison.
-    pub op: FilterOp,
-    /// Right-hand side, as typed.
-    pub value: String,
-}
-
-impl FromStr for Filter {
-    type Err = Error;
-    /// Parses `KEY=VALUE`, `KEY>=VALUE`, `KEY<=VALUE`, `KEY>VALUE` or `KEY<VALUE`.
-    fn from_str(s: &str) -> Result<Self> {
-        let pos = s.find(['=', '<', '>']).ok_or_else(|| {
-            Error::invalid(
-                "filter",
-                format!("'{s}' is not KEY=VALUE (or KEY>=VALUE, KEY<VALUE ...)"),
-            )
-        })?;
-        let key = s[..pos].trim();
-        let rest = &s[pos..];
-        let (op, value) = if let Some(v) = rest.strip_prefix(">=") {
-            (FilterOp::Ge, v)
-        } else if let Some(v) = rest.strip_prefix("<=") {
-            (FilterOp::Le, v)
-        } else if let Some(v) = rest.strip_prefix('>') {
-            (FilterOp::Gt, v)
-        } else if let Some(v) = rest.strip_prefix('<') {
-            (FilterOp::Lt, v)
-        } else {
-            (FilterOp::Eq, &rest[1..])
-        };
-        if key.is_empty() {
-            return Err(Error::invalid("filter", format!("'{s}' has no key")));
-        }
-        Ok(Filter {
-            key: key.to_string(),
-            op,
-            value: value.trim().to_string(),
         })
     }
 }
@@ -223,162 +155,7 @@ pub struct SearchHit {
     pub token_count: usize,
 }
 
-/// Filters compiled to SQL over `documents d`.
-struct CompiledFilters {
-    sql: String,
-    params: Vec<SqlValue>,
-    collections: Vec<Collection>,
-    /// A `collection=` filter chose the collections.
-    explicit: bool,
-}
-
-const BUILTIN_KEYS: &[&str] = &["collection", "source"];
-
 impl Store {
-    fn compile_filters(&self, filters: &[Filter]) -> Result<CompiledFilters> {
-        let all = self.collections()?;
-        let mut collections = all.clone();
-        let mut sql = String::new();
-        let mut params = Vec::new();
-        for f in filters.iter().filter(|f| f.key == "collection") {
-            if f.op != FilterOp::Eq {
-                return Err(Error::invalid("filter", "collection takes only '='"));
-            }
-            collections.retain(|c| c.name == f.value);
-            if !all.iter().any(|c| c.name == f.value) {
-                return Err(Error::NotFound {
-                    what: "collection",
-                    id: f.value.clone(),
-                });
-            }
-        }
-        if collections.len() != all.len() {
-            let ids: Vec<String> = collections.iter().map(|c| c.id.to_string()).collect();
-            sql.push_str(&format!(" AND d.collection_id IN ({})", ids.join(",")));
-        }
-        let known = self.metadata_keys(&collections)?;
-        for f in filters.iter().filter(|f| f.key != "collection") {
-            if f.key == "source" {
-                if f.op != FilterOp::Eq {
-                    return Err(Error::invalid(
-                        "filter",
-                        "source takes only '=' (a prefix)",
-                    ));
-                }
-                sql.push_str(" AND substr(d.source, 1, length(?)) = ?");
-                params.push(SqlValue::Text(f.value.clone()));
-                params.push(SqlValue::Text(f.value.clone()));
-                continue;
-            }
-            let key = f.key.strip_prefix("meta.").unwrap_or(&f.key);
-            if !known.iter().any(|k| k == key) {
-                let mut names: Vec<String> = BUILTIN_KEYS.iter().map(|s| s.to_string()).collect();
-                names.extend(known.iter().cloned());
-                return Err(Error::UnknownFilterKey {
-                    key: f.key.clone(),
-                    known: names.join(", "),
-                });
-            }
-            let path = format!("$.\"{}\"", key.replace('"', "\\\""));
-            let op = f.op.sql();
-            match f.value.parse::<f64>() {
-                Ok(n) if n.is_finite() => {
-                    // A number matches numeric JSON values, and for '=' the same text as well.
-                    if f.op == FilterOp::Eq {
-                        sql.push_str(
-                            " AND (json_extract(d.metadata, ?) = ? OR CAST(json_extract(d.metadata, ?) AS TEXT) = ?)",
-                        );
-                        params.push(SqlValue::Text(path.clone()));
-                        params.push(SqlValue::Real(n));
-                        params.push(SqlValue::Text(path));
-                        params.push(SqlValue::Text(f.value.clone()));
-                    } else {
-                        sql.push_str(&format!(
-                            " AND json_type(d.metadata, ?) IN ('integer', 'real') AND json_extract(d.metadata, ?) {op} ?"
-                        ));
-                        params.push(SqlValue::Text(path.clone()));
-                        params.push(SqlValue::Text(path));
-                        params.push(SqlValue::Real(n));
-                    }
-                }
-                _ => {
-                    let value = match f.value.as_str() {
-                        "true" => SqlValue::Integer(1),
-                        "false" => SqlValue::Integer(0),
-                        v => SqlValue::Text(v.to_string()),
-                    };
-                    sql.push_str(&format!(" AND json_extract(d.metadata, ?) {op} ?"));
-                    params.push(SqlValue::Text(path));
-                    params.push(value);
-                }
-            }
-        }
-        // Both queries bind ?1 and ?2 themselves; number the filters' parameters after them, so
-        // that their place in the SQL text does not matter.
-        let mut n = 2;
-        let sql = sql
-            .split('?')
-            .enumerate()
-            .map(|(i, part)| {
-                if i == 0 {
-                    part.to_string()
-                } else {
-                    n += 1;
-                    format!("?{n}{part}")
-                }
-            })
-            .collect::<String>();
-        debug_assert_eq!(n - 2, params.len());
-        Ok(CompiledFilters {
-            sql,
-            params,
-            explicit: collections.len() != all.len()
-                || filters.iter().any(|f| f.key == "collection"),
-            collections,
-        })
-    }
-
-    /// The seqs of live chunks (of collection `collection`, or of all) that `filter_sql` keeps
-    /// (conditions over `documents d` from [`Store::compile_filters`]), ascending.
-    pub(crate) fn filtered_chunks(
-        &self,
-        collection: Option<i64>,
-        filter_sql: &str,
-        params: &[SqlValue],
-    ) -> Result<Vec<i64>> {
-        let only = collection.map_or(String::new(), |c| format!(" AND d.collection_id = {c}"));
-        let sql = format!(
-            "SELECT k.seq FROM chunks k JOIN documents d ON d.id = k.document_id
-             WHERE d.deleted = 0{only}{filter_sql}"
-        );
-        let mut stmt = self.conn.prepare_cached(&sql)?;
-        // The filter's placeholders are numbered from ?3: in the KNN statements ?1 and ?2 are
-        // the query vector and k. A filter without any (a collection filter alone) binds none.
-        let unused = if params.is_empty() { 0 } else { 2 };
-        let bound = std::iter::repeat_n(SqlValue::Null, unused).chain(params.iter().cloned());
-        let mut seqs: Vec<i64> = stmt
-            .query_map(rusqlite::params_from_iter(bound), |r| r.get(0))?
-            .collect::<std::result::Result<_, _>>()?;
-        seqs.sort_unstable();
-        Ok(seqs)
-    }
-
-    /// Metadata keys present in any of `collections`.
-    fn metadata_keys(&self, collections: &[Collection]) -> Result<Vec<String>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT key FROM metadata_keys WHERE collection_id = ?1")?;
-        let mut keys = Vec::new();
-        for c in collections {
-            for k in stmt.query_map([c.id], |r| r.get::<_, String>(0))? {
-                keys.push(k?);
-            }
-        }
-        keys.sort();
-        keys.dedup();
-        Ok(keys)
-    }
-
     /// Runs a search.
     ///
     /// # Errors
@@ -387,6 +164,19 @@ impl Store {
     /// [`Error::DimensionMismatch`] / [`Error::ModelMismatch`] if the query vector does not fit
     /// the collection it searches.
     pub fn search(&self, req: &SearchRequest<'_>) -> Result<Vec<SearchHit>> {
+        self.search_where(req, &FilterExpr::And(Vec::new()))
+    }
+
+    /// Runs a search among the chunks that `filter` keeps, as well as `req.filters`: the way to
+    /// search with `or` and `not`.
+    ///
+    /// # Errors
+    /// As [`Store::search`].
+    pub fn search_where(
+        &self,
+        req: &SearchRequest<'_>,
+        filter: &FilterExpr,
+    ) -> Result<Vec<SearchHit>> {
         if req.text.trim().is_empty() {
             return Err(Error::invalid("query", "the query is empty"));
         }
@@ -396,7 +186,8 @@ impl Store {
                 format!("must be between 1 and {MAX_K}, not {}", req.k),
             ));
         }
-        let filters = self.compile_filters(req.filters)?;
+        let expr = FilterExpr::from_filters(req.filters)?.and(filter.clone());
+        let filters = self.compile_filter(&expr)?;
         let depth = req.candidates.max(req.k).max(match req.mode {
             SearchMode::Hybrid => (req.k * 4).max(40),
             _ => req.k,
@@ -404,9 +195,9 @@ impl Store {
         let depth = depth.min(4 * MAX_K);
         let ranked: Vec<(i64, f64)> = match req.mode {
             SearchMode::Vector => {
-                let (model, v) = req.vector.ok_or_else(|| {
-                    Error::invalid("mode", "vector search needs a query vector")
-                })?;
+                let (model, v) = req
+                    .vector
+                    .ok_or_else(|| Error::invalid("mode", "vector search needs a query vector"))?;
                 self.vector_ranking(&filters, model, v, depth, req.expansion)?
             }
             SearchMode::Text => self.text_ranking(&filters, req.text, depth, true)?,
@@ -432,7 +223,7 @@ impl Store {
     /// selects and that hold vectors of `model`.
     fn vector_ranking(
         &self,
-        filters: &CompiledFilters,
+        filters: &CompiledFilter,
         model: &str,
         vector: &[f32],
         depth: usize,
@@ -470,17 +261,12 @@ impl Store {
                     got: vector.len(),
                 });
             }
-            let filtered = !filters.params.is_empty();
+            // A filter that only chose the collections leaves each one's own index to answer.
+            let filtered = filters.narrows;
+            let cond = &filters.cond;
             // The collection's HNSW graph, unless it is small enough to scan.
             let ranked = if filtered {
-                self.ann_filtered_ranking(
-                    c,
-                    vector,
-                    depth,
-                    expansion,
-                    &filters.sql,
-                    &filters.params,
-                )?
+                self.ann_filtered_ranking(c, vector, depth, expansion, &cond.sql, &cond.params)?
             } else {
                 self.ann_ranking(c, vector, depth, expansion)?
             };
@@ -491,12 +277,9 @@ impl Store {
             let sql = if filtered {
                 format!(
                     "SELECT rowid, distance FROM {t} WHERE embedding MATCH ?1 AND k = ?2
-                     AND rowid IN (SELECT k.seq FROM chunks k JOIN documents d ON d.id = k.document_id
-                                   WHERE d.deleted = 0 AND d.collection_id = {id}{f})
-                     ORDER BY distance",
+                     AND rowid IN ({kept}) ORDER BY distance",
                     t = c.vec_table(),
-                    id = c.id,
-                    f = filters.sql,
+                    kept = kept_chunks_sql(Some(c.id), &cond.sql),
                 )
             } else {
                 format!(
@@ -509,7 +292,7 @@ impl Store {
                 SqlValue::Blob(blob.clone()),
                 SqlValue::Integer(depth as i64),
             ];
-            params.extend(filters.params.iter().cloned());
+            params.extend(cond.params.iter().cloned());
             let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
                 Ok((r.get::<_, i64>(0)?, 1.0 - r.get::<_, f64>(1)?))
             })?;
@@ -526,7 +309,7 @@ impl Store {
     /// that match a word outside the most frequent (see [`Store::informative_words`]).
     fn text_ranking(
         &self,
-        filters: &CompiledFilters,
+        filters: &CompiledFilter,
         text: &str,
         depth: usize,
         fill: bool,
@@ -534,10 +317,9 @@ impl Store {
         if filters.collections.is_empty() {
             return Ok(Vec::new());
         }
+        let cond = &filters.cond;
         let words = fts_words(text);
-        if let Some(ranked) =
-            self.lexical_ranking(&words, depth, !fill, &filters.sql, &filters.params)?
-        {
+        if let Some(ranked) = self.lexical_ranking(&words, depth, !fill, &cond.sql, &cond.params)? {
             return Ok(ranked);
         }
         // A word that FTS5 reads as a phrase of several tokens: FTS5 answers.
@@ -548,7 +330,7 @@ impl Store {
         };
         // Without filters the FTS5 table answers alone: tombstoned documents have no chunks,
         // and FTS5 keeps only the top `depth` while scoring when ordered by `rank` alone.
-        let sql = if filters.sql.is_empty() {
+        let sql = if cond.sql.is_empty() {
             "SELECT rowid, rank FROM chunks_fts WHERE chunks_fts MATCH ?1 ORDER BY rank LIMIT ?2"
                 .to_string()
         } else {
@@ -557,14 +339,14 @@ impl Store {
                  JOIN chunks k ON k.seq = f.rowid JOIN documents d ON d.id = k.document_id
                  WHERE chunks_fts MATCH ?1 AND d.deleted = 0{}
                  ORDER BY rank LIMIT ?2",
-                filters.sql
+                cond.sql
             )
         };
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let mut run = |query: String| -> Result<Vec<(i64, f64)>> {
             let mut params: Vec<SqlValue> =
                 vec![SqlValue::Text(query), SqlValue::Integer(depth as i64)];
-            params.extend(filters.params.iter().cloned());
+            params.extend(cond.params.iter().cloned());
             let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
                 Ok((r.get::<_, i64>(0)?, -r.get::<_, f64>(1)?))
             })?;
@@ -718,24 +500,6 @@ static DF_CACHE: LazyLock<Mutex<HashMap<(PathBuf, String), DocFrequencies>>> =
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn filters_parse() -> Result<()> {
-        assert_eq!(
-            "year>=2020".parse::<Filter>()?,
-            Filter {
-                key: "year".into(),
-                op: FilterOp::Ge,
-                value: "2020".into()
-            }
-        );
-        assert_eq!("topic=bees".parse::<Filter>()?.op, FilterOp::Eq);
-        assert_eq!("a<b".parse::<Filter>()?.op, FilterOp::Lt);
-        assert_eq!("url=http://x?a=b".parse::<Filter>()?.value, "http://x?a=b");
-        assert!("novalue".parse::<Filter>().is_err());
-        assert!("=x".parse::<Filter>().is_err());
-        Ok(())
-    }
 
     #[test]
     fn fts_query_quotes_words_and_drops_operators() {
