@@ -24,6 +24,8 @@
 //!   the other file, is named in one warning and the index rebuilt from SQLite; the rebuild's
 //!   save supersedes it.
 //! - Collections with fewer than [`MIN_VECTORS`] vectors are searched exactly by sqlite-vec.
+//! - When to load, catch up, rebuild and save is `index::derived::current`'s, shared with the
+//!   text index; this module says how (`Ann`'s `DerivedIndex` implementation).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -37,6 +39,7 @@ use crate::db::{blob_to_vector, in_read_tx, Store};
 use crate::error::{Error, Result};
 use crate::model::Collection;
 
+use super::derived::{self, DerivedIndex};
 use super::header::{self, Rejected};
 use super::vectors::{dot, dots_i8, Vectors};
 
@@ -103,15 +106,13 @@ const EXACT_FILTER_MAX: usize = 128_000;
 const SCAN_BLOCK: usize = 1024;
 /// Concurrent searches one index allows; usearch needs per-thread scratch reserved up front.
 const SEARCH_THREADS: usize = 64;
-/// Save after this many changes, or a tenth of the index, whichever is more.
-const SAVE_EVERY: usize = 1_000;
 
 fn err(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Index(format!("{what}: {e}"))
 }
 
 /// One collection's graph, its f32 rows, and how far both have applied the log.
-struct Ann {
+pub(super) struct Ann {
     index: Index,
     vectors: Vectors,
     applied: i64,
@@ -490,94 +491,94 @@ fn save(dir: &Path, prefix: &str, ann: &mut Ann) -> Result<()> {
     Ok(())
 }
 
+impl DerivedIndex for Ann {
+    type Source = Collection;
+    const SUFFIX: &'static str = ".usearch";
+
+    fn build(conn: &Connection, coll: &Collection) -> Result<Self> {
+        build(conn, coll)
+    }
+
+    fn catch_up(&mut self, conn: &Connection, coll: &Collection) -> Result<()> {
+        catch_up(conn, coll, self)
+    }
+
+    fn save(&mut self, dir: &Path, prefix: &str) -> Result<()> {
+        save(dir, prefix, self)
+    }
+
+    fn load(path: &Path, applied: i64, coll: &Collection) -> std::result::Result<Self, Rejected> {
+        load(path, applied, coll)
+    }
+
+    fn verify(&self, conn: &Connection, coll: &Collection) -> Result<Vec<String>> {
+        let name = Self::name(coll);
+        let rows: i64 = conn
+            .prepare_cached(&format!("SELECT count(*) FROM {}", coll.vec_table()))?
+            .query_row([], |r| r.get(0))?;
+        let mut problems = derived::verify_counts(
+            conn,
+            &name,
+            self.applied,
+            self.index.size(),
+            usize::try_from(rows).unwrap_or(0),
+        )?;
+        if self.vectors.len() != self.index.size() {
+            problems.push(format!(
+                "{name}: {} vectors in the graph, {} f32 rows",
+                self.index.size(),
+                self.vectors.len()
+            ));
+        }
+        if self.vectors.dims() != coll.dims {
+            problems.push(format!(
+                "{name}: {}-d rows, the collection is {}-d",
+                self.vectors.dims(),
+                coll.dims
+            ));
+        }
+        Ok(problems)
+    }
+
+    fn applied(&self) -> i64 {
+        self.applied
+    }
+
+    fn unsaved(&self) -> usize {
+        self.unsaved
+    }
+
+    fn len(&self) -> usize {
+        self.index.size()
+    }
+
+    fn memory(&self) -> usize {
+        self.index.memory_usage() + self.vectors.heap_bytes()
+    }
+
+    fn fits(&self, coll: &Collection) -> bool {
+        self.vectors.dims() == coll.dims
+    }
+
+    fn name(coll: &Collection) -> String {
+        format!("the vector index of collection '{}'", coll.name)
+    }
+}
+
 impl Store {
-    /// The current index of `coll`, loaded or built on first use and caught up with the log.
-    fn ann(&self, coll: &Collection) -> Result<Arc<RwLock<Ann>>> {
-        let path = self.canonical.clone();
-        let key: Key = (path.clone(), self.device.clone(), coll.id);
-        let dir = ann_dir(&path);
+    /// The current index of `coll`, loaded or built on first use and caught up with the log
+    /// (see `derived::current`).
+    pub(super) fn ann(&self, coll: &Collection) -> Result<Arc<RwLock<Ann>>> {
+        let key: Key = (self.canonical.clone(), self.device.clone(), coll.id);
         let prefix = file_prefix(coll.id, &self.device);
-        let entry = REGISTRY
-            .lock()
-            .map_err(|_| Error::Index("the index registry is poisoned".into()))?
-            .get(&key)
-            .cloned();
-        let entry = match entry {
-            Some(e) => e,
-            None => {
-                let ann = in_read_tx(&self.conn, || {
-                    let head = max_log_id(&self.conn)?;
-                    let loaded = newest_file(&dir, &prefix, ".usearch")
-                        .filter(|(_, applied)| {
-                            *applied <= head && log_covers(&self.conn, *applied).unwrap_or(false)
-                        })
-                        .and_then(|(p, applied)| {
-                            load(&p, applied, coll)
-                                .map_err(|r| {
-                                    tracing::warn!(
-                                        "rebuilding the vector index of collection '{}': {r}",
-                                        coll.name
-                                    );
-                                    self.note_rejected(&r);
-                                })
-                                .ok()
-                        });
-                    self.note_index(loaded.is_some());
-                    match loaded {
-                        Some(mut ann) => {
-                            catch_up(&self.conn, coll, &mut ann)?;
-                            Ok(ann)
-                        }
-                        None => build(&self.conn, coll),
-                    }
-                })?;
-                let mut map = REGISTRY
-                    .lock()
-                    .map_err(|_| Error::Index("the index registry is poisoned".into()))?;
-                map.entry(key)
-                    .or_insert_with(|| Arc::new(RwLock::new(ann)))
-                    .clone()
-            }
-        };
-        // The common case, nothing applied and nothing to save, needs only the read lock, so
-        // concurrent searches do not queue behind each other.
-        let head = max_log_id(&self.conn)?;
-        // An in-memory database has nowhere to save to: its index is never due, or every
-        // search would take the write lock.
-        let persistent = self.path() != Path::new(":memory:");
-        let save_due = |a: &Ann| persistent && a.unsaved >= SAVE_EVERY.max(a.index.size() / 10);
-        let current = {
-            let ann = entry
-                .read()
-                .map_err(|_| Error::Index("an index lock is poisoned".into()))?;
-            ann.applied == head && ann.vectors.dims() == coll.dims && !save_due(&ann)
-        };
-        if current {
-            return Ok(entry);
-        }
-        let mut ann = entry
-            .write()
-            .map_err(|_| Error::Index("an index lock is poisoned".into()))?;
-        // Another search may have caught up meanwhile: look at the log again under the lock.
-        let head = max_log_id(&self.conn)?;
-        if head < ann.applied
-            || ann.vectors.dims() != coll.dims
-            || !log_covers(&self.conn, ann.applied)?
-        {
-            // The log went backwards (the file was replaced), or was trimmed past this index
-            // (in another process): rebuild.
-            self.note_index(false);
-            *ann = in_read_tx(&self.conn, || build(&self.conn, coll))?;
-        } else if head > ann.applied {
-            in_read_tx(&self.conn, || catch_up(&self.conn, coll, &mut ann))?;
-        }
-        if save_due(&ann) && self.path().is_file() {
-            if let Err(e) = save(&dir, &prefix, &mut ann) {
-                tracing::warn!("vector index of '{}' not saved: {e}", coll.name);
-            }
-        }
-        drop(ann);
-        Ok(entry)
+        derived::current(
+            self,
+            &REGISTRY,
+            key,
+            &ann_dir(&self.canonical),
+            &prefix,
+            coll,
+        )
     }
 
     /// Chunk seqs of `coll` nearest to `vector` with their cosine similarity, best first, or
@@ -867,7 +868,7 @@ impl Store {
                     continue;
                 }
                 if let Ok(a) = e.read() {
-                    out.resident += a.index.memory_usage() + a.vectors.heap_bytes();
+                    out.resident += a.memory();
                     out.mapped += a.vectors.mapped_bytes();
                 }
             }

@@ -1,7 +1,8 @@
 //! The derived indexes: the HNSW vector index of each collection ([`ann`], with its f32 rows in
 //! [`vectors`]) and the text index ([`text`]). Both are derived from SQLite, caught up from
 //! `ann_log`, saved beside the database and rebuilt whenever a file is missing, damaged or
-//! behind a trimmed log: they are never the source of truth.
+//! behind a trimmed log: they are never the source of truth. That life cycle is written once,
+//! in `derived`: both implement its `DerivedIndex` trait and go through its `current`.
 //!
 //! Every saved file starts with the same 32-byte header (`header`): a magic per kind, a
 //! format version, the payload's length and a CRC-32, so that a truncated, damaged, foreign or
@@ -14,6 +15,7 @@ use std::sync::{LazyLock, Mutex};
 use crate::db::Store;
 
 pub mod ann;
+pub(crate) mod derived;
 pub mod text;
 pub(crate) mod vectors;
 

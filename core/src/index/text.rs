@@ -19,6 +19,8 @@
 //!   delete is in the next search; saved as `<db>.ann/t-<device>-<applied log id>.lex` (temporary
 //!   name, then rename; beginning with the Outpost header, `index::header`), and rebuilt when
 //!   that file is missing, damaged or of another format version.
+//! - That life cycle is `index::derived::current`'s, shared with the vector indexes; this
+//!   module says how (`Lexicon`'s `DerivedIndex` implementation).
 //! - Postings hold only live chunks: a catch-up that removes chunks compacts them, so a term's
 //!   document frequency is the length of its postings.
 //! - Chunk text is never updated in place (a changed document gets new chunks), so `ann_log`'s
@@ -36,9 +38,9 @@ use std::sync::{Arc, LazyLock, Mutex, RwLock};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{ffi, Connection, OptionalExtension};
 
-use super::ann::{ann_dir, device_tag, log_covers, max_log_id, newest_file};
+use super::ann::{ann_dir, device_tag, max_log_id};
+use super::derived::{self, DerivedIndex};
 use super::header::{self, Rejected};
-use crate::db::in_read_tx;
 use crate::db::Store;
 use crate::error::{Error, Result};
 
@@ -51,8 +53,6 @@ const K1: f64 = 1.2;
 const B: f64 = 0.75;
 /// FTS5 keeps at most this many bytes of a token (`FTS5_MAX_TOKEN_SIZE`).
 const MAX_TOKEN: usize = 32_768;
-/// Save after this many changed chunks, or a tenth of the index, whichever is more.
-const SAVE_EVERY: usize = 1_000;
 /// Marks a removed chunk's slot until the next renumbering.
 const DEAD: i64 = i64::MIN;
 
@@ -760,6 +760,81 @@ impl Lexicon {
     }
 }
 
+impl DerivedIndex for Lexicon {
+    type Source = ();
+    const SUFFIX: &'static str = ".lex";
+
+    fn build(conn: &Connection, (): &()) -> Result<Self> {
+        Self::build(conn)
+    }
+
+    fn catch_up(&mut self, conn: &Connection, (): &()) -> Result<()> {
+        Self::catch_up(self, conn)
+    }
+
+    fn save(&mut self, dir: &Path, prefix: &str) -> Result<()> {
+        Self::save(self, dir, prefix)
+    }
+
+    fn load(path: &Path, _applied: i64, (): &()) -> std::result::Result<Self, Rejected> {
+        // The file says itself what it applied.
+        Self::read(path)
+    }
+
+    fn verify(&self, conn: &Connection, (): &()) -> Result<Vec<String>> {
+        let name = Self::name(&());
+        let rows: i64 = conn
+            .prepare_cached("SELECT count(*) FROM chunks")?
+            .query_row([], |r| r.get(0))?;
+        let mut problems = derived::verify_counts(
+            conn,
+            &name,
+            self.applied,
+            self.rows as usize,
+            usize::try_from(rows).unwrap_or(0),
+        )?;
+        if self.by_seq.len() as u64 != self.rows {
+            problems.push(format!(
+                "{name}: {} chunks numbered, {} live",
+                self.by_seq.len(),
+                self.rows
+            ));
+        }
+        let tokens: u64 = self
+            .by_seq
+            .values()
+            .map(|&d| u64::from(self.lens[d as usize]))
+            .sum();
+        if tokens != self.tokens {
+            problems.push(format!(
+                "{name}: {tokens} tokens in its chunks, {} counted",
+                self.tokens
+            ));
+        }
+        Ok(problems)
+    }
+
+    fn applied(&self) -> i64 {
+        self.applied
+    }
+
+    fn unsaved(&self) -> usize {
+        self.unsaved
+    }
+
+    fn len(&self) -> usize {
+        self.rows as usize
+    }
+
+    fn memory(&self) -> usize {
+        self.heap_bytes()
+    }
+
+    fn name((): &()) -> String {
+        "the text index".into()
+    }
+}
+
 /// The first position from `pos` on whose chunk number is at least `target`: galloping, so
 /// that a short step (the usual case in a long list) costs a few comparisons in cache instead
 /// of a binary search over the whole rest of the list.
@@ -852,71 +927,16 @@ impl Store {
     }
 
     /// The text index of this database, loaded or built on first use and caught up with the
-    /// log.
-    fn lexicon(&self) -> Result<Arc<RwLock<Lexicon>>> {
-        let dir = ann_dir(&self.canonical);
-        let prefix = self.lexicon_prefix();
-        let entry = match self.loaded_lexicon()? {
-            Some(e) => e,
-            None => {
-                let lex = in_read_tx(&self.conn, || {
-                    let head = max_log_id(&self.conn)?;
-                    let loaded = newest_file(&dir, &prefix, ".lex")
-                        .filter(|(_, applied)| {
-                            *applied <= head && log_covers(&self.conn, *applied).unwrap_or(false)
-                        })
-                        .and_then(|(p, _)| {
-                            Lexicon::read(&p)
-                                .map_err(|r| {
-                                    tracing::warn!("rebuilding the text index: {r}");
-                                    self.note_rejected(&r);
-                                })
-                                .ok()
-                        });
-                    self.note_index(loaded.is_some());
-                    match loaded {
-                        Some(mut lex) => {
-                            lex.catch_up(&self.conn)?;
-                            Ok(lex)
-                        }
-                        None => Lexicon::build(&self.conn),
-                    }
-                })?;
-                REGISTRY
-                    .lock()
-                    .map_err(|_| poisoned())?
-                    .entry(self.lexicon_key())
-                    .or_insert_with(|| Arc::new(RwLock::new(lex)))
-                    .clone()
-            }
-        };
-        let head = max_log_id(&self.conn)?;
-        let persistent = self.path() != Path::new(":memory:");
-        let save_due =
-            |l: &Lexicon| persistent && l.unsaved >= SAVE_EVERY.max(l.rows as usize / 10);
-        {
-            let lex = entry.read().map_err(|_| poisoned())?;
-            if lex.applied == head && !save_due(&lex) {
-                return Ok(entry.clone());
-            }
-        }
-        let mut lex = entry.write().map_err(|_| poisoned())?;
-        let head = max_log_id(&self.conn)?;
-        if head < lex.applied || !log_covers(&self.conn, lex.applied)? {
-            // The log went backwards (the file was replaced), or was trimmed past this index
-            // (in another process): rebuild.
-            self.note_index(false);
-            *lex = in_read_tx(&self.conn, || Lexicon::build(&self.conn))?;
-        } else if head > lex.applied {
-            in_read_tx(&self.conn, || lex.catch_up(&self.conn))?;
-        }
-        if save_due(&lex) && self.path().is_file() {
-            if let Err(e) = lex.save(&dir, &prefix) {
-                tracing::warn!("text index not saved: {e}");
-            }
-        }
-        drop(lex);
-        Ok(entry)
+    /// log (see `derived::current`).
+    pub(super) fn lexicon(&self) -> Result<Arc<RwLock<Lexicon>>> {
+        derived::current(
+            self,
+            &REGISTRY,
+            self.lexicon_key(),
+            &ann_dir(&self.canonical),
+            &self.lexicon_prefix(),
+            &(),
+        )
     }
 
     /// Chunk seqs by FTS5's BM25 for `words` (each a query word, as FTS5 would read it
@@ -1044,7 +1064,7 @@ impl Store {
         let Some(entry) = self.loaded_lexicon().ok().flatten() else {
             return 0;
         };
-        entry.read().map_or(0, |l| l.heap_bytes())
+        entry.read().map_or(0, |l| l.memory())
     }
 }
 
