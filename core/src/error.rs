@@ -122,7 +122,7 @@ pub enum Error {
     #[error("invalid {name}: {reason}")]
     InvalidArgument {
         /// The argument, by its name in the library's API (`query`, `k`, `filter`, `mode`,
-    /// `budget`, `max_tokens` ...); a front end names its own flag for it.
+        /// `budget`, `max_tokens` ...); a front end names its own flag for it.
         name: String,
         /// Why it is refused.
         reason: String,

@@ -503,11 +503,7 @@ fn unreached(
             expansion: Some(rows.len()),
             ..SearchRequest::new(q, 100)
         };
-        let got: Vec<String> = store
-            .search(&req)?
-            .into_iter()
-            .map(|h| h.text)
-            .collect();
+        let got: Vec<String> = store.search(&req)?.into_iter().map(|h| h.text).collect();
         let missing = exact[..10]
             .iter()
             .filter(|(_, t)| !got.iter().any(|g| g == t))

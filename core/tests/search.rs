@@ -230,8 +230,14 @@ fn bad_search_arguments_are_named() -> TestResult {
     // Arguments are named as the library names them, not by a front end's flags.
     let k = err(query(&store, "moss", SearchMode::Hybrid, 0, &[]));
     assert!(k.starts_with("invalid k:") && !k.contains("-k"), "{k}");
-    let mode = "nonsense".parse::<SearchMode>().expect_err("refused").to_string();
-    assert!(mode.starts_with("invalid mode:") && !mode.contains("--"), "{mode}");
+    let mode = "nonsense"
+        .parse::<SearchMode>()
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        mode.starts_with("invalid mode:") && !mode.contains("--"),
+        "{mode}"
+    );
     let unknown = err(query(
         &store,
         "moss",

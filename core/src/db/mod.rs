@@ -17,6 +17,7 @@ use crate::model::{
 };
 
 pub(crate) mod filter;
+pub(crate) mod log;
 mod outbox;
 pub mod queue;
 pub mod schema;

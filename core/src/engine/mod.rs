@@ -110,7 +110,10 @@ impl TextInput {
     /// object or an array.
     pub fn into_document(self) -> Result<(String, Extracted)> {
         if self.text.trim().is_empty() {
-            return Err(Error::invalid("text", "the text is empty: nothing to index"));
+            return Err(Error::invalid(
+                "text",
+                "the text is empty: nothing to index",
+            ));
         }
         if self.source.trim().is_empty() {
             return Err(Error::invalid("source", "the source is empty"));
@@ -123,7 +126,11 @@ impl TextInput {
             ));
         }
         let mut raw = self.text.clone().into_bytes();
-        raw.extend_from_slice(serde_json::Value::Object(metadata.clone()).to_string().as_bytes());
+        raw.extend_from_slice(
+            serde_json::Value::Object(metadata.clone())
+                .to_string()
+                .as_bytes(),
+        );
         metadata.insert("format".into(), "text".into());
         let doc = Extracted {
             key: None,
@@ -165,7 +172,11 @@ impl Engine {
     /// # Errors
     /// The database's own errors: not SQLite, another application's, newer, corrupt,
     /// unopenable.
-    pub fn open(path: impl AsRef<Path>, embedder: Arc<dyn Embedder>, readers: usize) -> Result<Self> {
+    pub fn open(
+        path: impl AsRef<Path>,
+        embedder: Arc<dyn Embedder>,
+        readers: usize,
+    ) -> Result<Self> {
         let path = path.as_ref();
         let writer = Store::open(path)?;
         let readers = (0..readers.max(1))
@@ -438,12 +449,7 @@ impl Engine {
     ///
     /// # Errors
     /// As [`Store::add_message`], plus model failures.
-    pub fn add_message(
-        &self,
-        conversation_id: &str,
-        role: &str,
-        content: &str,
-    ) -> Result<Message> {
+    pub fn add_message(&self, conversation_id: &str, role: &str, content: &str) -> Result<Message> {
         let v = if content.trim().is_empty() {
             None
         } else {
@@ -459,7 +465,6 @@ impl Engine {
             )
         })
     }
-
 
     /// Stores records from elsewhere (see [`crate::ingest::import`]); a batch import then calls
     /// [`Engine::refresh_indexes`].
@@ -589,7 +594,12 @@ impl Engine {
     ///
     /// # Errors
     /// Store failures.
-    pub fn move_document(&self, collection: &Collection, from: &str, to: &str) -> Result<Option<String>> {
+    pub fn move_document(
+        &self,
+        collection: &Collection,
+        from: &str,
+        to: &str,
+    ) -> Result<Option<String>> {
         self.write(|store| store.move_document(collection, from, to))
     }
 
@@ -839,7 +849,11 @@ fn first_line_title(text: &str) -> String {
         .map(str::trim)
         .find(|l| !l.is_empty())
         .unwrap_or("untitled");
-    line.trim_start_matches('#').trim().chars().take(80).collect()
+    line.trim_start_matches('#')
+        .trim()
+        .chars()
+        .take(80)
+        .collect()
 }
 
 #[cfg(test)]

@@ -35,6 +35,7 @@ use std::sync::{Arc, LazyLock, Mutex, RwLock};
 use rusqlite::{Connection, OptionalExtension};
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
+use crate::db::log::{first_log_id, max_log_id};
 use crate::db::{blob_to_vector, in_read_tx, Store};
 use crate::error::{Error, Result};
 use crate::model::Collection;
@@ -258,46 +259,6 @@ pub(crate) fn device_tag(device: &str) -> String {
         .filter(char::is_ascii_alphanumeric)
         .take(12)
         .collect()
-}
-
-/// The newest saved index file named `<prefix><applied log id><suffix>`, with that log id.
-pub(crate) fn newest_file(dir: &Path, prefix: &str, suffix: &str) -> Option<(PathBuf, i64)> {
-    std::fs::read_dir(dir)
-        .ok()?
-        .filter_map(|e| {
-            let e = e.ok()?;
-            let name = e.file_name().into_string().ok()?;
-            let applied = name
-                .strip_prefix(prefix)?
-                .strip_suffix(suffix)?
-                .parse()
-                .ok()?;
-            Some((e.path(), applied))
-        })
-        .max_by_key(|(_, applied)| *applied)
-}
-
-/// The last `ann_log` id: every chunk insert and delete moves it.
-pub(crate) fn max_log_id(conn: &Connection) -> Result<i64> {
-    Ok(conn
-        .prepare_cached("SELECT coalesce(max(id), 0) FROM ann_log")?
-        .query_row([], |r| r.get(0))?)
-}
-
-/// Whether the log still holds every row after `applied`: [`Store::trim_index_log`] may have
-/// removed rows that an index saved (or loaded in another process) before the trim needs, and
-/// such an index is rebuilt instead of caught up. Log ids have no gaps (AUTOINCREMENT, and a
-/// trim keeps the newest row), so the first id left says what is gone.
-pub(crate) fn log_covers(conn: &Connection, applied: i64) -> Result<bool> {
-    let first = first_log_id(conn)?;
-    Ok(first == 0 || first <= applied + 1)
-}
-
-/// The oldest `ann_log` id left (0 for an empty log).
-fn first_log_id(conn: &Connection) -> Result<i64> {
-    Ok(conn
-        .prepare_cached("SELECT coalesce(min(id), 0) FROM ann_log")?
-        .query_row([], |r| r.get(0))?)
 }
 
 /// The log is trimmed once it holds this many rows.

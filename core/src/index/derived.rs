@@ -7,13 +7,13 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use rusqlite::Connection;
 
-use super::ann::{log_covers, max_log_id, newest_file};
 use super::header::Rejected;
+use crate::db::log::{log_covers, max_log_id};
 use crate::db::{in_read_tx, Store};
 use crate::error::{Error, Result};
 
@@ -91,7 +91,7 @@ pub(crate) fn verify_counts(
     Ok(problems)
 }
 
-fn poisoned<G>(_: G) -> Error {
+pub(crate) fn poisoned<G>(_: G) -> Error {
     Error::Index("an index lock is poisoned".into())
 }
 
@@ -184,23 +184,19 @@ pub(crate) fn current<I: DerivedIndex, K: Eq + Hash>(
     Ok(entry)
 }
 
-impl Store {
-    /// Loads (or builds) and catches up every collection's vector index and the text index,
-    /// and checks each against SQLite (`DerivedIndex::verify`): the problems found, empty
-    /// for a sound database.
-    ///
-    /// # Errors
-    /// Store errors, and [`Error::Index`] if an index cannot be loaded or built.
-    pub fn verify_indexes(&self) -> Result<Vec<String>> {
-        let mut problems = Vec::new();
-        for coll in self.collections()? {
-            let entry = self.ann(&coll)?;
-            let ann = entry.read().map_err(poisoned)?;
-            problems.extend(in_read_tx(&self.conn, || ann.verify(&self.conn, &coll))?);
-        }
-        let entry = self.lexicon()?;
-        let lex = entry.read().map_err(poisoned)?;
-        problems.extend(in_read_tx(&self.conn, || lex.verify(&self.conn, &()))?);
-        Ok(problems)
-    }
+/// The newest saved index file named `<prefix><applied log id><suffix>`, with that log id.
+pub(crate) fn newest_file(dir: &Path, prefix: &str, suffix: &str) -> Option<(PathBuf, i64)> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let name = e.file_name().into_string().ok()?;
+            let applied = name
+                .strip_prefix(prefix)?
+                .strip_suffix(suffix)?
+                .parse()
+                .ok()?;
+            Some((e.path(), applied))
+        })
+        .max_by_key(|(_, applied)| *applied)
 }

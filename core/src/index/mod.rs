@@ -12,7 +12,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{LazyLock, Mutex};
 
-use crate::db::Store;
+use crate::db::{in_read_tx, Store};
+use crate::error::Result;
+use derived::{poisoned, DerivedIndex};
 
 pub mod ann;
 pub(crate) mod derived;
@@ -258,5 +260,26 @@ impl Store {
             f(m.entry((self.canonical.clone(), self.device.clone()))
                 .or_default());
         }
+    }
+}
+
+impl Store {
+    /// Loads (or builds) and catches up every collection's vector index and the text index,
+    /// and checks each against SQLite (`DerivedIndex::verify`): the problems found, empty
+    /// for a sound database.
+    ///
+    /// # Errors
+    /// Store errors, and [`Error::Index`] if an index cannot be loaded or built.
+    pub fn verify_indexes(&self) -> Result<Vec<String>> {
+        let mut problems = Vec::new();
+        for coll in self.collections()? {
+            let entry = self.ann(&coll)?;
+            let ann = entry.read().map_err(poisoned)?;
+            problems.extend(in_read_tx(&self.conn, || ann.verify(&self.conn, &coll))?);
+        }
+        let entry = self.lexicon()?;
+        let lex = entry.read().map_err(poisoned)?;
+        problems.extend(in_read_tx(&self.conn, || lex.verify(&self.conn, &()))?);
+        Ok(problems)
     }
 }

@@ -38,9 +38,10 @@ use std::sync::{Arc, LazyLock, Mutex, RwLock};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{ffi, Connection, OptionalExtension};
 
-use super::ann::{ann_dir, device_tag, max_log_id};
+use super::ann::{ann_dir, device_tag};
 use super::derived::{self, DerivedIndex};
 use super::header::{self, Rejected};
+use crate::db::log::max_log_id;
 use crate::db::Store;
 use crate::error::{Error, Result};
 

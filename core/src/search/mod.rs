@@ -371,7 +371,7 @@ impl Store {
         if words.len() < 2 {
             return Ok(words);
         }
-        let version = crate::index::ann::max_log_id(&self.conn)?;
+        let version = crate::db::log::max_log_id(&self.conn)?;
         let mut cache = DF_CACHE
             .lock()
             .map_err(|_| Error::Index("the word-frequency cache is poisoned".into()))?;
