@@ -390,9 +390,7 @@ impl Engine {
 
     /// What the database holds.
     pub fn stats(&self) -> Result<Stats> {
-        guard("stats", || {
-            Ok(self.inner.stats()?.into())
-        })
+        guard("stats", || Ok(self.inner.stats()?.into()))
     }
 
     /// Cancels the long calls (folder ingests, syncs) running now; later calls are unaffected.
@@ -437,7 +435,9 @@ mod tests {
         }
         // A formatted panic message (a String payload) comes through too.
         let caught: Result<()> = guard("another", || panic!("code {}", 7));
-        assert!(matches!(caught, Err(OutpostError::Internal { message }) if message.contains("code 7")));
+        assert!(
+            matches!(caught, Err(OutpostError::Internal { message }) if message.contains("code 7"))
+        );
         // The boundary still works afterwards.
         assert_eq!(guard("after", || Ok(3)).ok(), Some(3));
     }

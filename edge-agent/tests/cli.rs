@@ -387,7 +387,10 @@ fn a_database_of_a_newer_outpost_is_refused_and_left_untouched() -> TestResult {
     // Put the version back: everything is still there.
     python_sqlite(
         db.path(),
-        &format!("PRAGMA user_version = {}", outpost_core::db::schema::VERSION),
+        &format!(
+            "PRAGMA user_version = {}",
+            outpost_core::db::schema::VERSION
+        ),
     )?;
     assert_eq!(db.documents()?, 1);
     Ok(())

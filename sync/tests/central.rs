@@ -207,9 +207,14 @@ async fn a_reader_pulling_while_many_devices_push_ends_up_with_every_document() 
                                 .map_err(|e| e.to_string())?;
                             ids.insert(id);
                         }
-                        outpost_sync::sync_once(&device.engine().map_err(|e| e.to_string())?, &central, &opts, &mut |_| {})
-                            .await
-                            .map_err(|e| format!("writer {w}: {e}"))?;
+                        outpost_sync::sync_once(
+                            &device.engine().map_err(|e| e.to_string())?,
+                            &central,
+                            &opts,
+                            &mut |_| {},
+                        )
+                        .await
+                        .map_err(|e| format!("writer {w}: {e}"))?;
                     }
                     Ok::<_, String>(ids)
                 }));

@@ -5,7 +5,6 @@
 //! request was at fault (bad JSON, wrong types, a body over the limit, an unknown id, `k` out of
 //! range, a filter on an unknown key) and 5xx only when the agent was.
 
-
 use std::time::Instant;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -361,9 +360,7 @@ pub async fn list_documents(
 ) -> ApiResult<Json<Value>> {
     let docs = state
         .engines
-        .read(move |e| {
-            e.list_documents(q.collection.as_deref(), q.deleted, q.limit.unwrap_or(100))
-        })
+        .read(move |e| e.list_documents(q.collection.as_deref(), q.deleted, q.limit.unwrap_or(100)))
         .await??;
     Ok(Json(json!({ "documents": docs })))
 }
@@ -376,10 +373,7 @@ pub async fn get_document(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let doc = state
-        .engines
-        .read(move |e| e.get_document(&id))
-        .await??;
+    let doc = state.engines.read(move |e| e.get_document(&id)).await??;
     Ok(Json(serde_json::to_value(doc).unwrap_or_default()))
 }
 
@@ -477,9 +471,7 @@ fn search_options(
     let mode: SearchMode = mode
         .unwrap_or("hybrid")
         .parse()
-        .map_err(|e: outpost_core::Error| {
-            ApiError::bad_request(e.to_string())
-        })?;
+        .map_err(|e: outpost_core::Error| ApiError::bad_request(e.to_string()))?;
     let filters = filters
         .iter()
         .map(|f| f.parse::<Filter>())
@@ -638,9 +630,7 @@ pub async fn list_conversations(
 ) -> ApiResult<Json<Value>> {
     let list = state
         .engines
-        .read(move |e| {
-            e.conversations(q.title.as_deref(), q.limit.unwrap_or(100))
-        })
+        .read(move |e| e.conversations(q.title.as_deref(), q.limit.unwrap_or(100)))
         .await??;
     Ok(Json(json!({ "conversations": list })))
 }
@@ -653,10 +643,7 @@ pub async fn get_conversation(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let c = state
-        .engines
-        .read(move |e| e.conversation(&id))
-        .await??;
+    let c = state.engines.read(move |e| e.conversation(&id)).await??;
     Ok(Json(serde_json::to_value(c).unwrap_or_default()))
 }
 

@@ -49,11 +49,7 @@ fn delete_path(engine: &Engine, collection: &str, path: &str) -> outpost_core::R
     Ok(ids.len())
 }
 
-fn process(
-    engine: &Engine,
-    work: &QueuedWork,
-    opts: &IngestOptions,
-) -> outpost_core::Result<Done> {
+fn process(engine: &Engine, work: &QueuedWork, opts: &IngestOptions) -> outpost_core::Result<Done> {
     let item = &work.item;
     let mut opts = opts.clone();
     opts.collection.clone_from(&item.collection);

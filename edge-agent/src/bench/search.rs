@@ -172,9 +172,7 @@ fn rows_of(store: &Store, vec_table: &str) -> Result<(Rows, Vec<Vec<f32>>)> {
     let (mut ids, mut vectors) = (std::collections::HashMap::new(), Vec::new());
     while let Some(r) = rows.next()? {
         ids.insert(r.get::<_, String>(0)?, vectors.len());
-        vectors.push(outpost_core::db::blob_to_vector(
-            &r.get::<_, Vec<u8>>(1)?,
-        ));
+        vectors.push(outpost_core::db::blob_to_vector(&r.get::<_, Vec<u8>>(1)?));
     }
     Ok((ids, vectors))
 }

@@ -272,5 +272,8 @@ pub fn run(args: &BenchSyncArgs) -> Result<i32> {
 /// The engine sync runs on, over a synthetic store; its vectors are the bench's own, so the
 /// embedder only has to be of their size.
 fn device(store: Store) -> outpost_core::Engine {
-    outpost_core::Engine::new(store, std::sync::Arc::new(outpost_core::HashEmbedder::new(DIMS)))
+    outpost_core::Engine::new(
+        store,
+        std::sync::Arc::new(outpost_core::HashEmbedder::new(DIMS)),
+    )
 }
