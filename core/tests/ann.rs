@@ -2,6 +2,8 @@
 //! restart (loaded from its file, not rebuilt), filtered searches, and deletes and inserts seen
 //! by the very next search, from another connection too.
 
+mod common;
+use common::Rng;
 use outpost_core::{Collection, Filter, NewChunk, NewDocument, SearchMode, SearchRequest, Store};
 use serde_json::{Map, Value};
 
@@ -11,19 +13,7 @@ const DIMS: usize = 32;
 const DOCS: usize = 600;
 const CHUNKS_PER_DOC: usize = 5;
 
-/// A small deterministic generator (SplitMix64), so the data is the same on every run.
-struct Rng(u64);
-
 impl Rng {
-    fn next(&mut self) -> f32 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-    }
-
     /// A unit vector near one of 40 cluster centres.
     fn vector(&mut self, centres: &[Vec<f32>]) -> Vec<f32> {
         let c = &centres[((self.next() + 0.5) * centres.len() as f32) as usize % centres.len()];

@@ -2,6 +2,8 @@
 //! vector and text indexes sound after a build, a catch-up, a reload and a rebuild forced by a
 //! trimmed log, and the searches they answer stay right through each step.
 
+mod common;
+use common::Rng;
 use outpost_core::{Collection, NewChunk, NewDocument, SearchMode, SearchRequest, Store};
 use serde_json::Map;
 
@@ -10,19 +12,7 @@ type TestResult = Result<(), Box<dyn std::error::Error>>;
 const DIMS: usize = 24;
 const CHUNKS_PER_DOC: usize = 10;
 
-/// SplitMix64: the same vectors on every run.
-struct Rng(u64);
-
 impl Rng {
-    fn next(&mut self) -> f32 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-    }
-
     fn vector(&mut self) -> Vec<f32> {
         (0..DIMS).map(|_| self.next()).collect()
     }

@@ -18,6 +18,8 @@
 //! Whether an index was loaded or rebuilt, and why a file was rejected, is read from
 //! [`Store::index_origins`], which counts what the warnings say.
 
+mod common;
+use common::Rng;
 use std::path::{Path, PathBuf};
 
 use outpost_core::index::IndexOrigins;
@@ -39,19 +41,7 @@ const GRAPH: &str = "c1-DEVICE-2100.usearch";
 const ROWS: &str = "c1-DEVICE-2100.vectors";
 const TEXT: &str = "t-DEVICE-2100.lex";
 
-/// A small deterministic generator (SplitMix64), so the rows are the same on every run.
-struct Rng(u64);
-
 impl Rng {
-    fn next(&mut self) -> f32 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-    }
-
     fn unit(&mut self, dims: usize) -> Vec<f32> {
         let v: Vec<f32> = (0..dims).map(|_| self.next()).collect();
         let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
