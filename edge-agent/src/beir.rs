@@ -17,11 +17,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
 use outpost_core::search::eval::Qrels;
-use outpost_core::{ChunkParams, Embedder, IngestOptions, Store};
+use outpost_core::{ChunkParams, Embedder, Engine, IngestOptions};
 
 /// A BEIR corpus indexed into an Outpost database (collection `beir`).
 pub(crate) struct IndexedCorpus {
-    pub store: Store,
+    pub engine: Engine,
     pub documents: usize,
     pub chunks: usize,
     /// Seconds the indexing took (little when `index` already held the corpus).
@@ -36,7 +36,7 @@ pub(crate) fn index_corpus(
     dir: &Path,
     index: Option<&Path>,
     chunking: ChunkParams,
-    model: &dyn Embedder,
+    model: std::sync::Arc<dyn Embedder>,
     json: bool,
 ) -> Result<IndexedCorpus> {
     let corpus_path = dir.join("corpus.jsonl");
@@ -56,7 +56,7 @@ pub(crate) fn index_corpus(
         ),
     };
     let documents = rewrite_corpus(&corpus_path, &records)?;
-    let mut store = Store::open(&db)?;
+    let engine = Engine::open(&db, model, 1)?;
     let opts = IngestOptions {
         collection: "beir".into(),
         chunking,
@@ -64,18 +64,12 @@ pub(crate) fn index_corpus(
     };
     let started = Instant::now();
     let bar = progress_bar(0, json, "indexing (chunks)");
-    let report = outpost_core::ingest::ingest_paths(
-        &mut store,
-        model,
-        std::slice::from_ref(&records),
-        &opts,
-        &mut |p| {
-            if let outpost_core::Progress::Embedded(done, total) = p {
-                bar.set_length(total as u64);
-                bar.set_position(done as u64);
-            }
-        },
-    )?;
+    let report = engine.ingest(std::slice::from_ref(&records), &opts, &mut |p| {
+        if let outpost_core::Progress::Embedded(done, total) = p {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        }
+    })?;
     bar.finish_and_clear();
     if report.failed > 0 {
         let first = &report.failures[0];
@@ -87,7 +81,7 @@ pub(crate) fn index_corpus(
         );
     }
     let index_seconds = started.elapsed().as_secs_f64();
-    let chunks = store
+    let chunks = engine
         .stats()?
         .collections
         .iter()
@@ -95,7 +89,7 @@ pub(crate) fn index_corpus(
         .map(|c| c.chunks)
         .sum();
     Ok(IndexedCorpus {
-        store,
+        engine,
         documents,
         chunks,
         seconds: index_seconds,

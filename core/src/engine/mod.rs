@@ -357,7 +357,13 @@ impl Engine {
         self.search_with_vector("(vector query)", Some(vector), &opts, 0)
     }
 
-    fn search_with_vector(
+    /// Searches for `query` with its vector already made by this engine's model (`None` for
+    /// text mode), fetching `candidates` from each ranking before fusion (0 for the default):
+    /// for callers that embed many queries in one batch, as an evaluation does.
+    ///
+    /// # Errors
+    /// As [`Engine::search`].
+    pub fn search_with_vector(
         &self,
         query: &str,
         vector: Option<&[f32]>,

@@ -189,18 +189,20 @@ fn beir_data(
         dir,
         args.index.as_deref(),
         outpost_core::ChunkParams::default(),
-        model.as_ref(),
+        model.clone(),
         args.json,
     )?;
     let build_seconds = corpus.seconds;
     let coll = corpus
-        .store
+        .engine
         .collections()?
         .into_iter()
         .find(|c| c.name == "beir")
         .context("the indexed corpus has no 'beir' collection")?;
-    let path = corpus.store.path().to_path_buf();
-    let (store, indexing) = index_and_reopen(corpus.store, &path)?;
+    // The bench times the indexes itself, on a connection of its own.
+    let path = corpus.engine.path().to_path_buf();
+    drop(corpus.engine);
+    let (store, indexing) = index_and_reopen(Store::open(&path)?, &path)?;
     let mut queries: Vec<(String, String)> = crate::beir::read_queries(&dir.join("queries.jsonl"))?
         .into_iter()
         .collect();

@@ -1,7 +1,7 @@
 //! `outpost eval beir`: retrieval quality on a BEIR-format dataset.
 //!
 //! The corpus is indexed as [`crate::beir::index_corpus`] describes. Every query of the split is
-//! searched through [`Store::search`](outpost_core::Store::search) exactly as `outpost search` does; chunks are folded into
+//! searched through [`Engine::search_with_vector`](outpost_core::Engine::search_with_vector) as `outpost search` searches; chunks are folded into
 //! documents by their best-ranked chunk, and nDCG@10, recall@100 and MRR@10 are averaged over
 //! the queries that have judgements.
 
@@ -12,7 +12,7 @@ use anyhow::{bail, Result};
 use serde::Serialize;
 
 use outpost_core::search::eval::{dedup_keep_first, mrr_at, ndcg_at, recall_at, Qrels};
-use outpost_core::{ChunkParams, Embedder, RrfParams, SearchMode, SearchRequest};
+use outpost_core::{ChunkParams, Embedder, RrfParams, SearchMode, SearchOptions};
 
 use crate::beir::{index_corpus, progress_bar, read_qrels, read_queries};
 use crate::cli::EvalBeirArgs;
@@ -78,11 +78,11 @@ pub fn beir(args: &EvalBeirArgs, model: Arc<dyn Embedder>) -> Result<i32> {
             max_tokens: args.chunk_tokens,
             overlap: args.chunk_overlap,
         },
-        model.as_ref(),
+        model.clone(),
         args.json,
     )?;
-    let (store, documents, chunks, index_seconds) = (
-        &corpus.store,
+    let (engine, documents, chunks, index_seconds) = (
+        &corpus.engine,
         corpus.documents,
         corpus.chunks,
         corpus.seconds,
@@ -110,14 +110,14 @@ pub fn beir(args: &EvalBeirArgs, model: Arc<dyn Embedder>) -> Result<i32> {
     let started = Instant::now();
     let bar = progress_bar(judged.len() as u64, args.json, "searching");
     for (((_, q), text), vector) in judged.iter().zip(&texts).zip(&vectors) {
-        let req = SearchRequest {
-            vector: (mode != SearchMode::Text).then(|| (model.model_id(), vector.as_slice())),
+        let opts = SearchOptions {
+            k: chunk_k,
             mode,
             rrf,
-            candidates: chunk_k,
-            ..SearchRequest::new(text, chunk_k)
+            ..SearchOptions::default()
         };
-        let hits = store.search(&req)?;
+        let vector = (mode != SearchMode::Text).then_some(vector.as_slice());
+        let hits = engine.search_with_vector(text, vector, &opts, chunk_k)?;
         let ranked = dedup_keep_first(hits.into_iter().map(|h| record_id(&h.source)));
         let ranked = &ranked[..ranked.len().min(DOCS_PER_QUERY)];
         ndcg += ndcg_at(ranked, q, 10);
