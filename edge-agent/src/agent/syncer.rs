@@ -1,6 +1,6 @@
 //! Background sync: every `sync.interval_s` and on demand (`POST /v1/sync`), push the outbox and
-//! pull what is new, on a database connection of its own, so that a slow or absent central store
-//! never holds up ingestion or search. While the central store is unreachable the agent keeps
+//! pull what is new, over the agent's engine, whose writer it takes only to apply one batch, so
+//! that a slow or absent central store never holds up ingestion or search. While the central store is unreachable the agent keeps
 //! serving and retries sooner than the interval, with exponential backoff.
 
 use std::sync::{Arc, Mutex};
