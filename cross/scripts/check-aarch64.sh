@@ -87,7 +87,10 @@ file "$BIN" | grep -q "ARM aarch64" || die "$BIN is not an aarch64 executable"
 stage "built outpost and liboutpost_ffi.so for $TARGET"
 
 # 4. The core tests that need no model, under qemu.
-xcargo test --quiet -p outpost-core --lib --test migrations --test queue --test replica --test ann 2>&1 |
+# The reachability test searches 3,600 chunks exhaustively 450 times (20 s natively, far longer
+# emulated); it checks the graph usearch builds, not the target, and scripts/test.sh runs it.
+xcargo test --quiet -p outpost-core --lib --test migrations --test queue --test replica --test ann \
+    -- --skip every_vector_is_reachable 2>&1 |
     grep -E '^test result' | sed 's/^/  /'
 stage "core tests passed under qemu"
 
