@@ -130,6 +130,10 @@ impl HashEmbedder {
     }
 }
 
+/// What embedding says in an engine opened without a model.
+pub(crate) const NO_MODEL: &str =
+    "this engine was opened without a model: open it with one to embed";
+
 /// The embedder of an engine opened without a model: every embedding fails, saying so.
 pub(crate) struct NoModel(HashEmbedder);
 
@@ -157,9 +161,7 @@ impl Embedder for NoModel {
     }
 
     fn embed(&self, _: &[&str]) -> std::result::Result<Vec<Vec<f32>>, EmbedError> {
-        Err(EmbedError(
-            "this engine was opened without a model: open it with one to embed".into(),
-        ))
+        Err(EmbedError(NO_MODEL.into()))
     }
 }
 

@@ -34,7 +34,7 @@ pub mod search;
 pub use db::queue::{QueuedWork, WorkItem, WorkOp};
 pub use db::Store;
 pub use embed::{count_tokens, EmbedError, Embedder, HashEmbedder};
-pub use engine::{ContextOptions, Engine, SearchOptions, TextInput, DEFAULT_READERS};
+pub use engine::{ContextOptions, Engine, SearchOptions, TextInput};
 pub use error::{Error, ErrorKind, InputProblem, Result};
 pub use index::ann::IndexMemory;
 pub use ingest::chunk::ChunkParams;

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use outpost_core::{Embedder, IngestOptions, SearchMode, SearchOptions};
+use outpost_core::{IngestOptions, SearchMode, SearchOptions};
 
 pub use records::*;
 
@@ -102,8 +102,7 @@ fn guard<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
 #[derive(uniffi::Object)]
 pub struct Engine {
     collection: String,
-    embedder: Arc<dyn Embedder>,
-    /// The engine: its writer, its readers, its derived indexes.
+    /// The engine: its model, its writer, its readers, its derived indexes.
     inner: outpost_core::Engine,
     /// Bumped by [`Engine::cancel`]; a long call stops when it changes under it.
     cancel_epoch: AtomicU64,
@@ -143,18 +142,15 @@ impl Engine {
                     message: format!("loading the model from {}: {e}", dir.display()),
                 }
             })?;
-            let embedder: Arc<dyn Embedder> = Arc::new(model);
-            let path = PathBuf::from(path);
             let inner = outpost_core::Engine::open(
-                &path,
-                embedder.clone(),
+                PathBuf::from(path),
+                Arc::new(model),
                 config.readers.clamp(1, 16) as usize,
             )?;
             Ok(Arc::new(Self {
                 collection: config
                     .collection
                     .unwrap_or_else(|| outpost_core::DEFAULT_COLLECTION.into()),
-                embedder,
                 inner,
                 cancel_epoch: AtomicU64::new(0),
             }))
@@ -344,8 +340,10 @@ impl Engine {
             let config = outpost_sync::CentralConfig::from_settings(&settings)?;
             let central_store =
                 config.open(Duration::from_secs(u64::from(central.timeout_s.max(1))))?;
-            let mut opts =
-                outpost_sync::SyncOptions::new(self.embedder.model_id(), self.embedder.dims());
+            let mut opts = outpost_sync::SyncOptions::new(
+                self.inner.embedder().model_id(),
+                self.inner.embedder().dims(),
+            );
             // An app calls again later: ride over a blip, but give up within the timeout.
             opts.backoff = outpost_sync::Backoff {
                 initial: Duration::from_millis(200),

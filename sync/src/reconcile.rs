@@ -122,7 +122,7 @@ pub fn status(engine: &Engine) -> Result<SyncStatus> {
     let read =
         |k: &str| -> Result<Option<i64>> { Ok(engine.sync_state(k)?.and_then(|v| v.parse().ok())) };
     Ok(SyncStatus {
-        device_id: engine.device_id(),
+        device_id: engine.device_id().to_string(),
         outbox_depth: engine.outbox_depth()?,
         lag_ms: engine
             .outbox_oldest()?
@@ -206,7 +206,7 @@ pub async fn pull(
         let page = opts
             .backoff
             .retry("pull", || {
-                central.pull(&cursor, opts.pull_page.max(1), &device)
+                central.pull(&cursor, opts.pull_page.max(1), device)
             })
             .await?;
         let applied = engine.apply_pulled(

@@ -16,7 +16,6 @@ use crate::db::queue::{QueuedWork, WorkItem};
 use crate::db::Store;
 use crate::embed::Embedder;
 use crate::error::{Error, Result};
-use crate::index::ann::IndexMemory;
 use crate::ingest::extract::{Extracted, Format};
 use crate::ingest::import::{
     export_jsonl, import_records, ExportReport, ImportOptions, ImportReport, Input, OnProgress,
@@ -147,6 +146,9 @@ impl TextInput {
 /// An open database with its embedding model: the engine.
 pub struct Engine {
     path: PathBuf,
+    /// The database's device id, fixed when the file was made: read once, so asking for it
+    /// never waits for the writer.
+    device: String,
     embedder: Arc<dyn Embedder>,
     writer: Mutex<Store>,
     readers: Readers,
@@ -161,9 +163,6 @@ impl std::fmt::Debug for Engine {
             .finish()
     }
 }
-
-/// Readers an engine opens unless told otherwise.
-pub const DEFAULT_READERS: usize = 4;
 
 impl Engine {
     /// Opens (or creates) the database at `path` with one writing and `readers` reading
@@ -184,6 +183,7 @@ impl Engine {
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             path: path.to_path_buf(),
+            device: writer.device_id().to_string(),
             embedder,
             writer: Mutex::new(writer),
             readers: Readers::new(readers),
@@ -195,6 +195,7 @@ impl Engine {
     pub fn new(store: Store, embedder: Arc<dyn Embedder>) -> Self {
         Self {
             path: store.path().to_path_buf(),
+            device: store.device_id().to_string(),
             embedder,
             writer: Mutex::new(store),
             readers: Readers::new(Vec::new()),
@@ -215,7 +216,7 @@ impl Engine {
     fn needs_model(&self) -> Result<()> {
         if self.embedder.dims() == 0 {
             return Err(Error::Embed(crate::error::EmbedError(
-                "this engine was opened without a model: open it with one to embed".into(),
+                crate::embed::NO_MODEL.into(),
             )));
         }
         Ok(())
@@ -250,8 +251,8 @@ impl Engine {
     }
 
     /// This database's device id.
-    pub fn device_id(&self) -> String {
-        pool::lock(&self.writer).device_id().to_string()
+    pub fn device_id(&self) -> &str {
+        &self.device
     }
 
     /// Ingests files and directories (see [`crate::ingest`]).
@@ -313,6 +314,12 @@ impl Engine {
         let v = v
             .pop()
             .ok_or_else(|| crate::error::EmbedError("model returned no vector".into()))?;
+        self.check_query_vector(&v)?;
+        Ok(v)
+    }
+
+    /// Refuses a query vector that is not of this engine's model's size.
+    fn check_query_vector(&self, v: &[f32]) -> Result<()> {
         if v.len() != self.embedder.dims() {
             return Err(Error::DimensionMismatch {
                 collection: "(query)".into(),
@@ -320,7 +327,7 @@ impl Engine {
                 got: v.len(),
             });
         }
-        Ok(v)
+        Ok(())
     }
 
     /// Searches for `query`.
@@ -342,13 +349,7 @@ impl Engine {
     /// # Errors
     /// [`Error::DimensionMismatch`] for a vector of another size; search errors.
     pub fn search_by_vector(&self, vector: &[f32], opts: &SearchOptions) -> Result<Vec<SearchHit>> {
-        if vector.len() != self.embedder.dims() {
-            return Err(Error::DimensionMismatch {
-                collection: "(query)".into(),
-                expected: self.embedder.dims(),
-                got: vector.len(),
-            });
-        }
+        self.check_query_vector(vector)?;
         let opts = SearchOptions {
             mode: SearchMode::Vector,
             ..opts.clone()
@@ -658,11 +659,6 @@ impl Engine {
     /// Store failures.
     pub fn integrity_check(&self) -> Result<Vec<String>> {
         self.read(|store| store.integrity_check())
-    }
-
-    /// Memory the loaded derived indexes take.
-    pub fn index_memory(&self) -> IndexMemory {
-        pool::lock(&self.writer).vector_index_memory()
     }
 
     /// Brings every derived index up to date and saves it, so that the next process starts
