@@ -14,7 +14,8 @@ fn ingest(
     paths: &[PathBuf],
     opts: &IngestOptions,
 ) -> Result<IngestReport, Error> {
-    ingest_paths(store, common::model().as_ref(), paths, opts, &mut |_| {})
+    let store = std::cell::RefCell::new(store);
+    ingest_paths(&store, common::model().as_ref(), paths, opts, &mut |_| {})
 }
 
 fn chunk_ids(store: &Store, doc: &str) -> Result<Vec<String>, Error> {

@@ -662,7 +662,7 @@ fn hybrid_ranking_fuses_meaning_and_exact_terms() -> TestResult {
     ];
     for (title, text) in docs {
         ingest_text(
-            &mut store,
+            &std::cell::RefCell::new(&mut store),
             model.as_ref(),
             &coll,
             title,

@@ -4,8 +4,9 @@
 //! An engine owns the embedder, one writing connection and a pool of reading connections; it
 //! is `Send + Sync`, so one engine serves every thread of a process. Reads (search, context,
 //! listings) run on a free reader, in parallel; writes (ingest, deletes, messages, applying
-//! pulled changes) take the writer in turn. The derived indexes are shared by all of them
-//! (`crate::index`).
+//! pulled changes) take the writer in turn, and only for their transactions: an ingest embeds
+//! with no connection held and takes the writer once per document, so a search or a sync pull
+//! never waits for the model. The derived indexes are shared by all of them (`crate::index`).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -20,7 +21,9 @@ use crate::ingest::extract::{Extracted, Format};
 use crate::ingest::import::{
     export_jsonl, import_records, ExportReport, ImportOptions, ImportReport, Input, OnProgress,
 };
-use crate::ingest::{ingest_paths, IngestOptions, IngestReport, IngestedDoc, Progress};
+use crate::ingest::{
+    ingest_paths, IngestOptions, IngestReport, IngestedDoc, Progress, StoreAccess,
+};
 use crate::model::{Collection, DocumentDetail, DocumentSummary, Kind, Stats};
 use crate::rag::context::{Builder, Context};
 use crate::rag::conversation::{Conversation, Message};
@@ -164,6 +167,20 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+/// The engine's connections as ingestion reaches them: each read on a reader, each write on
+/// the writer, and nothing held in between (so not while the model embeds).
+struct Access<'a>(&'a Engine);
+
+impl StoreAccess for Access<'_> {
+    fn read<T>(&self, f: impl FnOnce(&Store) -> Result<T>) -> Result<T> {
+        self.0.read(f)
+    }
+
+    fn write<T>(&self, f: impl FnOnce(&mut Store) -> Result<T>) -> Result<T> {
+        self.0.write(f)
+    }
+}
+
 impl Engine {
     /// Opens (or creates) the database at `path` with one writing and `readers` reading
     /// connections (at least one), embedding with `embedder`.
@@ -266,7 +283,7 @@ impl Engine {
         progress: &mut dyn FnMut(Progress<'_>),
     ) -> Result<IngestReport> {
         self.needs_model()?;
-        self.write(|store| ingest_paths(store, self.embedder.as_ref(), paths, opts, progress))
+        ingest_paths(&Access(self), self.embedder.as_ref(), paths, opts, progress)
     }
 
     /// Indexes one text into `opts.collection` (created for the embedder's model if missing).
@@ -291,22 +308,22 @@ impl Engine {
         opts: &IngestOptions,
     ) -> Result<IngestedDoc> {
         self.needs_model()?;
-        self.write(|store| {
-            let collection = store.ensure_collection(
+        let collection = self.write(|store| {
+            store.ensure_collection(
                 &opts.collection,
                 self.embedder.model_id(),
                 self.embedder.dims(),
-            )?;
-            crate::ingest::ingest_text(
-                store,
-                self.embedder.as_ref(),
-                &collection,
-                source,
-                doc,
-                opts,
-                &mut |_| {},
             )
-        })
+        })?;
+        crate::ingest::ingest_text(
+            &Access(self),
+            self.embedder.as_ref(),
+            &collection,
+            source,
+            doc,
+            opts,
+            &mut |_| {},
+        )
     }
 
     fn embed_one(&self, text: &str) -> Result<Vec<f32>> {

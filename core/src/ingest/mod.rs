@@ -2,7 +2,9 @@
 //!
 //! A file that fails is reported with its reason and the walk goes on; nothing already stored is
 //! touched by a failure. Embedding happens before the write transaction, so a crash while
-//! embedding leaves the previous version of the document in place.
+//! embedding leaves the previous version of the document in place. Ingestion reaches the store
+//! through [`StoreAccess`], one short read or write at a time, so that no lock is held while the
+//! model runs: a search, a sync pull or another ingest goes on meanwhile.
 
 pub mod chroma;
 pub mod chunk;
@@ -20,6 +22,33 @@ use crate::db::Store;
 use crate::embed::Embedder;
 use crate::error::{Error, InputProblem, Result};
 use crate::model::{Collection, NewChunk, NewDocument, PutOutcome};
+
+/// How ingestion reaches the store: a read for what is stored (is this document unchanged?)
+/// and a write per document. The engine hands out a reader or its writer for each call, so the
+/// slow part, embedding, holds neither.
+pub trait StoreAccess {
+    /// Runs `f` on a connection that sees every write committed before it.
+    ///
+    /// # Errors
+    /// What `f` returns.
+    fn read<T>(&self, f: impl FnOnce(&Store) -> Result<T>) -> Result<T>;
+    /// Runs `f` on the writer.
+    ///
+    /// # Errors
+    /// What `f` returns.
+    fn write<T>(&self, f: impl FnOnce(&mut Store) -> Result<T>) -> Result<T>;
+}
+
+/// One store used by one thread, for reads and writes in turn.
+impl StoreAccess for std::cell::RefCell<&mut Store> {
+    fn read<T>(&self, f: impl FnOnce(&Store) -> Result<T>) -> Result<T> {
+        f(&self.borrow())
+    }
+
+    fn write<T>(&self, f: impl FnOnce(&mut Store) -> Result<T>) -> Result<T> {
+        f(&mut self.borrow_mut())
+    }
+}
 
 /// The default collection name.
 pub const DEFAULT_COLLECTION: &str = "default";
@@ -158,15 +187,15 @@ fn is_hidden(name: &std::ffi::OsStr) -> bool {
 /// Only for failures of the store or the model ([`Error::Sqlite`], [`Error::Embed`],
 /// [`Error::ModelMismatch`] ...); a bad input file is reported in the [`IngestReport`] instead.
 pub fn ingest_paths(
-    store: &mut Store,
+    store: &impl StoreAccess,
     embedder: &dyn Embedder,
     paths: &[PathBuf],
     opts: &IngestOptions,
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<IngestReport> {
     opts.chunking.validate(embedder.max_tokens())?;
-    let collection =
-        store.ensure_collection(&opts.collection, embedder.model_id(), embedder.dims())?;
+    let collection = store
+        .write(|s| s.ensure_collection(&opts.collection, embedder.model_id(), embedder.dims()))?;
     let (files, walk_failures) = collect_files(paths, opts.include_hidden);
     let mut report = IngestReport {
         failed: walk_failures.len(),
@@ -254,7 +283,7 @@ impl Queue {
     /// transaction.
     fn flush(
         &mut self,
-        store: &mut Store,
+        store: &impl StoreAccess,
         embedder: &dyn Embedder,
         collection: &Collection,
         progress: &mut dyn FnMut(Progress<'_>),
@@ -276,7 +305,7 @@ impl Queue {
             for (c, v) in p.chunks.iter_mut().zip(vectors.by_ref()) {
                 c.embedding = v;
             }
-            let (id, outcome) = store.put_document(collection, &p.doc, &p.chunks)?;
+            let (id, outcome) = store.write(|s| s.put_document(collection, &p.doc, &p.chunks))?;
             out.push(IngestedDoc {
                 id,
                 source: p.doc.source,
@@ -294,7 +323,7 @@ impl Queue {
 
 /// Deletes the records of `path` that this run did not see.
 fn prune_jsonl(
-    store: &mut Store,
+    store: &impl StoreAccess,
     collection: &Collection,
     path: &Path,
     report: &IngestReport,
@@ -306,19 +335,22 @@ fn prune_jsonl(
         .filter(|d| d.source.starts_with(&prefix))
         .map(|d| d.source.as_str())
         .collect();
-    let mut removed = Vec::new();
-    for (id, source) in store.live_sources_with_prefix(collection, &prefix)? {
-        if !seen.contains(source.as_str()) {
-            store.delete_document(&id)?;
-            removed.push(IngestedDoc {
-                id,
-                source,
-                outcome: PutOutcome::Removed,
-                chunks: 0,
-            });
+    // The listing and the deletes share one write, so nothing stored in between is deleted.
+    store.write(|s| {
+        let mut removed = Vec::new();
+        for (id, source) in s.live_sources_with_prefix(collection, &prefix)? {
+            if !seen.contains(source.as_str()) {
+                s.delete_document(&id)?;
+                removed.push(IngestedDoc {
+                    id,
+                    source,
+                    outcome: PutOutcome::Removed,
+                    chunks: 0,
+                });
+            }
         }
-    }
-    Ok(removed)
+        Ok(removed)
+    })
 }
 
 /// The source URI of a file: its absolute path (symbolic links resolved).
@@ -350,7 +382,7 @@ fn read_checked(path: &Path, limit: u64) -> Result<Vec<u8>> {
 /// Reads, extracts and chunks one file into `queue`; returns its unchanged documents and its
 /// bad JSONL lines.
 fn read_file(
-    store: &Store,
+    store: &impl StoreAccess,
     embedder: &dyn Embedder,
     collection: &Collection,
     path: &Path,
@@ -381,7 +413,7 @@ enum Prepared {
 
 /// Hashes and chunks one document; an unchanged one needs no embedding.
 fn prepare(
-    store: &Store,
+    store: &impl StoreAccess,
     embedder: &dyn Embedder,
     collection: &Collection,
     source: &str,
@@ -389,7 +421,7 @@ fn prepare(
     opts: &IngestOptions,
 ) -> Result<Prepared> {
     let hash = content_hash(&doc, embedder.model_id(), opts.chunking);
-    if let Some((id, stored, false)) = store.document_by_source(collection, source)? {
+    if let Some((id, stored, false)) = store.read(|s| s.document_by_source(collection, source))? {
         if stored == hash {
             return Ok(Prepared::Unchanged(IngestedDoc {
                 id,
@@ -436,7 +468,7 @@ fn content_hash(doc: &Extracted, model_id: &str, params: ChunkParams) -> String 
 /// # Errors
 /// Store and model failures.
 pub fn ingest_text(
-    store: &mut Store,
+    store: &impl StoreAccess,
     embedder: &dyn Embedder,
     collection: &Collection,
     source: &str,
