@@ -34,6 +34,12 @@ pub trait Embedder: Send + Sync {
     /// # Errors
     /// Returns an [`EmbedError`] if the model fails on this batch.
     fn embed(&self, texts: &[&str]) -> std::result::Result<Vec<Vec<f32>>, EmbedError>;
+
+    /// How many inputs, since loading, were longer than [`Embedder::max_tokens`] and were
+    /// truncated before embedding (0 for a model that never truncates).
+    fn truncated_count(&self) -> u64 {
+        0
+    }
 }
 
 /// Counts the tokens of `text` with `tokenizer`, without special tokens.

@@ -14,6 +14,12 @@ pub struct Cli {
     /// Embedding model directory (Hugging Face layout) instead of the fetched default.
     #[arg(long, global = true, env = "OUTPOST_MODEL_DIR")]
     pub model_dir: Option<PathBuf>,
+    /// The embedder: `minilm` (the model, default) or `hash`, a deterministic embedder
+    /// without a model (vectors from hashed words, no meaning: for testing an app or a
+    /// pipeline where the weights are not installed; its collections are `test/hash-384` and
+    /// never mix with the model's).
+    #[arg(long, global = true, env = "OUTPOST_EMBEDDER", value_enum, default_value_t = EmbedderKind::Minilm)]
+    pub embedder: EmbedderKind,
     /// Embed on the CPU even when a GPU is available.
     #[arg(long, global = true)]
     pub cpu: bool,
@@ -26,6 +32,15 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Which embedder the commands use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EmbedderKind {
+    /// The embedding model (`--model-dir` or the fetched all-MiniLM-L6-v2).
+    Minilm,
+    /// A deterministic hash embedder of 384 dimensions; loads no model.
+    Hash,
 }
 
 /// Commands.

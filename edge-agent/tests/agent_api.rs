@@ -1,6 +1,6 @@
-//! The agent's HTTP API end to end, over loopback, with the real model: documents, search,
-//! context, conversations, metrics, OpenAPI; bad input answered with 4xx JSON errors; bearer
-//! tokens; graceful shutdown.
+//! The agent's HTTP API end to end, over loopback: documents, search, context, conversations,
+//! metrics, OpenAPI with the real model; bad input answered with 4xx JSON errors and bearer
+//! tokens with `--embedder hash`, as what they check does not depend on the vectors.
 
 mod common;
 
@@ -223,10 +223,10 @@ fn client_error(status: u16, body: &Value, mentions: &str) -> TestResult<(u16, S
 
 #[tokio::test]
 async fn bad_requests_get_4xx_json_errors_that_name_the_problem() -> TestResult {
-    require_model();
     let db = TestDb::new()?;
     let agent = Agent::start(Start {
         config: "[serve]\nmax_body_bytes = 4096\nmax_k = 100\n",
+        embedder: "hash",
         ..Start::new(db.path())
     })?;
     agent
@@ -342,7 +342,6 @@ async fn bad_requests_get_4xx_json_errors_that_name_the_problem() -> TestResult 
 
 #[tokio::test]
 async fn a_token_guards_every_route_but_healthz_and_never_reaches_the_logs() -> TestResult {
-    require_model();
     let db = TestDb::new()?;
     let token = "s3cret-token-4b1d9e0c";
 
@@ -350,6 +349,7 @@ async fn a_token_guards_every_route_but_healthz_and_never_reaches_the_logs() -> 
     let log = db.dir().join("refused.log");
     let public = Start {
         args: &["--addr", "0.0.0.0:0"],
+        embedder: "hash",
         ..Start::new(db.path())
     };
     let out = common::agent::command(&public, &log)?.output()?;
@@ -360,6 +360,7 @@ async fn a_token_guards_every_route_but_healthz_and_never_reaches_the_logs() -> 
     let mut agent = Agent::start(Start {
         env: &[("OUTPOST_TOKEN", token), ("OUTPOST_LOG", "debug")],
         config: "log_format = \"json\"\n",
+        embedder: "hash",
         ..Start::new(db.path())
     })?;
     let body = json!({ "query": "anything" });

@@ -13,7 +13,7 @@ use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 
 use common::agent::{metric, Agent, Start};
-use common::{require_model, TestDb, TestResult};
+use common::{TestDb, TestResult};
 
 /// A loopback TCP proxy to the central Postgres that can be switched off: then it refuses new
 /// connections and cuts the open ones.
@@ -72,7 +72,6 @@ async fn admin(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Erro
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_serves_while_the_central_store_is_down_and_syncs_when_it_returns() -> TestResult
 {
-    require_model();
     let server = std::env::var("OUTPOST_TEST_PG_URL").map_err(|_| {
         "OUTPOST_TEST_PG_URL is not set: this test needs the real PostgreSQL + pgvector that scripts/test.sh starts (or: scripts/pg.sh start DIR)"
     })?;
@@ -116,6 +115,7 @@ async fn the_agent_serves_while_the_central_store_is_down_and_syncs_when_it_retu
             ("OUTPOST_CENTRAL_URL", &via_switch),
             ("OUTPOST_CENTRAL_USER", &user),
         ],
+        embedder: "hash",
         ..Start::new(db.path())
     })?;
     let wait = Duration::from_secs(60);

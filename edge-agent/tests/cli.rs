@@ -552,3 +552,54 @@ fn a_closed_stdout_ends_a_command_quietly() -> TestResult {
     }
     Ok(())
 }
+
+#[test]
+fn the_hash_embedder_needs_no_model_and_never_mixes_with_the_model() -> TestResult {
+    let db = TestDb::new()?;
+    let nothing_installed = tempfile::tempdir()?;
+    let without_model = |args: &[&str]| -> TestResult<(i32, String, String)> {
+        let out = db
+            .command(args)
+            .env("OUTPOST_HOME", nothing_installed.path())
+            .env_remove("OUTPOST_MODEL_DIR")
+            .env_remove("OUTPOST_EMBEDDER")
+            .output()?;
+        Ok((
+            exit_code(out.status),
+            String::from_utf8(out.stdout)?,
+            String::from_utf8(out.stderr)?,
+        ))
+    };
+    let corpus = corpus();
+
+    // No model anywhere: the model is refused by name, the hash embedder works.
+    let (code, _, stderr) = without_model(&["ingest", arg(&corpus)])?;
+    assert_ne!(code, 0);
+    assert!(stderr.contains("models fetch"), "{stderr}");
+    let (code, _, stderr) = without_model(&["--embedder", "hash", "ingest", arg(&corpus)])?;
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, stderr) = without_model(&[
+        "--embedder",
+        "hash",
+        "search",
+        "sourdough starter",
+        "--json",
+    ])?;
+    assert_eq!(code, 0, "{stderr}");
+    let found: Value = serde_json::from_str(&stdout)?;
+    assert!(
+        sources(&found)?.iter().any(|s| s.ends_with(STARTER_DOC)),
+        "the exact words find the document: {found}"
+    );
+    let stats = db.json(&["stats", "--json"])?;
+    assert_eq!(
+        stats["collections"][0]["model_id"], "test/hash-384",
+        "{stats}"
+    );
+
+    // The real model never reads the hash embedder's vectors as its own.
+    require_model();
+    let output = db.fails(&["search", "starter", "--filter", "collection=default"])?;
+    assert!(output.contains("test/hash-384"), "{output}");
+    Ok(())
+}

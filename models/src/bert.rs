@@ -360,6 +360,10 @@ impl outpost_core::Embedder for BertEmbedder {
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, outpost_core::EmbedError> {
         Ok(self.embed_texts(texts)?)
     }
+
+    fn truncated_count(&self) -> u64 {
+        BertEmbedder::truncated_count(self)
+    }
 }
 
 /// Refuses configurations that are not BERT encoders: their weights might load under BERT's

@@ -3,14 +3,14 @@
 
 use anyhow::Result;
 
-use super::open::load_embedder;
+use super::open::load_bert;
 use crate::bench;
 use crate::cli::{BenchCommand, Cli};
 
 /// Runs a benchmark command.
 pub fn run(cli: &Cli, cmd: &BenchCommand) -> Result<i32> {
     // `bench search` loads the model only with --beir: it gets a loader, not a model.
-    let load_model = || load_embedder(cli);
+    let load_model = || load_bert(cli);
     match cmd {
         BenchCommand::Search(args) => bench::search::run(args, &load_model),
         BenchCommand::Embed(args) => bench::embed::run(args, load_model()?),

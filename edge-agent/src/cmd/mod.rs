@@ -70,7 +70,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         Command::Models(cmd) => models::models(cmd),
         Command::Embed(args) => query::embed(cli, args),
         Command::Bench(cmd) => bench::run(cli, cmd),
-        Command::Eval(EvalCommand::Beir(args)) => eval::beir(args, open::load_embedder(cli)?),
+        Command::Eval(EvalCommand::Beir(args)) => eval::beir(args, open::load_bert(cli)?),
         Command::Import(cmd) => transfer::import(cli, cmd),
         Command::Export(cmd) => transfer::export(cli, cmd),
         Command::Sync(args) => sync::sync(cli, args),

@@ -1,14 +1,14 @@
 //! What the commands work on, as the global flags name it: the database file (`--db`,
-//! `OUTPOST_DB`) and the embedding model (`--model-dir`, `--cpu`).
+//! `OUTPOST_DB`) and the embedder (`--embedder`, `--model-dir`, `--cpu`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 
-use outpost_core::Engine;
+use outpost_core::{Embedder, Engine, HashEmbedder};
 
-use crate::cli::Cli;
+use crate::cli::{Cli, EmbedderKind};
 
 /// `<user data dir>/outpost/outpost.db`.
 pub fn default_db() -> PathBuf {
@@ -29,17 +29,47 @@ pub fn open_store(cli: &Cli) -> Result<Engine> {
     Ok(Engine::open_without_model(db_path(cli))?)
 }
 
-/// The embedding model, loaded on the GPU unless `--cpu` (or none is available).
-pub fn load_embedder(cli: &Cli) -> Result<Arc<outpost_models::BertEmbedder>> {
-    let dir = outpost_models::resolve_model_dir(cli.model_dir.as_deref())?;
-    let device = outpost_models::select_device(!cli.cpu);
+/// The embedding model, loaded on the GPU unless `cpu` (or none is available), from
+/// `model_dir` or the fetched default: what the benchmarks and `eval` measure.
+pub fn load_model(
+    model_dir: Option<&std::path::Path>,
+    cpu: bool,
+) -> Result<Arc<outpost_models::BertEmbedder>> {
+    let dir = outpost_models::resolve_model_dir(model_dir)?;
+    let device = outpost_models::select_device(!cpu);
     let model = outpost_models::BertEmbedder::load(&dir, &device)
         .with_context(|| format!("loading model from {}", dir.display()))?;
     Ok(Arc::new(model))
 }
 
-/// An engine over the database and the model; the model also on its own, for its counters.
-pub fn engine(cli: &Cli) -> Result<(Engine, Arc<outpost_models::BertEmbedder>)> {
+/// The embedding model as `--model-dir` and `--cpu` name it.
+pub fn load_bert(cli: &Cli) -> Result<Arc<outpost_models::BertEmbedder>> {
+    load_model(cli.model_dir.as_deref(), cli.cpu)
+}
+
+/// The embedder `--embedder` names: the model ([`load_model`]) or the hash embedder.
+pub fn embedder_for(
+    kind: EmbedderKind,
+    model_dir: Option<&std::path::Path>,
+    cpu: bool,
+) -> Result<Arc<dyn Embedder>> {
+    Ok(match kind {
+        EmbedderKind::Minilm => load_model(model_dir, cpu)?,
+        EmbedderKind::Hash => Arc::new(HashEmbedder::new(HASH_DIMS)),
+    })
+}
+
+/// The dimension of `--embedder hash`: MiniLM's, so that a test database has the same shape.
+pub const HASH_DIMS: usize = 384;
+
+/// The embedder the global flags name.
+pub fn load_embedder(cli: &Cli) -> Result<Arc<dyn Embedder>> {
+    embedder_for(cli.embedder, cli.model_dir.as_deref(), cli.cpu)
+}
+
+/// An engine over the database and the embedder; the embedder also on its own, for its
+/// counters and its model id.
+pub fn engine(cli: &Cli) -> Result<(Engine, Arc<dyn Embedder>)> {
     let model = load_embedder(cli)?;
     // A command is one caller: one reader beside the writer is enough.
     let engine = Engine::open(db_path(cli), model.clone(), 1)?;

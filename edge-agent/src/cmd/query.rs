@@ -80,9 +80,9 @@ pub fn context(cli: &Cli, args: &ContextArgs) -> Result<i32> {
 pub fn embed(cli: &Cli, args: &EmbedArgs) -> Result<i32> {
     let model = load_embedder(cli)?;
     let texts: Vec<&str> = args.texts.iter().map(String::as_str).collect();
-    let vectors = outpost_core::Embedder::embed(model.as_ref(), &texts)?;
-    let model_id = outpost_core::Embedder::model_id(model.as_ref());
-    let dims = outpost_core::Embedder::dims(model.as_ref());
+    let vectors = model.embed(&texts)?;
+    let model_id = model.model_id();
+    let dims = model.dims();
     if args.json {
         outln!(
             "{}",
@@ -102,7 +102,7 @@ pub fn embed(cli: &Cli, args: &EmbedArgs) -> Result<i32> {
         eprintln!(
             "note: {} text(s) longer than {} tokens were truncated",
             model.truncated_count(),
-            model.max_seq_length()
+            model.max_tokens()
         );
     }
     Ok(0)

@@ -3,7 +3,6 @@
 //! configuration.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 
@@ -42,11 +41,12 @@ pub fn serve(cli: &Cli, config: agent::config::Config) -> Result<i32> {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
     }
-    let dir = outpost_models::resolve_model_dir(config.model_dir.as_deref())?;
-    let device = outpost_models::select_device(!(config.cpu || cli.cpu));
-    let model = outpost_models::BertEmbedder::load(&dir, &device)
-        .with_context(|| format!("loading model from {}", dir.display()))?;
-    agent::run(config, db, Arc::new(model))
+    let embedder = super::open::embedder_for(
+        cli.embedder,
+        config.model_dir.as_deref(),
+        config.cpu || cli.cpu,
+    )?;
+    agent::run(config, db, embedder)
 }
 
 /// `outpost config show`.

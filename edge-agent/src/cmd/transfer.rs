@@ -34,7 +34,7 @@ pub fn import(cli: &Cli, cmd: &ImportCommand) -> Result<i32> {
             args,
         } => {
             let model = load_embedder(cli)?;
-            let model_id = outpost_core::Embedder::model_id(model.as_ref()).to_string();
+            let model_id = model.model_id().to_string();
             let records = outpost_core::ingest::chroma::read_store(path, collection)?
                 .into_iter()
                 .flat_map(|c| c.records)
@@ -139,7 +139,7 @@ fn run_import(
 
 fn run_import_with(
     cli: &Cli,
-    model: std::sync::Arc<outpost_models::BertEmbedder>,
+    model: std::sync::Arc<dyn outpost_core::Embedder>,
     args: &ImportArgs,
     collection: Option<&str>,
     records: impl Iterator<Item = Input>,

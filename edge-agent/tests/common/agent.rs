@@ -24,6 +24,7 @@ const ISOLATE: &[&str] = &[
     "OUTPOST_SUPABASE_JWT",
     "OUTPOST_FAILPOINT",
     "OUTPOST_LOG",
+    "OUTPOST_EMBEDDER",
 ];
 
 /// A running agent; killed when dropped.
@@ -45,16 +46,20 @@ pub struct Start<'a> {
     pub args: &'a [&'a str],
     /// Extra environment.
     pub env: &'a [(&'a str, &'a str)],
+    /// `--embedder`: `minilm` (the real model) or `hash` (no model: for tests of the agent's
+    /// logic that do not depend on what the vectors mean).
+    pub embedder: &'a str,
 }
 
 impl<'a> Start<'a> {
-    /// Defaults: no configuration, no extra arguments.
+    /// Defaults: no configuration, no extra arguments, the real model.
     pub fn new(db: &'a Path) -> Self {
         Self {
             db,
             config: "",
             args: &[],
             env: &[],
+            embedder: "minilm",
         }
     }
 }
@@ -65,7 +70,9 @@ pub fn command(start: &Start<'_>, log: &Path) -> TestResult<Command> {
     let config = dir.join("outpost.toml");
     std::fs::write(&config, start.config)?;
     let mut cmd = Command::new(OUTPOST);
-    cmd.arg("--db").arg(start.db).arg("serve");
+    cmd.arg("--db")
+        .arg(start.db)
+        .args(["--embedder", start.embedder, "serve"]);
     if !start.args.contains(&"--addr") {
         cmd.args(["--addr", "127.0.0.1:0"]);
     }
