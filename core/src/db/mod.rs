@@ -17,10 +17,12 @@ use crate::model::{
 };
 
 pub(crate) mod filter;
+pub(crate) mod index;
 pub(crate) mod log;
 mod outbox;
 pub mod queue;
 pub mod schema;
+pub(crate) mod search;
 
 pub(crate) use outbox::{enqueue, next_hlc, put_meta, read_hlc, write_hlc};
 

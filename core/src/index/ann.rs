@@ -32,9 +32,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex, RwLock};
 
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::Connection;
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
+use crate::db::filter::SqlFilter;
+use crate::db::index::{count_vectors, for_each_vector, log_after, trim_log, VectorRows};
 use crate::db::log::{first_log_id, max_log_id};
 use crate::db::{blob_to_vector, in_read_tx, Store};
 use crate::error::{Error, Result};
@@ -309,18 +311,11 @@ fn build(conn: &Connection, coll: &Collection) -> Result<Ann> {
     let applied = max_log_id(conn)?;
     let mut vectors = Vectors::new(coll.dims);
     let mut seqs: Vec<i64> = Vec::new();
-    {
-        let mut stmt = conn.prepare(&format!(
-            "SELECT rowid, embedding FROM {}",
-            coll.vec_table()
-        ))?;
-        let mut q = stmt.query([])?;
-        while let Some(r) = q.next()? {
-            let seq: i64 = r.get(0)?;
-            vectors.set(seq, Some(&unit(&blob_to_vector(&r.get::<_, Vec<u8>>(1)?))));
-            seqs.push(seq);
-        }
-    }
+    for_each_vector(conn, coll, |seq, blob| {
+        vectors.set(seq, Some(&unit(&blob_to_vector(blob))));
+        seqs.push(seq);
+        Ok(())
+    })?;
     vectors.fit_scale();
     let index = Index::new(&options(coll.dims, connectivity_for(seqs.len())))
         .map_err(|e| err("creating an index", e))?;
@@ -386,23 +381,16 @@ fn load(path: &Path, applied: i64, coll: &Collection) -> std::result::Result<Ann
 
 /// Replays the log after `ann.applied`. The caller holds a read transaction.
 fn catch_up(conn: &Connection, coll: &Collection, ann: &mut Ann) -> Result<()> {
-    let mut stmt =
-        conn.prepare_cached("SELECT id, chunk_seq FROM ann_log WHERE id > ?1 ORDER BY id")?;
-    let log: Vec<(i64, i64)> = stmt
-        .query_map([ann.applied], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<std::result::Result<_, _>>()?;
+    let log = log_after(conn, ann.applied)?;
     let Some(&(last, _)) = log.last() else {
         return Ok(());
     };
     let mut seqs: Vec<i64> = log.into_iter().map(|(_, s)| s).collect();
     seqs.sort_unstable();
     seqs.dedup();
-    let mut get = conn.prepare_cached(&format!(
-        "SELECT embedding FROM {} WHERE rowid = ?1",
-        coll.vec_table()
-    ))?;
+    let mut rows = VectorRows::new(conn, coll)?;
     for seq in &seqs {
-        let blob: Option<Vec<u8>> = get.query_row([seq], |r| r.get(0)).optional()?;
+        let blob = rows.get(*seq)?;
         let v = blob.map(|b| blob_to_vector(&b));
         put(ann, *seq, v.as_deref())?;
     }
@@ -474,9 +462,7 @@ impl DerivedIndex for Ann {
 
     fn verify(&self, conn: &Connection, coll: &Collection) -> Result<Vec<String>> {
         let name = Self::name(coll);
-        let rows: i64 = conn
-            .prepare_cached(&format!("SELECT count(*) FROM {}", coll.vec_table()))?
-            .query_row([], |r| r.get(0))?;
+        let rows = count_vectors(conn, coll)?;
         let mut problems = derived::verify_counts(
             conn,
             &name,
@@ -570,14 +556,13 @@ impl Store {
         Ok(Some(ann.rescore(&q, &found.keys, depth)))
     }
 
-    /// The chunks of `coll` that `filter_sql` (conditions over `documents d`) keeps, as of log
-    /// id `applied`; with their int8 codes when there are few enough to scan.
+    /// The chunks of `coll` that `filter` (conditions over `documents d`) keeps, as of log id
+    /// `applied`; with their int8 codes when there are few enough to scan.
     fn filter_set(
         &self,
         coll: &Collection,
         ann: &Ann,
-        filter_sql: &str,
-        params: &[rusqlite::types::Value],
+        filter: &SqlFilter,
     ) -> Result<Arc<FilterSet>> {
         let version = (
             ann.applied,
@@ -585,10 +570,12 @@ impl Store {
             ann.vectors.scale().to_bits(),
         );
         let key = format!(
-            "{}|{}|{}|{filter_sql}|{params:?}",
+            "{}|{}|{}|{}|{:?}",
             self.canonical.display(),
             self.device,
-            coll.id
+            coll.id,
+            filter.sql,
+            filter.params
         );
         let cached = FILTER_CACHE
             .lock()
@@ -600,7 +587,7 @@ impl Store {
             return Ok(set);
         }
         let mut seqs: Vec<u64> = self
-            .filtered_chunks(Some(coll.id), filter_sql, params)?
+            .filtered_chunks(Some(coll.id), &filter.sql, &filter.params)?
             .into_iter()
             .map(|s| s as u64)
             .collect();
@@ -629,7 +616,7 @@ impl Store {
         Ok(set)
     }
 
-    /// As [`Store::ann_ranking`], among the chunks that `filter_sql` keeps. A selective filter
+    /// As [`Store::ann_ranking`], among the chunks that `filter` keeps. A selective filter
     /// is answered by scanning the kept chunks' int8 codes (cached per filter and data version)
     /// and rescoring the best in f32; a broad one by a graph search that skips the rest,
     /// searching wider the fewer it keeps.
@@ -639,8 +626,7 @@ impl Store {
         vector: &[f32],
         depth: usize,
         expansion: Option<usize>,
-        filter_sql: &str,
-        params: &[rusqlite::types::Value],
+        filter: &SqlFilter,
     ) -> Result<Option<Vec<(i64, f64)>>> {
         let entry = self.ann(coll)?;
         let ann = entry
@@ -650,7 +636,7 @@ impl Store {
         if size < MIN_VECTORS {
             return Ok(None);
         }
-        let set = self.filter_set(coll, &ann, filter_sql, params)?;
+        let set = self.filter_set(coll, &ann, filter)?;
         let q = unit(vector);
         let q8 = ann.vectors.quantize(&q);
         let base = expansion
@@ -799,21 +785,10 @@ impl Store {
         if through < first {
             return Ok(());
         }
-        match self
-            .conn
-            .execute("DELETE FROM ann_log WHERE id <= ?1", [through])
-        {
-            Ok(n) => {
-                tracing::debug!(rows = n, through, "trimmed the index log");
-                Ok(())
-            }
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::DatabaseBusy =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(e.into()),
+        if let Some(n) = trim_log(&self.conn, through)? {
+            tracing::debug!(rows = n, through, "trimmed the index log");
         }
+        Ok(())
     }
 
     /// Memory the loaded vector indexes of this database take.

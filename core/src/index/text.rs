@@ -35,12 +35,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, LazyLock, Mutex, RwLock};
 
-use rusqlite::types::Value as SqlValue;
-use rusqlite::{ffi, Connection, OptionalExtension};
+use rusqlite::{ffi, Connection};
 
 use super::ann::{ann_dir, device_tag};
 use super::derived::{self, DerivedIndex};
 use super::header::{self, Rejected};
+use crate::db::filter::SqlFilter;
+use crate::db::index::{count_chunks, for_each_chunk_text, fts5_api, log_after, ChunkTexts};
 use crate::db::log::max_log_id;
 use crate::db::Store;
 use crate::error::{Error, Result};
@@ -74,29 +75,11 @@ struct Tokenizer {
 impl Tokenizer {
     fn new() -> Result<Self> {
         let conn = Connection::open_in_memory()?;
-        // SAFETY: the documented way to get a connection's fts5_api (fts5.h): `SELECT fts5(?1)`
-        // with a pointer bound as "fts5_api_ptr" writes the api through it. The tokenizer it
-        // creates is used only through the function table FTS5 filled in, and deleted (Drop)
-        // before the connection that owns the FTS5 module closes.
+        let api = fts5_api(&conn).ok_or_else(|| err("this SQLite has no FTS5"))?;
+        // SAFETY: `api` is null or the fts5_api of `conn`, which this tokenizer keeps open. The
+        // tokenizer it creates is used only through the function table FTS5 filled in, and
+        // deleted (Drop) before the connection that owns the FTS5 module closes.
         unsafe {
-            let db = conn.handle();
-            let mut stmt: *mut ffi::sqlite3_stmt = std::ptr::null_mut();
-            let sql = c"SELECT fts5(?1)";
-            if ffi::sqlite3_prepare_v2(db, sql.as_ptr(), -1, &raw mut stmt, std::ptr::null_mut())
-                != ffi::SQLITE_OK
-            {
-                return Err(err("this SQLite has no FTS5"));
-            }
-            let mut api: *mut ffi::fts5_api = std::ptr::null_mut();
-            ffi::sqlite3_bind_pointer(
-                stmt,
-                1,
-                (&raw mut api).cast(),
-                c"fts5_api_ptr".as_ptr(),
-                None,
-            );
-            ffi::sqlite3_step(stmt);
-            ffi::sqlite3_finalize(stmt);
             let find = api
                 .as_ref()
                 .and_then(|a| a.xFindTokenizer)
@@ -399,15 +382,9 @@ impl Lexicon {
     /// Builds the index from every chunk. The caller holds a read transaction.
     fn build(conn: &Connection) -> Result<Self> {
         let mut lex = Self::empty(max_log_id(conn)?);
-        let mut stmt = conn.prepare("SELECT seq, text FROM chunks ORDER BY seq")?;
-        let mut rows = stmt.query([])?;
         let mut ids = Vec::new();
         with_tokenizer(|tok| {
-            while let Some(r) = rows.next()? {
-                let text = r.get_ref(1)?.as_str().map_err(err)?;
-                lex.add(tok, r.get(0)?, text, &mut ids)?;
-            }
-            Ok(())
+            for_each_chunk_text(conn, |seq, text| lex.add(tok, seq, text, &mut ids))
         })?;
         // Postings grew by doubling: up to half of their capacity is slack.
         for list in &mut lex.lists {
@@ -420,18 +397,14 @@ impl Lexicon {
 
     /// Applies the log after `applied`. The caller holds a read transaction.
     fn catch_up(&mut self, conn: &Connection) -> Result<()> {
-        let mut stmt =
-            conn.prepare_cached("SELECT id, chunk_seq FROM ann_log WHERE id > ?1 ORDER BY id")?;
-        let log: Vec<(i64, i64)> = stmt
-            .query_map([self.applied], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<std::result::Result<_, _>>()?;
+        let log = log_after(conn, self.applied)?;
         let Some(&(last, _)) = log.last() else {
             return Ok(());
         };
         let mut seqs: Vec<i64> = log.into_iter().map(|(_, s)| s).collect();
         seqs.sort_unstable();
         seqs.dedup();
-        let mut get = conn.prepare_cached("SELECT text FROM chunks WHERE seq = ?1")?;
+        let mut texts = ChunkTexts::new(conn)?;
         // Removals first: a seq that SQLite reused for a new chunk is removed, then added.
         for &seq in &seqs {
             self.remove(seq);
@@ -440,8 +413,7 @@ impl Lexicon {
         let mut ids = Vec::new();
         with_tokenizer(|tok| {
             for &seq in &seqs {
-                let text: Option<String> = get.query_row([seq], |r| r.get(0)).optional()?;
-                if let Some(text) = text {
+                if let Some(text) = texts.get(seq)? {
                     self.add(tok, seq, &text, &mut ids)?;
                 }
             }
@@ -784,9 +756,7 @@ impl DerivedIndex for Lexicon {
 
     fn verify(&self, conn: &Connection, (): &()) -> Result<Vec<String>> {
         let name = Self::name(&());
-        let rows: i64 = conn
-            .prepare_cached("SELECT count(*) FROM chunks")?
-            .query_row([], |r| r.get(0))?;
+        let rows = count_chunks(conn)?;
         let mut problems = derived::verify_counts(
             conn,
             &name,
@@ -942,15 +912,14 @@ impl Store {
 
     /// Chunk seqs by FTS5's BM25 for `words` (each a query word, as FTS5 would read it
     /// quoted), best first; `None` when a word is several tokens to FTS5 (a phrase, which this
-    /// index cannot match) and FTS5 must answer. `filter_sql` (conditions over `documents d`,
-    /// placeholders from ?3) restricts the chunks.
+    /// index cannot match) and FTS5 must answer. `filter` (conditions over `documents d`)
+    /// restricts the chunks.
     pub(crate) fn lexical_ranking(
         &self,
         words: &[String],
         depth: usize,
         informative: bool,
-        filter_sql: &str,
-        params: &[SqlValue],
+        filter: &SqlFilter,
     ) -> Result<Option<Vec<(i64, f64)>>> {
         let mut query = Vec::with_capacity(words.len());
         for w in words {
@@ -961,10 +930,10 @@ impl Store {
                 _ => return Ok(None),
             }
         }
-        let keep = if filter_sql.is_empty() {
+        let keep = if filter.sql.is_empty() {
             None
         } else {
-            Some(self.kept_chunks(filter_sql, params)?)
+            Some(self.kept_chunks(filter)?)
         };
         let entry = self.lexicon()?;
         let lex = entry.read().map_err(|_| poisoned())?;
@@ -976,14 +945,16 @@ impl Store {
         )))
     }
 
-    /// The seqs of live chunks that `filter_sql` keeps, sorted; cached per filter until a chunk
-    /// or document changes.
-    fn kept_chunks(&self, filter_sql: &str, params: &[SqlValue]) -> Result<Arc<Vec<i64>>> {
+    /// The seqs of live chunks that `filter` keeps, sorted; cached per filter until a chunk or
+    /// document changes.
+    fn kept_chunks(&self, filter: &SqlFilter) -> Result<Arc<Vec<i64>>> {
         let version = (max_log_id(&self.conn)?, crate::db::read_hlc(&self.conn)?);
         let key = format!(
-            "{}|{}|{filter_sql}|{params:?}",
+            "{}|{}|{}|{:?}",
             self.canonical.display(),
-            self.device
+            self.device,
+            filter.sql,
+            filter.params
         );
         let cached = KEPT_CACHE
             .lock()
@@ -994,7 +965,7 @@ impl Store {
         if let Some(set) = cached {
             return Ok(set);
         }
-        let seqs = self.filtered_chunks(None, filter_sql, params)?;
+        let seqs = self.filtered_chunks(None, &filter.sql, &filter.params)?;
         let set = Arc::new(seqs);
         let mut cache = KEPT_CACHE.lock().map_err(|_| poisoned())?;
         let held: usize = cache.values().map(|(_, s)| s.len()).sum();

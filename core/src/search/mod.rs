@@ -16,10 +16,10 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::{LazyLock, Mutex};
 
-use rusqlite::types::Value as SqlValue;
 use serde::Serialize;
 
-use crate::db::filter::kept_chunks_sql;
+use crate::db::index::count_chunks;
+use crate::db::search::{nearest, Bm25Ranking, FtsMatches, HitRows};
 use crate::db::{vector_blob, Store};
 use crate::error::{Error, Result};
 use crate::index::text::PRUNE_FROM_CHUNKS;
@@ -266,7 +266,7 @@ impl Store {
             let cond = &filters.cond;
             // The collection's HNSW graph, unless it is small enough to scan.
             let ranked = if filtered {
-                self.ann_filtered_ranking(c, vector, depth, expansion, &cond.sql, &cond.params)?
+                self.ann_filtered_ranking(c, vector, depth, expansion, cond)?
             } else {
                 self.ann_ranking(c, vector, depth, expansion)?
             };
@@ -274,31 +274,11 @@ impl Store {
                 all.extend(ranked);
                 continue;
             }
-            let sql = if filtered {
-                format!(
-                    "SELECT rowid, distance FROM {t} WHERE embedding MATCH ?1 AND k = ?2
-                     AND rowid IN ({kept}) ORDER BY distance",
-                    t = c.vec_table(),
-                    kept = kept_chunks_sql(Some(c.id), &cond.sql),
-                )
-            } else {
-                format!(
-                    "SELECT rowid, distance FROM {} WHERE embedding MATCH ?1 AND k = ?2 ORDER BY distance",
-                    c.vec_table()
-                )
-            };
-            let mut stmt = self.conn.prepare_cached(&sql)?;
-            let mut params: Vec<SqlValue> = vec![
-                SqlValue::Blob(blob.clone()),
-                SqlValue::Integer(depth as i64),
-            ];
-            params.extend(cond.params.iter().cloned());
-            let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
-                Ok((r.get::<_, i64>(0)?, 1.0 - r.get::<_, f64>(1)?))
+            // Small enough to scan: sqlite-vec's exact KNN.
+            let filter = filtered.then_some(cond);
+            nearest(&self.conn, c, &blob, depth, filter, |seq, distance| {
+                all.push((seq, 1.0 - distance));
             })?;
-            for row in rows {
-                all.push(row?);
-            }
         }
         all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         all.truncate(depth);
@@ -319,7 +299,7 @@ impl Store {
         }
         let cond = &filters.cond;
         let words = fts_words(text);
-        if let Some(ranked) = self.lexical_ranking(&words, depth, !fill, &cond.sql, &cond.params)? {
+        if let Some(ranked) = self.lexical_ranking(&words, depth, !fill, cond)? {
             return Ok(ranked);
         }
         // A word that FTS5 reads as a phrase of several tokens: FTS5 answers.
@@ -328,35 +308,18 @@ impl Store {
         let Some(query) = or_query(&words) else {
             return Ok(Vec::new());
         };
-        // Without filters the FTS5 table answers alone: tombstoned documents have no chunks,
-        // and FTS5 keeps only the top `depth` while scoring when ordered by `rank` alone.
-        let sql = if cond.sql.is_empty() {
-            "SELECT rowid, rank FROM chunks_fts WHERE chunks_fts MATCH ?1 ORDER BY rank LIMIT ?2"
-                .to_string()
-        } else {
-            format!(
-                "SELECT f.rowid, bm25(chunks_fts) AS rank FROM chunks_fts f
-                 JOIN chunks k ON k.seq = f.rowid JOIN documents d ON d.id = k.document_id
-                 WHERE chunks_fts MATCH ?1 AND d.deleted = 0{}
-                 ORDER BY rank LIMIT ?2",
-                cond.sql
-            )
+        let mut bm25 = Bm25Ranking::new(&self.conn, cond)?;
+        // BM25 ranks best lowest; a score is best highest.
+        let mut run = |query: &str| -> Result<Vec<(i64, f64)>> {
+            let mut ranked = Vec::new();
+            bm25.run(query, depth, |seq, rank| ranked.push((seq, -rank)))?;
+            Ok(ranked)
         };
-        let mut stmt = self.conn.prepare_cached(&sql)?;
-        let mut run = |query: String| -> Result<Vec<(i64, f64)>> {
-            let mut params: Vec<SqlValue> =
-                vec![SqlValue::Text(query), SqlValue::Integer(depth as i64)];
-            params.extend(cond.params.iter().cloned());
-            let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
-                Ok((r.get::<_, i64>(0)?, -r.get::<_, f64>(1)?))
-            })?;
-            Ok(rows.collect::<Result<_, _>>()?)
-        };
-        let ranked = run(query)?;
+        let ranked = run(&query)?;
         // Fewer than asked for: the rest match only the dropped words, and come from the whole
         // query when `fill` asks for them.
         if fill && ranked.len() < depth && words.len() < all_words {
-            return run(fts_query(text).unwrap_or_default());
+            return run(&fts_query(text).unwrap_or_default());
         }
         Ok(ranked)
     }
@@ -378,9 +341,7 @@ impl Store {
         let key = (self.canonical.clone(), self.device.clone());
         let stale = cache.get(&key).is_none_or(|c| c.version != version);
         if stale || cache.get(&key).is_some_and(|c| c.df.len() > 100_000) {
-            let chunks: i64 = self
-                .conn
-                .query_row("SELECT count(*) FROM chunks", [], |r| r.get(0))?;
+            let chunks = count_chunks(&self.conn)?;
             cache.insert(
                 key.clone(),
                 DocFrequencies {
@@ -399,15 +360,13 @@ impl Store {
         if entry.chunks < PRUNE_FROM_CHUNKS {
             return Ok(words);
         }
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?1")?;
+        let mut matches = FtsMatches::new(&self.conn)?;
         let mut kept = Vec::with_capacity(words.len());
         for w in &words {
             let df = match entry.df.get(w) {
                 Some(n) => *n,
                 None => {
-                    let n: i64 = stmt.query_row([format!("\"{w}\"")], |r| r.get(0))?;
+                    let n = matches.count(&format!("\"{w}\""))?;
                     entry.df.insert(w.clone(), n);
                     n
                 }
@@ -421,29 +380,23 @@ impl Store {
 
     /// Loads the rows behind ranked chunk rowids, keeping the order.
     fn hydrate(&self, ranked: &[(i64, f64)]) -> Result<Vec<SearchHit>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT k.id, d.id, d.title, d.source, c.name, k.text, k.ordinal, k.byte_start, k.byte_end, k.token_count
-             FROM chunks k JOIN documents d ON d.id = k.document_id JOIN collections c ON c.id = d.collection_id
-             WHERE k.seq = ?1",
-        )?;
+        let mut rows = HitRows::new(&self.conn)?;
         let mut hits = Vec::with_capacity(ranked.len());
         for &(seq, score) in ranked {
-            let hit = stmt.query_row([seq], |r| {
-                Ok(SearchHit {
-                    chunk_id: r.get(0)?,
-                    document_id: r.get(1)?,
-                    title: r.get(2)?,
-                    source: r.get(3)?,
-                    collection: r.get(4)?,
-                    text: r.get(5)?,
-                    score,
-                    ordinal: r.get::<_, i64>(6)? as usize,
-                    byte_start: r.get::<_, i64>(7)? as usize,
-                    byte_end: r.get::<_, i64>(8)? as usize,
-                    token_count: r.get::<_, i64>(9)? as usize,
-                })
-            })?;
-            hits.push(hit);
+            let r = rows.get(seq)?;
+            hits.push(SearchHit {
+                chunk_id: r.chunk_id,
+                document_id: r.document_id,
+                title: r.title,
+                source: r.source,
+                collection: r.collection,
+                text: r.text,
+                score,
+                ordinal: r.ordinal,
+                byte_start: r.byte_start,
+                byte_end: r.byte_end,
+                token_count: r.token_count,
+            });
         }
         Ok(hits)
     }
