@@ -16,11 +16,14 @@ use crate::model::{
     NewDocument, PutOutcome, Stats,
 };
 
+pub(crate) mod chroma;
+pub(crate) mod conversation;
 pub(crate) mod filter;
 pub(crate) mod log;
 mod outbox;
 pub mod queue;
 pub mod schema;
+pub(crate) mod transfer;
 
 pub(crate) use outbox::{enqueue, next_hlc, put_meta, read_hlc, write_hlc};
 
