@@ -16,6 +16,8 @@ use crate::model::{
     NewDocument, PutOutcome, Stats,
 };
 
+pub(crate) mod chroma;
+pub(crate) mod conversation;
 pub(crate) mod filter;
 pub(crate) mod index;
 pub(crate) mod log;
@@ -23,6 +25,7 @@ mod outbox;
 pub mod queue;
 pub mod schema;
 pub(crate) mod search;
+pub(crate) mod transfer;
 
 pub(crate) use outbox::{enqueue, next_hlc, put_meta, read_hlc, write_hlc};
 

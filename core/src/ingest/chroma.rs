@@ -21,13 +21,13 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufReader, Read};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
-use rusqlite::types::Value as Sql;
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde::Deserialize;
-use serde_json::{Map, Number, Value};
+use serde_json::{Map, Value};
 
+use crate::db::chroma::{ChromaDb, CollectionRow, Layout, MetadataRow, QueueRow};
 use crate::error::{Error, Result};
 use crate::ingest::import::{Input, Record};
 
@@ -91,7 +91,7 @@ pub fn read_store(dir: &Path, only: &[String]) -> Result<Vec<ChromaCollection>> 
             ),
         ));
     }
-    let store = ChromaStore::open(dir, db_path)?;
+    let store = ChromaStore::open(dir, &db_path)?;
     let all = store.collections()?;
     let mut chosen = Vec::new();
     for name in only {
@@ -122,30 +122,8 @@ pub fn read_store(dir: &Path, only: &[String]) -> Result<Vec<ChromaCollection>> 
 /// An open `chroma.sqlite3` and what its layout has.
 struct ChromaStore<'a> {
     dir: &'a Path,
-    db_path: PathBuf,
-    conn: Connection,
+    db: ChromaDb,
     layout: Layout,
-}
-
-/// The optional parts of the layout that are present.
-#[derive(Default)]
-struct Layout {
-    dimension: bool,
-    config_json: bool,
-    schema: bool,
-    databases: bool,
-    collection_metadata: bool,
-    metadata_arrays: bool,
-    max_seq_id: bool,
-}
-
-/// A collection as listed in `collections`.
-struct CollectionRow {
-    id: String,
-    name: String,
-    dims: Option<i64>,
-    config_json: Option<String>,
-    schema: Option<String>,
 }
 
 /// A record as the METADATA segment holds it.
@@ -156,35 +134,19 @@ struct RecordRow {
 }
 
 impl<'a> ChromaStore<'a> {
-    fn open(dir: &'a Path, db_path: PathBuf) -> Result<Self> {
-        // Read-only: an import never changes the store, and may run beside a Chroma using it.
-        let conn = Connection::open_with_flags(
-            &db_path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| crate::db::classify(&db_path, e))?;
+    fn open(dir: &'a Path, db_path: &Path) -> Result<Self> {
         let mut store = Self {
             dir,
-            db_path,
-            conn,
+            db: ChromaDb::open(db_path)?,
             layout: Layout::default(),
         };
         store.layout = store.detect_layout()?;
         Ok(store)
     }
 
-    fn sql<T>(&self, r: rusqlite::Result<T>) -> Result<T> {
-        r.map_err(|e| crate::db::classify(&self.db_path, e))
-    }
-
     /// The columns of `table`, or None when there is no such table.
     fn columns(&self, table: &str) -> Result<Option<HashSet<String>>> {
-        let mut stmt = self.sql(self.conn.prepare("SELECT name FROM pragma_table_info(?1)"))?;
-        let cols = self.sql(
-            stmt.query_map([table], |r| r.get::<_, String>(0))
-                .and_then(Iterator::collect::<rusqlite::Result<HashSet<_>>>),
-        )?;
-        Ok((!cols.is_empty()).then_some(cols))
+        self.db.columns(table)
     }
 
     /// Chroma's migration versions, for error messages: `sysdb=10 metadb=6 ...`.
@@ -192,20 +154,12 @@ impl<'a> ChromaStore<'a> {
         if self.columns("migrations")?.is_none() {
             return Ok("none (no table 'migrations')".into());
         }
-        let mut stmt = self.sql(
-            self.conn
-                .prepare("SELECT dir, MAX(version) FROM migrations GROUP BY dir ORDER BY dir"),
-        )?;
-        let found = self.sql(
-            stmt.query_map([], |r| {
-                Ok(format!(
-                    "{}={}",
-                    r.get::<_, String>(0)?,
-                    r.get::<_, i64>(1)?
-                ))
-            })
-            .and_then(Iterator::collect::<rusqlite::Result<Vec<_>>>),
-        )?;
+        let found: Vec<String> = self
+            .db
+            .migrations()?
+            .into_iter()
+            .map(|(dir, version)| format!("{dir}={version}"))
+            .collect();
         Ok(if found.is_empty() {
             "none".into()
         } else {
@@ -271,50 +225,13 @@ impl<'a> ChromaStore<'a> {
     /// Every collection, by name. A store with several databases may hold one name in each, so
     /// there a collection outside the default database is named `tenant/database/name`.
     fn collections(&self) -> Result<Vec<CollectionRow>> {
-        let opt = |present: bool, col: &str| {
-            if present {
-                format!("c.{col}")
-            } else {
-                "NULL".to_string()
-            }
-        };
-        let (db_cols, join) = if self.layout.databases {
-            (
-                "d.tenant_id, d.name",
-                "LEFT JOIN databases d ON d.id = c.database_id",
-            )
-        } else {
-            ("NULL, NULL", "")
-        };
-        let query = format!(
-            "SELECT c.id, c.name, {}, {}, {}, {db_cols} FROM collections c {join}",
-            opt(self.layout.dimension, "dimension"),
-            opt(self.layout.config_json, "config_json_str"),
-            opt(self.layout.schema, "schema_str"),
-        );
-        let mut stmt = self.sql(self.conn.prepare(&query))?;
-        let rows = self.sql(
-            stmt.query_map([], |r| {
-                let db: (Option<String>, Option<String>) = (r.get(5)?, r.get(6)?);
-                Ok((
-                    CollectionRow {
-                        id: r.get(0)?,
-                        name: r.get(1)?,
-                        dims: r.get(2)?,
-                        config_json: r.get(3)?,
-                        schema: r.get(4)?,
-                    },
-                    db,
-                ))
-            })
-            .and_then(Iterator::collect::<rusqlite::Result<Vec<_>>>),
-        )?;
-        let databases: HashSet<_> = rows.iter().map(|(_, db)| db).collect();
+        let rows = self.db.collections(&self.layout)?;
+        let databases: HashSet<_> = rows.iter().map(|c| (&c.tenant, &c.database)).collect();
         let several = databases.len() > 1;
         let mut collections: Vec<CollectionRow> = rows
             .into_iter()
-            .map(|(mut c, (tenant, database))| {
-                if let (true, Some(tenant), Some(database)) = (several, tenant, database) {
+            .map(|mut c| {
+                if let (true, Some(tenant), Some(database)) = (several, &c.tenant, &c.database) {
                     if tenant != "default_tenant" || database != "default_database" {
                         c.name = format!("{tenant}/{database}/{}", c.name);
                     }
@@ -327,16 +244,7 @@ impl<'a> ChromaStore<'a> {
     }
 
     fn read_collection(&self, c: CollectionRow) -> Result<ChromaCollection> {
-        let segments: Vec<(String, String)> = {
-            let mut stmt = self.sql(
-                self.conn
-                    .prepare("SELECT scope, id FROM segments WHERE collection = ?1 ORDER BY id"),
-            )?;
-            self.sql(
-                stmt.query_map([&c.id], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .and_then(Iterator::collect::<rusqlite::Result<Vec<_>>>),
-            )?
-        };
+        let segments = self.db.segments(&c.id)?;
         let segment = |scope: &str| segments.iter().find(|(s, _)| s == scope).map(|(_, id)| id);
         let Some(metadata_segment) = segment("METADATA") else {
             return Err(
@@ -419,17 +327,7 @@ impl<'a> ChromaStore<'a> {
             return Ok(space.to_string());
         }
         if self.layout.collection_metadata {
-            let space: Option<Option<String>> = self.sql(
-                self.conn
-                    .query_row(
-                        "SELECT str_value FROM collection_metadata \
-                         WHERE collection_id = ?1 AND key = 'hnsw:space'",
-                        [&c.id],
-                        |r| r.get(0),
-                    )
-                    .optional(),
-            )?;
-            if let Some(space) = space.flatten() {
+            if let Some(space) = self.db.collection_space(&c.id)? {
                 return Ok(space);
             }
         }
@@ -438,13 +336,7 @@ impl<'a> ChromaStore<'a> {
 
     /// The records of a METADATA segment, in the order they were added.
     fn records(&self, segment: &str) -> Result<Vec<RecordRow>> {
-        let mut stmt = self.sql(self.conn.prepare(
-            "SELECT id, embedding_id FROM embeddings WHERE segment_id = ?1 ORDER BY id",
-        ))?;
-        let ids: Vec<(i64, String)> = self.sql(
-            stmt.query_map([segment], |r| Ok((r.get(0)?, r.get(1)?)))
-                .and_then(Iterator::collect),
-        )?;
+        let ids = self.db.embeddings(segment)?;
         let at: HashMap<i64, usize> = ids
             .iter()
             .enumerate()
@@ -459,7 +351,11 @@ impl<'a> ChromaStore<'a> {
             })
             .collect();
 
-        self.each_metadata("embedding_metadata", "", segment, &at, |i, key, value| {
+        // `at` maps an `embeddings.id` to its record's index.
+        let index = |row: &MetadataRow| at.get(&row.id).copied();
+        self.db.metadata(segment, |row| {
+            let Some(i) = index(&row) else { return };
+            let MetadataRow { key, value, .. } = row;
             if key == DOCUMENT_KEY {
                 rows[i].document = match value {
                     Value::String(s) => Some(s),
@@ -471,75 +367,28 @@ impl<'a> ChromaStore<'a> {
         })?;
         if self.layout.metadata_arrays {
             // One row per element, in the list's order.
-            self.each_metadata(
-                "embedding_metadata_array",
-                " ORDER BY m.rowid",
-                segment,
-                &at,
-                |i, key, value| {
-                    let list = rows[i]
-                        .metadata
-                        .entry(key)
-                        .or_insert_with(|| Value::Array(Vec::new()));
-                    match list {
-                        Value::Array(items) => items.push(value),
-                        other => *other = Value::Array(vec![value]),
-                    }
-                },
-            )?;
+            self.db.metadata_arrays(segment, |row| {
+                let Some(i) = index(&row) else { return };
+                let list = rows[i]
+                    .metadata
+                    .entry(row.key)
+                    .or_insert_with(|| Value::Array(Vec::new()));
+                match list {
+                    Value::Array(items) => items.push(row.value),
+                    other => *other = Value::Array(vec![row.value]),
+                }
+            })?;
         }
         Ok(rows)
     }
 
-    /// Calls `f(record index, key, value)` for each row of `table` (`embedding_metadata` or
-    /// `embedding_metadata_array`, which share their columns) of `segment`'s records, `at`
-    /// mapping an `embeddings.id` to its record's index.
-    fn each_metadata(
-        &self,
-        table: &str,
-        order: &str,
-        segment: &str,
-        at: &HashMap<i64, usize>,
-        mut f: impl FnMut(usize, String, Value),
-    ) -> Result<()> {
-        let mut stmt = self.sql(self.conn.prepare(&format!(
-            "SELECT m.id, m.key, m.string_value, m.int_value, m.float_value, m.bool_value \
-             FROM {table} m JOIN embeddings e ON e.id = m.id WHERE e.segment_id = ?1{order}"
-        )))?;
-        let mut q = self.sql(stmt.query([segment]))?;
-        while let Some(r) = self.sql(q.next())? {
-            let Some(&i) = at.get(&self.sql(r.get::<_, i64>(0))?) else {
-                continue;
-            };
-            f(i, self.sql(r.get(1))?, self.sql(metadata_value(r))?);
-        }
-        Ok(())
-    }
-
     /// The operation up to which a segment has applied the queue (0 when it never recorded
-    /// one). Chroma before 0.5 stored it as a big-endian blob.
+    /// one).
     fn max_seq_id(&self, segment: &str) -> Result<i64> {
         if !self.layout.max_seq_id {
             return Ok(0);
         }
-        let value: Option<Sql> = self.sql(
-            self.conn
-                .query_row(
-                    "SELECT seq_id FROM max_seq_id WHERE segment_id = ?1",
-                    [segment],
-                    |r| r.get(0),
-                )
-                .optional(),
-        )?;
-        Ok(match value {
-            Some(Sql::Integer(n)) => n,
-            Some(Sql::Blob(b)) => b.iter().fold(0i64, |acc, &x| {
-                acc.checked_mul(256)
-                    .and_then(|a| a.checked_add(i64::from(x)))
-                    .unwrap_or(i64::MAX)
-            }),
-            _ => 0,
-        })
+        self.db.max_seq_id(segment)
     }
 
     /// Every live record's vector by id: the saved index, then the queue from where it was
@@ -581,34 +430,22 @@ impl<'a> ChromaStore<'a> {
         }
         // From the saved position itself, not after it: replaying an operation already applied
         // changes nothing, and this holds whichever way a version counts the position.
-        let topic = format!(
-            "%/{}",
-            c.id.replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
-        );
-        let mut stmt = self.sql(self.conn.prepare(
-            "SELECT seq_id, operation, id, vector, encoding FROM embeddings_queue \
-             WHERE topic LIKE ?1 ESCAPE '\\' AND seq_id >= ?2 ORDER BY seq_id",
-        ))?;
-        let mut q = self.sql(stmt.query(rusqlite::params![topic, from]))?;
-        while let Some(r) = self.sql(q.next())? {
-            let seq: i64 = self.sql(r.get(0))?;
-            let op: i64 = self.sql(r.get(1))?;
-            let id: String = self.sql(r.get(2))?;
-            let blob: Option<Vec<u8>> = self.sql(r.get(3))?;
-            let encoding: Option<String> = self.sql(r.get(4))?;
+        let mut damage = None;
+        self.db.queue(&c.id, from, |row| {
+            let QueueRow {
+                seq_id: seq,
+                operation: op,
+                id,
+                vector: blob,
+                encoding,
+            } = row;
             let vector = match blob {
                 None => None,
                 Some(b) => match decode_vector(&b, encoding.as_deref()) {
                     Ok(v) => Some(v),
                     Err(reason) => {
-                        Damaged {
-                            file: self.db_path.clone(),
-                            reason: format!("embeddings_queue operation {seq}: {reason}"),
-                        }
-                        .warn(&c.name);
-                        return Ok(None);
+                        damage = Some(format!("embeddings_queue operation {seq}: {reason}"));
+                        return ControlFlow::Break(());
                     }
                 },
             };
@@ -633,32 +470,20 @@ impl<'a> ChromaStore<'a> {
                 }
                 (0..=2, None) => {}
                 (op, _) => {
-                    Damaged {
-                        file: self.db_path.clone(),
-                        reason: format!("embeddings_queue operation {seq} has unknown type {op}"),
-                    }
-                    .warn(&c.name);
-                    return Ok(None);
+                    damage = Some(format!(
+                        "embeddings_queue operation {seq} has unknown type {op}"
+                    ));
+                    return ControlFlow::Break(());
                 }
             }
+            ControlFlow::Continue(())
+        })?;
+        if let Some(reason) = damage {
+            Damaged::new(self.db.path(), reason).warn(&c.name);
+            return Ok(None);
         }
         Ok(Some(vectors))
     }
-}
-
-/// A metadata value from the `string_value, int_value, float_value, bool_value` columns at 2..6
-/// (the one that is set).
-fn metadata_value(r: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
-    let (s, i, f, b): (Sql, Sql, Sql, Sql) = (r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?);
-    Ok(match (s, i, f, b) {
-        (Sql::Text(s), ..) => Value::String(s),
-        (_, Sql::Integer(n), ..) => Value::Number(n.into()),
-        (_, _, Sql::Real(x), _) => Number::from_f64(x).map_or(Value::Null, Value::Number),
-        // A REAL column holds an integral float as an integer when SQLite can.
-        (_, _, Sql::Integer(n), _) => Number::from_f64(n as f64).map_or(Value::Null, Value::Number),
-        (_, _, _, Sql::Integer(n)) => Value::Bool(n != 0),
-        _ => Value::Null,
-    })
 }
 
 /// `keys["#embedding"].float_list.vector_index.config` of a Chroma 1.x schema.

@@ -9,6 +9,8 @@
 //! cannot be stored (a vector of the wrong size or model, no text) is reported with where it came
 //! from and the rest go on; nothing already stored is touched by a failure.
 //! [`export_jsonl`] writes every live document in the format [`parse_jsonl_record`] reads.
+//! The queries of both, on this store and on another application's SQLite file, are in
+//! `db::transfer`.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -17,7 +19,8 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::db::{blob_to_vector, Store};
+use crate::db::transfer::{Cell, RowsSource};
+use crate::db::Store;
 use crate::embed::Embedder;
 use crate::error::{Error, Result};
 use crate::ingest::chunk::{chunk, ChunkParams};
@@ -511,10 +514,6 @@ pub struct TableSpec {
     pub metadata_columns: Vec<String>,
 }
 
-fn quoted(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
 /// The rows of a table in another SQLite database as records, in id order. The file is opened
 /// read-only and never changed; a row whose text is not text is reported, not imported.
 ///
@@ -523,40 +522,16 @@ fn quoted(name: &str) -> String {
 /// that another process holds locked) naming the file; [`Error::InvalidArgument`] for a table
 /// or column that is not there, naming those that are.
 pub fn sqlite_records(path: &std::path::Path, spec: &TableSpec) -> Result<Vec<Input>> {
-    use rusqlite::types::ValueRef;
-    use rusqlite::{ErrorCode, OpenFlags};
-    let fail = |e: rusqlite::Error| match e.sqlite_error_code() {
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => Error::CannotOpen {
-            path: path.to_path_buf(),
-            detail: format!("it is locked by another process ({e}); try again when it is done"),
-        },
-        _ => crate::db::classify(path, e),
-    };
     if !path.is_file() {
         return Err(Error::CannotOpen {
             path: path.to_path_buf(),
             detail: "no such file".into(),
         });
     }
-    let conn = rusqlite::Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(fail)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))
-        .map_err(fail)?;
-    let columns: Vec<String> = conn
-        .prepare(&format!(
-            "SELECT name FROM pragma_table_info({})",
-            quoted_literal(&spec.table)
-        ))
-        .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
-        .map_err(fail)?;
+    let source = RowsSource::open(path)?;
+    let columns = source.columns(&spec.table)?;
     if columns.is_empty() {
-        let tables: Vec<String> = conn
-            .prepare("SELECT name FROM sqlite_schema WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite_%' ORDER BY name")
-            .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
-            .map_err(fail)?;
+        let tables = source.tables()?;
         return Err(Error::invalid(
             "table",
             format!(
@@ -583,53 +558,48 @@ pub fn sqlite_records(path: &std::path::Path, spec: &TableSpec) -> Result<Vec<In
             ));
         }
     }
-    let mut select = vec![quoted(&spec.id_column), quoted(&spec.text_column)];
-    select.push(spec.title_column.as_deref().map_or("NULL".into(), quoted));
-    select.extend(spec.metadata_columns.iter().map(|c| quoted(c)));
-    let sql = format!(
-        "SELECT {} FROM {} ORDER BY 1",
-        select.join(", "),
-        quoted(&spec.table)
-    );
-    let mut stmt = conn.prepare(&sql).map_err(fail)?;
-    let mut rows = stmt.query([]).map_err(fail)?;
+    // Id, text, title (NULL without a title column), then the metadata columns.
+    let mut select = vec![
+        Some(spec.id_column.as_str()),
+        Some(spec.text_column.as_str()),
+    ];
+    select.push(spec.title_column.as_deref());
+    select.extend(spec.metadata_columns.iter().map(|c| Some(c.as_str())));
     let mut out = Vec::new();
-    let as_text = |v: ValueRef<'_>| -> Option<String> {
+    let as_text = |v: &Cell| -> Option<String> {
         match v {
-            ValueRef::Text(t) => std::str::from_utf8(t).ok().map(str::to_string),
-            ValueRef::Integer(i) => Some(i.to_string()),
-            ValueRef::Real(f) => Some(f.to_string()),
-            ValueRef::Null | ValueRef::Blob(_) => None,
+            Cell::Text(t) => std::str::from_utf8(t).ok().map(str::to_string),
+            Cell::Integer(i) => Some(i.to_string()),
+            Cell::Real(f) => Some(f.to_string()),
+            Cell::Null | Cell::Blob(_) => None,
         }
     };
-    while let Some(row) = rows.next().map_err(fail)? {
-        let Some(id) = as_text(row.get_ref(0).map_err(fail)?) else {
+    source.rows(&spec.table, &select, |row| {
+        let Some(id) = as_text(&row[0]) else {
             out.push((
                 format!("{} row {}", spec.table, out.len() + 1),
                 Err(format!("its '{}' is NULL or a blob", spec.id_column)),
             ));
-            continue;
+            return;
         };
         let at = format!("{} {}={id}", spec.table, spec.id_column);
-        let record = match row.get_ref(1).map_err(fail)? {
-            ValueRef::Text(t) => match std::str::from_utf8(t) {
+        let record = match &row[1] {
+            Cell::Text(t) => match std::str::from_utf8(t) {
                 Ok(text) => {
                     let mut metadata = Map::new();
-                    for (i, name) in spec.metadata_columns.iter().enumerate() {
-                        let value = match row.get_ref(3 + i).map_err(fail)? {
-                            ValueRef::Null => continue,
-                            ValueRef::Integer(n) => Value::from(n),
-                            ValueRef::Real(f) => Value::from(f),
-                            ValueRef::Text(t) => {
-                                Value::from(String::from_utf8_lossy(t).into_owned())
-                            }
-                            ValueRef::Blob(b) => Value::from(hex::encode(b)),
+                    for (name, cell) in spec.metadata_columns.iter().zip(&row[3..]) {
+                        let value = match cell {
+                            Cell::Null => continue,
+                            Cell::Integer(n) => Value::from(*n),
+                            Cell::Real(f) => Value::from(*f),
+                            Cell::Text(t) => Value::from(String::from_utf8_lossy(t).into_owned()),
+                            Cell::Blob(b) => Value::from(hex::encode(b)),
                         };
                         metadata.insert(name.clone(), value);
                     }
                     let id = format!("{}/{id}", spec.table);
                     Ok(Record {
-                        title: as_text(row.get_ref(2).map_err(fail)?).unwrap_or_else(|| id.clone()),
+                        title: as_text(&row[2]).unwrap_or_else(|| id.clone()),
                         id,
                         text: text.to_string(),
                         metadata,
@@ -642,16 +612,12 @@ pub fn sqlite_records(path: &std::path::Path, spec: &TableSpec) -> Result<Vec<In
                     e.valid_up_to()
                 )),
             },
-            ValueRef::Null => Err(format!("its '{}' is NULL", spec.text_column)),
+            Cell::Null => Err(format!("its '{}' is NULL", spec.text_column)),
             _ => Err(format!("its '{}' is not text", spec.text_column)),
         };
         out.push((at, record));
-    }
+    })?;
     Ok(out)
-}
-
-fn quoted_literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
 }
 
 /// What an export wrote.
@@ -684,65 +650,40 @@ pub fn export_jsonl(
         })?],
         None => store.collections()?,
     };
-    let conn = store.connection();
     let mut report = ExportReport::default();
-    // One read snapshot, so that a concurrent ingest cannot tear a document.
-    crate::db::in_read_tx(conn, || {
-        for coll in &collections {
-            let mut docs = conn.prepare(
-                "SELECT id, source, title, metadata, content_hash FROM documents
-                 WHERE collection_id = ?1 AND deleted = 0 ORDER BY source, home_device",
-            )?;
-            let mut chunks = conn.prepare_cached(
-                "SELECT seq, text, byte_start, byte_end, token_count, metadata FROM chunks
-                 WHERE document_id = ?1 ORDER BY ordinal",
-            )?;
-            let mut vector = conn.prepare(&format!(
-                "SELECT embedding FROM {} WHERE rowid = ?1",
-                coll.vec_table()
-            ))?;
-            let mut rows = docs.query([coll.id])?;
-            while let Some(row) = rows.next()? {
-                let id: String = row.get(0)?;
-                let metadata: String = row.get(3)?;
-                let mut text = String::new();
-                let mut list = Vec::new();
-                let mut crows = chunks.query([&id])?;
-                while let Some(c) = crows.next()? {
-                    let seq: i64 = c.get(0)?;
-                    let chunk_text: String = c.get(1)?;
-                    let start = c.get::<_, i64>(2)? as usize;
-                    join_at(&mut text, &chunk_text, start);
-                    let mut item = json!({
-                        "text": chunk_text,
-                        "byte_start": start,
-                        "byte_end": c.get::<_, i64>(3)?,
-                        "token_count": c.get::<_, i64>(4)?,
-                        "metadata": stored_json(&c.get::<_, String>(5)?, &id)?,
-                    });
-                    if with_embeddings {
-                        let blob: Vec<u8> = vector.query_row([seq], |r| r.get(0))?;
-                        item["embedding"] = json!(blob_to_vector(&blob));
-                    }
-                    list.push(item);
-                }
-                report.chunks += list.len();
-                let line = json!({
-                    "id": row.get::<_, String>(1)?,
-                    "title": row.get::<_, String>(2)?,
-                    "text": text,
-                    "metadata": stored_json(&metadata, &id)?,
-                    "collection": coll.name,
-                    "content_hash": row.get::<_, String>(4)?,
-                    "model": coll.model_id,
-                    "chunks": list,
-                });
-                serde_json::to_writer(&mut *out, &line).map_err(write_failed)?;
-                out.write_all(b"\n").map_err(write_failed)?;
-                report.documents += 1;
-                progress(report.documents);
+    store.export_documents(&collections, with_embeddings, &mut |coll, doc| {
+        let mut text = String::new();
+        let mut list = Vec::with_capacity(doc.chunks.len());
+        for c in doc.chunks {
+            let start = c.byte_start as usize;
+            join_at(&mut text, &c.text, start);
+            let mut item = json!({
+                "text": c.text,
+                "byte_start": start,
+                "byte_end": c.byte_end,
+                "token_count": c.token_count,
+                "metadata": stored_json(&c.metadata, &doc.id)?,
+            });
+            if let Some(v) = c.embedding {
+                item["embedding"] = json!(v);
             }
+            list.push(item);
         }
+        report.chunks += list.len();
+        let line = json!({
+            "id": doc.source,
+            "title": doc.title,
+            "text": text,
+            "metadata": stored_json(&doc.metadata, &doc.id)?,
+            "collection": coll.name,
+            "content_hash": doc.content_hash,
+            "model": coll.model_id,
+            "chunks": list,
+        });
+        serde_json::to_writer(&mut *out, &line).map_err(write_failed)?;
+        out.write_all(b"\n").map_err(write_failed)?;
+        report.documents += 1;
+        progress(report.documents);
         Ok(())
     })?;
     out.flush().map_err(write_failed)?;
