@@ -502,7 +502,13 @@ impl Engine {
         progress: OnProgress<'_>,
     ) -> Result<ImportReport> {
         self.needs_model()?;
-        self.write(|store| import_records(store, self.embedder.as_ref(), records, opts, progress))
+        import_records(
+            &Access(self),
+            self.embedder.as_ref(),
+            records,
+            opts,
+            progress,
+        )
     }
 
     /// Writes every live document (of `collection`, or of all) as JSONL to `out`, from one

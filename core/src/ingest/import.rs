@@ -19,6 +19,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
+use super::StoreAccess;
 use crate::db::transfer::{Cell, RowsSource};
 use crate::db::Store;
 use crate::embed::Embedder;
@@ -149,7 +150,7 @@ pub type OnProgress<'a> = &'a mut dyn FnMut(usize);
 /// Failures of the store or the model, and [`Error::ModelMismatch`] when a target collection
 /// holds another model's vectors. A bad record is reported in the [`ImportReport`] instead.
 pub fn import_records(
-    store: &mut Store,
+    store: &impl StoreAccess,
     embedder: &dyn Embedder,
     records: impl IntoIterator<Item = Input>,
     opts: &ImportOptions,
@@ -179,7 +180,8 @@ pub fn import_records(
         let coll = match collections.get(&name) {
             Some(c) => c.clone(),
             None => {
-                let c = store.ensure_collection(&name, embedder.model_id(), embedder.dims())?;
+                let c = store
+                    .write(|s| s.ensure_collection(&name, embedder.model_id(), embedder.dims()))?;
                 collections.insert(name, c.clone());
                 c
             }
@@ -195,7 +197,7 @@ pub fn import_records(
             .content_hash
             .clone()
             .unwrap_or_else(|| record_hash(&record, embedder.model_id(), opts));
-        if let Some((_, stored, false)) = store.document_by_source(&coll, &record.id)? {
+        if let Some((_, stored, false)) = store.read(|s| s.document_by_source(&coll, &record.id))? {
             if stored == hash {
                 report.unchanged += 1;
                 continue;
@@ -235,7 +237,7 @@ impl ImportReport {
 /// Embeds the queued chunks that have no vector in one call, then stores each document in its
 /// own transaction.
 fn flush(
-    store: &mut Store,
+    store: &impl StoreAccess,
     embedder: &dyn Embedder,
     queue: &mut Vec<(Collection, NewDocument, Vec<NewChunk>)>,
     report: &mut ImportReport,
@@ -254,7 +256,7 @@ fn flush(
         for c in chunks.iter_mut().filter(|c| c.embedding.is_empty()) {
             c.embedding = vectors.next().unwrap_or_default();
         }
-        let (_, outcome) = store.put_document(coll, doc, chunks)?;
+        let (_, outcome) = store.write(|s| s.put_document(coll, doc, chunks))?;
         match outcome {
             PutOutcome::Added => report.added += 1,
             PutOutcome::Updated => report.updated += 1,
