@@ -20,6 +20,7 @@ pub(crate) mod filter;
 pub(crate) mod log;
 mod outbox;
 pub mod queue;
+pub(crate) mod replica;
 pub mod schema;
 
 pub(crate) use outbox::{enqueue, next_hlc, put_meta, read_hlc, write_hlc};
