@@ -23,6 +23,7 @@ pub(crate) mod index;
 pub(crate) mod log;
 mod outbox;
 pub mod queue;
+pub(crate) mod replica;
 pub mod schema;
 pub(crate) mod search;
 pub(crate) mod transfer;

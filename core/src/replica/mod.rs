@@ -7,18 +7,15 @@
 //! last-writer-wins rule the server uses, in one transaction with the pull cursor, so a crash
 //! between two pages never applies a page twice or skips one.
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{Connection, Transaction};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::db::{
-    blob_to_vector, create_collection, enqueue, put_meta, read_hlc, row_to_collection, vector_blob,
-    write_hlc, Store,
-};
+use crate::db::replica::{self as sql, ConversationRow, DocumentRow, MessageRow, NewChunkRow};
+use crate::db::{create_collection, enqueue, put_meta, read_hlc, write_hlc, Store};
 use crate::error::{Error, Result};
 use crate::hlc;
-use crate::model::Collection;
 pub use crate::model::Kind;
 
 /// One replicated change: the whole current state of an entity, with its stamp.
@@ -239,14 +236,6 @@ fn metadata_map(text: &str) -> Map<String, Value> {
     }
 }
 
-fn collection_by_id(conn: &Connection, id: i64) -> Result<Collection> {
-    Ok(conn.query_row(
-        "SELECT id, name, model_id, dims FROM collections WHERE id = ?1",
-        [id],
-        row_to_collection,
-    )?)
-}
-
 /// Whether a remote `(hlc, device)` beats the local one.
 fn newer(remote: (i64, &str), local: Option<(i64, String)>) -> bool {
     match local {
@@ -261,11 +250,7 @@ impl Store {
     /// # Errors
     /// SQLite errors.
     pub fn outbox_depth(&self) -> Result<usize> {
-        Ok(self
-            .conn
-            .query_row("SELECT count(*) FROM sync_outbox", [], |r| {
-                r.get::<_, i64>(0)
-            })? as usize)
+        Ok(sql::outbox_depth(self.connection())? as usize)
     }
 
     /// The stamp of the oldest change waiting to be pushed.
@@ -273,9 +258,7 @@ impl Store {
     /// # Errors
     /// SQLite errors.
     pub fn outbox_oldest(&self) -> Result<Option<i64>> {
-        Ok(self
-            .conn
-            .query_row("SELECT min(hlc) FROM sync_outbox", [], |r| r.get(0))?)
+        sql::outbox_oldest(self.connection())
     }
 
     /// Documents waiting to be embedded locally.
@@ -283,11 +266,7 @@ impl Store {
     /// # Errors
     /// SQLite errors.
     pub fn pending_reembed_count(&self) -> Result<usize> {
-        Ok(self
-            .conn
-            .query_row("SELECT count(*) FROM sync_reembed", [], |r| {
-                r.get::<_, i64>(0)
-            })? as usize)
+        Ok(sql::reembed_count(self.connection())? as usize)
     }
 
     /// The oldest `max` outbox rows and their change records, read in one snapshot.
@@ -296,30 +275,16 @@ impl Store {
     /// SQLite errors; [`Error::Corrupt`] for an outbox row of unknown kind.
     pub fn outbox_batch(&mut self, max: usize) -> Result<PushBatch> {
         let path = self.path().to_path_buf();
-        let tx = self.conn.transaction()?;
-        let entries: Vec<OutboxEntry> = {
-            let mut stmt = tx.prepare(
-                "SELECT seq, kind, entity_id, hlc FROM sync_outbox ORDER BY seq LIMIT ?1",
-            )?;
-            let rows = stmt.query_map([max as i64], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                ))
-            })?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (seq, kind, id, hlc) = row?;
-                let kind = Kind::parse(&kind).ok_or_else(|| Error::Corrupt {
-                    path: path.clone(),
-                    detail: format!("outbox row {seq} has unknown kind '{kind}'"),
-                })?;
-                out.push(OutboxEntry { seq, kind, id, hlc });
-            }
-            out
-        };
+        let tx = sql::begin(self)?;
+        let entries: Vec<OutboxEntry> = sql::outbox_rows(&tx, max, &path)?
+            .into_iter()
+            .map(|r| OutboxEntry {
+                seq: r.seq,
+                kind: r.kind,
+                id: r.entity_id,
+                hlc: r.hlc,
+            })
+            .collect();
         let mut changes = Vec::with_capacity(entries.len());
         for e in &entries {
             if let Some(c) = export(&tx, e.kind, &e.id)? {
@@ -335,7 +300,7 @@ impl Store {
     /// # Errors
     /// SQLite errors.
     pub fn change_record(&self, kind: Kind, id: &str) -> Result<Option<Change>> {
-        export(&self.conn, kind, id)
+        export(self.connection(), kind, id)
     }
 
     /// Removes acknowledged outbox rows. A row that was re-queued by a newer edit since it was
@@ -344,14 +309,8 @@ impl Store {
     /// # Errors
     /// SQLite errors.
     pub fn acknowledge(&mut self, entries: &[OutboxEntry]) -> Result<usize> {
-        let tx = self.conn.transaction()?;
-        let mut removed = 0;
-        {
-            let mut stmt = tx.prepare("DELETE FROM sync_outbox WHERE seq = ?1 AND hlc = ?2")?;
-            for e in entries {
-                removed += stmt.execute(params![e.seq, e.hlc])?;
-            }
-        }
+        let tx = sql::begin(self)?;
+        let removed = sql::delete_outbox_rows(&tx, entries.iter().map(|e| (e.seq, e.hlc)))?;
         tx.commit()?;
         Ok(removed)
     }
@@ -362,28 +321,10 @@ impl Store {
     /// # Errors
     /// SQLite errors.
     pub fn enqueue_all(&mut self) -> Result<usize> {
-        let tx = self.conn.transaction()?;
+        let tx = sql::begin(self)?;
         let mut n = 0;
-        for (kind, sql) in [
-            (
-                Kind::Conversation,
-                "SELECT id, hlc FROM conversations ORDER BY created_at, id",
-            ),
-            (
-                Kind::Document,
-                "SELECT id, hlc FROM documents ORDER BY created_at, id",
-            ),
-            (
-                Kind::Message,
-                "SELECT id, hlc FROM messages ORDER BY created_at, seq, id",
-            ),
-        ] {
-            let rows: Vec<(String, i64)> = {
-                let mut stmt = tx.prepare(sql)?;
-                let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-                rows.collect::<std::result::Result<_, _>>()?
-            };
-            for (id, stamp) in rows {
+        for kind in [Kind::Conversation, Kind::Document, Kind::Message] {
+            for (id, stamp) in sql::entity_stamps(&tx, kind)? {
                 enqueue(&tx, kind, &id, stamp)?;
                 n += 1;
             }
@@ -397,14 +338,7 @@ impl Store {
     /// # Errors
     /// SQLite errors.
     pub fn sync_state(&self, key: &str) -> Result<Option<String>> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT value FROM outpost_meta WHERE key = ?1",
-                [format!("sync.{key}")],
-                |r| r.get(0),
-            )
-            .optional()?)
+        sql::get_meta(self.connection(), &format!("sync.{key}"))
     }
 
     /// Sets a value of the sync state.
@@ -412,7 +346,7 @@ impl Store {
     /// # Errors
     /// SQLite errors.
     pub fn set_sync_state(&mut self, key: &str, value: &str) -> Result<()> {
-        set_state(&self.conn, key, value)
+        set_state(self.connection(), key, value)
     }
 
     /// Applies a page of pulled changes by last-writer-wins and stores `next_cursor` under
@@ -432,7 +366,7 @@ impl Store {
         next_cursor: &str,
         local_model: (&str, usize),
     ) -> Result<ApplyReport> {
-        let tx = self.conn.transaction()?;
+        let tx = sql::begin(self)?;
         let mut report = ApplyReport::default();
         let mut clock = read_hlc(&tx)?;
         for change in changes {
@@ -445,10 +379,7 @@ impl Store {
             if applied {
                 report.applied += 1;
                 // The remote write won: a queued local version of it is moot.
-                tx.execute(
-                    "DELETE FROM sync_outbox WHERE kind = ?1 AND entity_id = ?2",
-                    params![change.kind().as_str(), change.id()],
-                )?;
+                sql::delete_outbox_entity(&tx, change.kind(), change.id())?;
             } else {
                 report.skipped += 1;
             }
@@ -464,24 +395,7 @@ impl Store {
     /// # Errors
     /// SQLite errors.
     pub fn pending_reembed(&self) -> Result<Vec<(String, Vec<String>)>> {
-        let ids: Vec<String> = {
-            let mut stmt = self
-                .conn
-                .prepare("SELECT document_id FROM sync_reembed ORDER BY document_id")?;
-            let rows = stmt.query_map([], |r| r.get(0))?;
-            rows.collect::<std::result::Result<_, _>>()?
-        };
-        let mut out = Vec::with_capacity(ids.len());
-        let mut stmt = self
-            .conn
-            .prepare("SELECT text FROM chunks WHERE document_id = ?1 ORDER BY ordinal")?;
-        for id in ids {
-            let texts = stmt
-                .query_map([&id], |r| r.get(0))?
-                .collect::<std::result::Result<Vec<String>, _>>()?;
-            out.push((id, texts));
-        }
-        Ok(out)
+        sql::reembed_texts(self.connection())
     }
 
     /// Stores locally made vectors for a document queued in `sync_reembed` (one per chunk, in
@@ -491,19 +405,10 @@ impl Store {
     /// # Errors
     /// [`Error::DimensionMismatch`] or a wrong vector count as [`Error::InvalidArgument`].
     pub fn store_reembedded(&mut self, document_id: &str, vectors: &[Vec<f32>]) -> Result<()> {
-        let tx = self.conn.transaction()?;
-        let coll_id: i64 = tx.query_row(
-            "SELECT collection_id FROM documents WHERE id = ?1",
-            [document_id],
-            |r| r.get(0),
-        )?;
-        let coll = collection_by_id(&tx, coll_id)?;
-        let seqs: Vec<i64> = {
-            let mut stmt =
-                tx.prepare("SELECT seq FROM chunks WHERE document_id = ?1 ORDER BY ordinal")?;
-            let rows = stmt.query_map([document_id], |r| r.get(0))?;
-            rows.collect::<std::result::Result<_, _>>()?
-        };
+        let tx = sql::begin(self)?;
+        let coll_id = sql::document_collection_id(&tx, document_id)?;
+        let coll = sql::collection_by_id(&tx, coll_id)?;
+        let seqs = sql::chunk_seqs(&tx, document_id)?;
         if seqs.len() != vectors.len() {
             return Err(Error::invalid(
                 "vectors",
@@ -514,7 +419,6 @@ impl Store {
                 ),
             ));
         }
-        let table = coll.vec_table();
         for (seq, v) in seqs.iter().zip(vectors) {
             if v.len() != coll.dims {
                 return Err(Error::DimensionMismatch {
@@ -523,18 +427,9 @@ impl Store {
                     got: v.len(),
                 });
             }
-            tx.execute(&format!("DELETE FROM {table} WHERE rowid = ?1"), [seq])?;
-            tx.execute(
-                &format!("INSERT INTO {table} (rowid, embedding) VALUES (?1, ?2)"),
-                params![seq, vector_blob(v)],
-            )?;
-            // The chunk row is unchanged, so its triggers did not log the new vector.
-            tx.execute("INSERT INTO ann_log (chunk_seq) VALUES (?1)", [seq])?;
+            sql::replace_chunk_vector(&tx, &coll, *seq, v)?;
         }
-        tx.execute(
-            "DELETE FROM sync_reembed WHERE document_id = ?1",
-            [document_id],
-        )?;
+        sql::unqueue_reembed(&tx, document_id)?;
         tx.commit()?;
         Ok(())
     }
@@ -545,59 +440,36 @@ impl Store {
     /// # Errors
     /// SQLite errors.
     pub fn checksums(&self) -> Result<Map<String, Value>> {
+        let conn = self.connection();
         let mut out = Map::new();
         for c in self.collections()? {
             let mut docs = Vec::new();
             let (mut live, mut tombstones) = (0usize, 0usize);
-            {
-                let mut stmt = self.conn.prepare(
-                    "SELECT id, hlc, device, deleted, content_hash FROM documents WHERE collection_id = ?1",
-                )?;
-                let mut rows = stmt.query([c.id])?;
-                while let Some(r) = rows.next()? {
-                    let id: String = r.get(0)?;
-                    let deleted: i64 = r.get(3)?;
-                    if deleted != 0 {
-                        tombstones += 1;
-                    } else {
-                        live += 1;
-                    }
-                    let line = format!(
-                        "{id}|{}|{}|{deleted}|{}",
-                        r.get::<_, i64>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, String>(4)?
-                    );
-                    docs.push((id, line));
+            sql::each_document_sum(conn, c.id, |r| {
+                if r.deleted != 0 {
+                    tombstones += 1;
+                } else {
+                    live += 1;
                 }
-            }
+                let line = format!(
+                    "{}|{}|{}|{}|{}",
+                    r.id, r.hlc, r.device, r.deleted, r.content_hash
+                );
+                docs.push((r.id, line));
+            })?;
             let mut chunks = Vec::new();
-            {
-                let mut stmt = self.conn.prepare(&format!(
-                    "SELECT k.id, k.document_id, k.ordinal, k.text, v.embedding
-                     FROM chunks k JOIN documents d ON d.id = k.document_id
-                     LEFT JOIN {} v ON v.rowid = k.seq
-                     WHERE d.collection_id = ?1 AND d.deleted = 0",
-                    c.vec_table()
-                ))?;
-                let mut rows = stmt.query([c.id])?;
-                while let Some(r) = rows.next()? {
-                    let id: String = r.get(0)?;
-                    let text: String = r.get(3)?;
-                    let vector = r
-                        .get::<_, Option<Vec<u8>>>(4)?
-                        .map(|b| vector_digest(&blob_to_vector(&b)))
-                        .unwrap_or_default();
-                    let line = format!(
-                        "{id}|{}|{}|{}|{}|{vector}",
-                        r.get::<_, String>(1)?,
-                        r.get::<_, i64>(2)?,
-                        sha256_hex(text.as_bytes()),
-                        c.model_id
-                    );
-                    chunks.push((id, line));
-                }
-            }
+            sql::each_chunk_sum(conn, &c, |r| {
+                let vector = r.embedding.map(|v| vector_digest(&v)).unwrap_or_default();
+                let line = format!(
+                    "{}|{}|{}|{}|{}|{vector}",
+                    r.id,
+                    r.document_id,
+                    r.ordinal,
+                    sha256_hex(r.text.as_bytes()),
+                    c.model_id
+                );
+                chunks.push((r.id, line));
+            })?;
             let n_chunks = chunks.len();
             out.insert(
                 c.name.clone(),
@@ -611,42 +483,30 @@ impl Store {
             );
         }
         let mut convs = Vec::new();
-        {
-            let mut stmt = self
-                .conn
-                .prepare("SELECT id, hlc, device, deleted, title FROM conversations")?;
-            let mut rows = stmt.query([])?;
-            while let Some(r) = rows.next()? {
-                let id: String = r.get(0)?;
-                let line = format!(
-                    "{id}|{}|{}|{}|{}",
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, i64>(3)?,
-                    sha256_hex(r.get::<_, String>(4)?.as_bytes())
-                );
-                convs.push((id, line));
-            }
-        }
+        sql::each_conversation_sum(conn, |r| {
+            let line = format!(
+                "{}|{}|{}|{}|{}",
+                r.id,
+                r.hlc,
+                r.device,
+                r.deleted,
+                sha256_hex(r.title.as_bytes())
+            );
+            convs.push((r.id, line));
+        })?;
         let mut msgs = Vec::new();
-        {
-            let mut stmt = self.conn.prepare(
-                "SELECT id, conversation_id, hlc, device, deleted, content FROM messages",
-            )?;
-            let mut rows = stmt.query([])?;
-            while let Some(r) = rows.next()? {
-                let id: String = r.get(0)?;
-                let line = format!(
-                    "{id}|{}|{}|{}|{}|{}",
-                    r.get::<_, String>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, i64>(4)?,
-                    sha256_hex(r.get::<_, String>(5)?.as_bytes())
-                );
-                msgs.push((id, line));
-            }
-        }
+        sql::each_message_sum(conn, |r| {
+            let line = format!(
+                "{}|{}|{}|{}|{}|{}",
+                r.id,
+                r.conversation_id,
+                r.hlc,
+                r.device,
+                r.deleted,
+                sha256_hex(r.content.as_bytes())
+            );
+            msgs.push((r.id, line));
+        })?;
         if !convs.is_empty() || !msgs.is_empty() {
             let (nc, nm) = (convs.len(), msgs.len());
             out.insert(
@@ -671,122 +531,81 @@ fn set_state(conn: &Connection, key: &str, value: &str) -> Result<()> {
 fn export(conn: &Connection, kind: Kind, id: &str) -> Result<Option<Change>> {
     match kind {
         Kind::Document => export_document(conn, id),
-        Kind::Conversation => Ok(conn
-            .query_row(
-                "SELECT id, hlc, device, deleted, title, created_at, updated_at FROM conversations WHERE id = ?1",
-                [id],
-                |r| {
-                    Ok(Change::Conversation(ConversationChange {
-                        id: r.get(0)?,
-                        hlc: r.get(1)?,
-                        device: r.get(2)?,
-                        deleted: r.get::<_, i64>(3)? != 0,
-                        title: r.get(4)?,
-                        created_at: r.get(5)?,
-                        updated_at: r.get(6)?,
-                    }))
-                },
-            )
-            .optional()?),
-        Kind::Message => Ok(conn
-            .query_row(
-                "SELECT id, hlc, device, deleted, conversation_id, seq, role, content, model_id, embedding,
-                        created_at, updated_at FROM messages WHERE id = ?1",
-                [id],
-                |r| {
-                    let model: Option<String> = r.get(8)?;
-                    let blob: Option<Vec<u8>> = r.get(9)?;
-                    let embedding = blob.map(|b| blob_to_vector(&b));
-                    Ok(Change::Message(MessageChange {
-                        id: r.get(0)?,
-                        hlc: r.get(1)?,
-                        device: r.get(2)?,
-                        deleted: r.get::<_, i64>(3)? != 0,
-                        conversation_id: r.get(4)?,
-                        seq: r.get(5)?,
-                        role: r.get(6)?,
-                        content: r.get(7)?,
-                        model: if embedding.is_some() { model } else { None },
-                        embedding,
-                        created_at: r.get(10)?,
-                        updated_at: r.get(11)?,
-                    }))
-                },
-            )
-            .optional()?),
+        Kind::Conversation => Ok(sql::conversation(conn, id)?.map(|r| {
+            Change::Conversation(ConversationChange {
+                id: r.id,
+                hlc: r.hlc,
+                device: r.device,
+                deleted: r.deleted,
+                title: r.title,
+                created_at: r.created_at,
+                updated_at: r.updated_at,
+            })
+        })),
+        Kind::Message => Ok(sql::message(conn, id)?.map(|r| {
+            Change::Message(MessageChange {
+                id: r.id,
+                hlc: r.hlc,
+                device: r.device,
+                deleted: r.deleted,
+                conversation_id: r.conversation_id,
+                seq: r.seq,
+                role: r.role,
+                content: r.content,
+                // A model id only travels with the vector it made.
+                model: if r.embedding.is_some() { r.model } else { None },
+                embedding: r.embedding,
+                created_at: r.created_at,
+                updated_at: r.updated_at,
+            })
+        })),
     }
 }
 
 fn export_document(conn: &Connection, id: &str) -> Result<Option<Change>> {
-    let row = conn
-        .query_row(
-            "SELECT d.id, d.hlc, d.device, d.deleted, c.id, d.home_device, d.source, d.title,
-                    d.content_hash, d.metadata, d.created_at, d.updated_at
-             FROM documents d JOIN collections c ON c.id = d.collection_id WHERE d.id = ?1",
-            [id],
-            |r| {
-                Ok((
-                    DocumentChange {
-                        id: r.get(0)?,
-                        hlc: r.get(1)?,
-                        device: r.get(2)?,
-                        deleted: r.get::<_, i64>(3)? != 0,
-                        collection: String::new(),
-                        home_device: r.get(5)?,
-                        source: r.get(6)?,
-                        title: r.get(7)?,
-                        content_hash: r.get(8)?,
-                        metadata: metadata_map(&r.get::<_, String>(9)?),
-                        created_at: r.get(10)?,
-                        updated_at: r.get(11)?,
-                        chunks: Vec::new(),
-                    },
-                    r.get::<_, i64>(4)?,
-                ))
-            },
-        )
-        .optional()?;
-    let Some((mut doc, coll_id)) = row else {
+    let Some(row) = sql::document(conn, id)? else {
         return Ok(None);
     };
-    let coll = collection_by_id(conn, coll_id)?;
-    doc.collection = coll.name.clone();
+    let coll = sql::collection_by_id(conn, row.collection_id)?;
+    let mut doc = DocumentChange {
+        id: row.id,
+        hlc: row.hlc,
+        device: row.device,
+        deleted: row.deleted,
+        collection: coll.name.clone(),
+        home_device: row.home_device,
+        source: row.source,
+        title: row.title,
+        content_hash: row.content_hash,
+        metadata: metadata_map(&row.metadata),
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+        chunks: Vec::new(),
+    };
     if !doc.deleted {
-        let mut stmt = conn.prepare_cached(
-            "SELECT seq, id, ordinal, text, token_count, byte_start, byte_end, metadata
-             FROM chunks WHERE document_id = ?1 ORDER BY ordinal",
-        )?;
-        let mut vec_stmt = conn.prepare_cached(&format!(
-            "SELECT embedding FROM {} WHERE rowid = ?1",
-            coll.vec_table()
-        ))?;
-        let mut rows = stmt.query([id])?;
-        while let Some(r) = rows.next()? {
-            let seq: i64 = r.get(0)?;
-            let Some(blob) = vec_stmt
-                .query_row([seq], |v| v.get::<_, Vec<u8>>(0))
-                .optional()?
-            else {
-                // Pulled with another model's vectors and not yet embedded here: there is
-                // nothing of ours to push for it.
-                tracing::warn!(
-                    document = id,
-                    "not pushed: its chunks still wait to be embedded here"
-                );
-                return Ok(None);
-            };
-            doc.chunks.push(ChunkChange {
-                id: r.get(1)?,
-                ordinal: r.get(2)?,
-                text: r.get(3)?,
-                token_count: r.get(4)?,
-                byte_start: r.get(5)?,
-                byte_end: r.get(6)?,
-                metadata: metadata_map(&r.get::<_, String>(7)?),
+        let Some(chunks) = sql::chunks_with_vectors(conn, &coll, id)? else {
+            // Pulled with another model's vectors and not yet embedded here: there is
+            // nothing of ours to push for it.
+            tracing::warn!(
+                document = id,
+                "not pushed: its chunks still wait to be embedded here"
+            );
+            return Ok(None);
+        };
+        doc.chunks = chunks
+            .into_iter()
+            .map(|c| ChunkChange {
+                id: c.id,
+                ordinal: c.ordinal,
+                text: c.text,
+                token_count: c.token_count,
+                byte_start: c.byte_start,
+                byte_end: c.byte_end,
+                metadata: metadata_map(&c.metadata),
                 model: coll.model_id.clone(),
-                embedding: blob_to_vector(&blob),
-            });
-        }
+                embedding: c.embedding,
+            })
+            .collect();
     }
     Ok(Some(Change::Document(doc)))
 }
@@ -797,13 +616,7 @@ fn apply_document(
     local_model: (&str, usize),
     report: &mut ApplyReport,
 ) -> Result<bool> {
-    let local: Option<(i64, String, i64)> = tx
-        .query_row(
-            "SELECT hlc, device, collection_id FROM documents WHERE id = ?1",
-            [&d.id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()?;
+    let local = sql::document_stamp(tx, &d.id)?;
     if !newer(
         (d.hlc, &d.device),
         local.as_ref().map(|l| (l.0, l.1.clone())),
@@ -823,136 +636,83 @@ fn apply_document(
     }
     // Drop the old version's chunks and vectors (from whichever collection held them).
     if let Some((_, _, old_coll)) = &local {
-        let old = collection_by_id(tx, *old_coll)?;
-        tx.execute(
-            &format!(
-                "DELETE FROM {} WHERE rowid IN (SELECT seq FROM chunks WHERE document_id = ?1)",
-                old.vec_table()
-            ),
-            [&d.id],
-        )?;
-        tx.execute("DELETE FROM chunks WHERE document_id = ?1", [&d.id])?;
+        let old = sql::collection_by_id(tx, *old_coll)?;
+        sql::delete_document_chunks(tx, &old, &d.id)?;
     }
-    let coll = match tx
-        .query_row(
-            "SELECT id FROM collections WHERE name = ?1",
-            [&d.collection],
-            |r| r.get::<_, i64>(0),
-        )
-        .optional()?
-    {
-        Some(id) => collection_by_id(tx, id)?,
+    let coll = match sql::collection_id_by_name(tx, &d.collection)? {
+        Some(id) => sql::collection_by_id(tx, id)?,
         None => create_collection(tx, &d.collection, local_model.0, local_model.1)?,
     };
-    let metadata = Value::Object(d.metadata.clone()).to_string();
-    tx.execute(
-        "INSERT INTO documents (id, collection_id, source, title, content_hash, metadata, created_at,
-                                updated_at, deleted, hlc, device, home_device)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-         ON CONFLICT(id) DO UPDATE SET collection_id = excluded.collection_id, source = excluded.source,
-             title = excluded.title, content_hash = excluded.content_hash, metadata = excluded.metadata,
-             created_at = excluded.created_at, updated_at = excluded.updated_at, deleted = excluded.deleted,
-             hlc = excluded.hlc, device = excluded.device, home_device = excluded.home_device,
-             rev = rev + 1",
-        params![
-            d.id,
-            coll.id,
-            d.source,
-            d.title,
-            d.content_hash,
-            metadata,
-            d.created_at,
-            d.updated_at,
-            d.deleted as i64,
-            d.hlc,
-            d.device,
-            d.home_device
-        ],
+    sql::upsert_document(
+        tx,
+        &DocumentRow {
+            id: d.id.clone(),
+            hlc: d.hlc,
+            device: d.device.clone(),
+            deleted: d.deleted,
+            collection_id: coll.id,
+            home_device: d.home_device.clone(),
+            source: d.source.clone(),
+            title: d.title.clone(),
+            content_hash: d.content_hash.clone(),
+            metadata: Value::Object(d.metadata.clone()).to_string(),
+            created_at: d.created_at,
+            updated_at: d.updated_at,
+        },
     )?;
     let mut foreign = false;
     if !d.deleted {
-        let mut insert_chunk = tx.prepare_cached(
-            "INSERT INTO chunks (id, document_id, ordinal, text, token_count, byte_start, byte_end, metadata)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?;
-        let mut insert_vec = tx.prepare(&format!(
-            "INSERT INTO {} (rowid, embedding) VALUES (?1, ?2)",
-            coll.vec_table()
-        ))?;
+        let mut rows = Vec::with_capacity(d.chunks.len());
         for c in &d.chunks {
-            insert_chunk.execute(params![
-                c.id,
-                d.id,
-                c.ordinal,
-                c.text,
-                c.token_count,
-                c.byte_start,
-                c.byte_end,
-                Value::Object(c.metadata.clone()).to_string()
-            ])?;
-            if c.model == coll.model_id && c.embedding.len() == coll.dims {
-                insert_vec.execute(params![tx.last_insert_rowid(), vector_blob(&c.embedding)])?;
-            } else {
-                foreign = true;
-            }
+            // A vector from another model (or of another size) would corrupt the index: the
+            // chunk is stored without one and the document is re-embedded here.
+            let ours = c.model == coll.model_id && c.embedding.len() == coll.dims;
+            foreign |= !ours;
+            rows.push(NewChunkRow {
+                id: &c.id,
+                ordinal: c.ordinal,
+                text: &c.text,
+                token_count: c.token_count,
+                byte_start: c.byte_start,
+                byte_end: c.byte_end,
+                metadata: Value::Object(c.metadata.clone()).to_string(),
+                embedding: ours.then_some(c.embedding.as_slice()),
+            });
         }
-        let mut insert_key = tx.prepare_cached(
-            "INSERT OR IGNORE INTO metadata_keys (collection_id, key) VALUES (?1, ?2)",
-        )?;
-        for key in d.metadata.keys() {
-            insert_key.execute(params![coll.id, key])?;
-        }
+        sql::insert_chunks(tx, &coll, &d.id, &rows)?;
+        sql::insert_metadata_keys(tx, coll.id, d.metadata.keys())?;
     }
     if foreign {
-        tx.execute(
-            "INSERT OR IGNORE INTO sync_reembed (document_id) VALUES (?1)",
-            [&d.id],
-        )?;
+        sql::queue_reembed(tx, &d.id)?;
         report.reembed += 1;
     } else {
-        tx.execute("DELETE FROM sync_reembed WHERE document_id = ?1", [&d.id])?;
+        sql::unqueue_reembed(tx, &d.id)?;
     }
     Ok(true)
 }
 
 fn apply_conversation(tx: &Transaction<'_>, c: &ConversationChange) -> Result<bool> {
-    let local: Option<(i64, String)> = tx
-        .query_row(
-            "SELECT hlc, device FROM conversations WHERE id = ?1",
-            [&c.id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
+    let local = sql::conversation_stamp(tx, &c.id)?;
     if !newer((c.hlc, &c.device), local) {
         return Ok(false);
     }
-    tx.execute(
-        "INSERT INTO conversations (id, title, created_at, updated_at, deleted, hlc, device)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-         ON CONFLICT(id) DO UPDATE SET title = excluded.title, created_at = excluded.created_at,
-             updated_at = max(updated_at, excluded.updated_at), deleted = excluded.deleted,
-             hlc = excluded.hlc, device = excluded.device, rev = rev + 1",
-        params![
-            c.id,
-            c.title,
-            c.created_at,
-            c.updated_at,
-            c.deleted as i64,
-            c.hlc,
-            c.device
-        ],
+    sql::upsert_conversation(
+        tx,
+        &ConversationRow {
+            id: c.id.clone(),
+            hlc: c.hlc,
+            device: c.device.clone(),
+            deleted: c.deleted,
+            title: c.title.clone(),
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+        },
     )?;
     Ok(true)
 }
 
 fn apply_message(tx: &Transaction<'_>, m: &MessageChange) -> Result<bool> {
-    let local: Option<(i64, String)> = tx
-        .query_row(
-            "SELECT hlc, device FROM messages WHERE id = ?1",
-            [&m.id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
+    let local = sql::message_stamp(tx, &m.id)?;
     if !newer((m.hlc, &m.device), local) {
         return Ok(false);
     }
@@ -966,38 +726,24 @@ fn apply_message(tx: &Transaction<'_>, m: &MessageChange) -> Result<bool> {
     }
     // Its conversation normally arrives first; if not, a placeholder with the lowest stamp holds
     // the message until the real record replaces it.
-    tx.execute(
-        "INSERT OR IGNORE INTO conversations (id, title, created_at, updated_at, hlc, device)
-         VALUES (?1, '', ?2, ?2, 0, '')",
-        params![m.conversation_id, m.created_at],
+    sql::insert_placeholder_conversation(tx, &m.conversation_id, m.created_at)?;
+    sql::upsert_message(
+        tx,
+        &MessageRow {
+            id: m.id.clone(),
+            hlc: m.hlc,
+            device: m.device.clone(),
+            deleted: m.deleted,
+            conversation_id: m.conversation_id.clone(),
+            seq: m.seq,
+            role: m.role.clone(),
+            content: m.content.clone(),
+            model: m.model.clone(),
+            embedding: m.embedding.clone(),
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+        },
     )?;
-    tx.execute(
-        "INSERT INTO messages (id, conversation_id, seq, role, content, model_id, embedding, created_at,
-                               updated_at, deleted, hlc, device)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-         ON CONFLICT(id) DO UPDATE SET conversation_id = excluded.conversation_id, seq = excluded.seq,
-             role = excluded.role, content = excluded.content, model_id = excluded.model_id,
-             embedding = excluded.embedding, created_at = excluded.created_at,
-             updated_at = excluded.updated_at, deleted = excluded.deleted, hlc = excluded.hlc,
-             device = excluded.device",
-        params![
-            m.id,
-            m.conversation_id,
-            m.seq,
-            m.role,
-            m.content,
-            m.model,
-            m.embedding.as_deref().map(vector_blob),
-            m.created_at,
-            m.updated_at,
-            m.deleted as i64,
-            m.hlc,
-            m.device
-        ],
-    )?;
-    tx.execute(
-        "UPDATE conversations SET updated_at = max(updated_at, ?2) WHERE id = ?1",
-        params![m.conversation_id, m.created_at],
-    )?;
+    sql::touch_conversation(tx, &m.conversation_id, m.created_at)?;
     Ok(true)
 }
