@@ -16,6 +16,7 @@ use crate::model::{
     NewDocument, PutOutcome, Stats,
 };
 
+pub(crate) mod bench;
 pub(crate) mod chroma;
 pub(crate) mod conversation;
 pub(crate) mod filter;

@@ -30,6 +30,7 @@ use crate::rag::conversation::{Conversation, Message};
 use crate::replica::{ApplyReport, Change, OutboxEntry, PushBatch};
 use crate::search::{Filter, RrfParams, SearchHit, SearchMode, SearchRequest};
 
+mod admin;
 mod pool;
 use pool::Readers;
 
