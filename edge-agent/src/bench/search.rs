@@ -1,5 +1,5 @@
 //! `outpost bench search`: latency of vector, filtered vector, text and hybrid search over a
-//! synthetic index built through the real store.
+//! synthetic index built through the engine (one connection, as a one-shot command opens it).
 //!
 //! The vectors are clustered like real embeddings (2,000 Gaussian centres, each vector a centre
 //! plus noise of σ 0.6 per dimension, L2-normalised), so that results are comparable with the
@@ -15,17 +15,22 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use outpost_core::{Collection, Filter, NewChunk, NewDocument, SearchMode, SearchRequest, Store};
+use outpost_core::{
+    Collection, Embedder, Engine, Filter, IndexMemory, NewChunk, NewDocument, SearchMode,
+    SearchRequest,
+};
 use outpost_models::BertEmbedder;
 
 use super::report::percentile;
-use super::synth::{Synth, CENTRES, NOISE};
+use super::synth::{synthetic_model, Synth, CENTRES, NOISE};
 use crate::cli::BenchSearchArgs;
 use crate::output::outln;
 
 const WORDS_PER_CHUNK: usize = 40;
 const CHUNKS_PER_DOC: usize = 100;
 const BUCKETS: usize = 10;
+/// The model id of the synthetic vectors (that of the collection they are stored in).
+const SYNTHETIC: &str = "synthetic";
 
 /// Latency of one mode.
 #[derive(Debug, Serialize)]
@@ -63,13 +68,14 @@ struct Report {
     results: Vec<ModeResult>,
 }
 
-/// how to find a hit's row.
+/// What the rows search: the engine over the index, its vectors, the queries, and how to find a
+/// hit's row.
 struct BenchData {
-    store: Store,
+    engine: Engine,
     /// Keeps a temporary database alive.
     _tmp: Option<tempfile::TempDir>,
-    /// The vec0 table, for the sqlite-vec peer.
-    vec_table: String,
+    /// The searched collection, for the sqlite-vec peer.
+    collection: Collection,
     model_id: String,
     dims: usize,
     vectors: Vec<Vec<f32>>,
@@ -84,74 +90,70 @@ struct BenchData {
 /// What building the indexes, saving them and loading them again took.
 struct Indexing {
     index_seconds: f64,
-    memory: outpost_core::index::ann::IndexMemory,
+    memory: IndexMemory,
     cold_start_seconds: f64,
     /// Seconds to build and to load the text index.
     text_index_seconds: (f64, f64),
 }
 
-/// Builds the text and vector indexes, saves them, and reopens the store as a restart would.
-fn index_and_reopen(store: Store, path: &Path) -> Result<(Store, Indexing)> {
+/// Builds the text index and then the vector indexes (timed apart: the text index is current
+/// when the vector indexes are refreshed), saves them, and reopens the database as a restart
+/// would.
+fn index_and_reopen(engine: Engine) -> Result<(Engine, Indexing)> {
     let started = Instant::now();
-    store.refresh_text_index()?;
+    engine.refresh_text_index()?;
     let text_seconds = started.elapsed().as_secs_f64();
     let started = Instant::now();
-    store.refresh_vector_indexes()?;
+    engine.refresh_indexes()?;
     let index_seconds = started.elapsed().as_secs_f64();
-    let memory = store.vector_index_memory();
-    reopen(store, path, Some((text_seconds, index_seconds, memory)))
+    let memory = engine.index_memory()?;
+    reopen(engine, Some((text_seconds, index_seconds, memory)))
 }
 
-/// Drops `store` (saving its indexes) and opens `path` again as a restart would, timing how long
-/// the indexes take to come back from their files. `built`: the seconds the text and vector
-/// indexes took to build and the memory they held then; `None` for a reused database, whose
-/// indexes were not built in this run (its memory is measured once they are loaded).
-fn reopen(
-    store: Store,
-    path: &Path,
-    built: Option<(f64, f64, outpost_core::index::ann::IndexMemory)>,
-) -> Result<(Store, Indexing)> {
-    store.unload_vector_indexes()?;
-    drop(store);
+/// Drops `engine` (saving its indexes) and opens its database again as a restart would, over
+/// one connection, timing how long the indexes take to come back from their files. `built`: the
+/// seconds the text and vector indexes took to build and the memory they held then; `None` for
+/// a reused database, whose indexes were not built in this run (its memory is measured once
+/// they are loaded).
+fn reopen(engine: Engine, built: Option<(f64, f64, IndexMemory)>) -> Result<(Engine, Indexing)> {
+    engine.unload_indexes()?;
+    let path = engine.path().to_path_buf();
+    let model = engine.embedder_arc().clone();
+    drop(engine);
     let started = Instant::now();
-    let store = Store::open(path)?;
-    store.refresh_text_index()?;
+    let engine = Engine::open_single(&path, model)?;
+    engine.refresh_text_index()?;
     let text_reopen = started.elapsed().as_secs_f64();
     let started = Instant::now();
-    store.refresh_vector_indexes()?;
+    engine.refresh_indexes()?;
     let cold_start_seconds = started.elapsed().as_secs_f64();
-    let (text_seconds, index_seconds, memory) =
-        built.unwrap_or_else(|| (0.0, 0.0, store.vector_index_memory()));
+    let (text_seconds, index_seconds, memory) = match built {
+        Some(built) => built,
+        None => (0.0, 0.0, engine.index_memory()?),
+    };
     let indexing = Indexing {
         index_seconds,
         memory,
         cold_start_seconds,
         text_index_seconds: (text_seconds, text_reopen),
     };
-    Ok((store, indexing))
+    Ok((engine, indexing))
+}
+
+/// Whether two vectors are the same bit for bit.
+fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
 }
 
 /// Fails unless the reused database holds exactly the chunks this run generated (count, first
 /// and last vector), so that recall is measured against the right truth.
-fn check_reused(store: &Store, coll: &Collection, vectors: &[Vec<f32>]) -> Result<()> {
-    let count = store.connection().query_row(
-        &format!("SELECT count(*) FROM {}", coll.vec_table()),
-        [],
-        |r| r.get::<_, i64>(0),
-    )?;
-    let mut same = usize::try_from(count).is_ok_and(|c| c == vectors.len())
-        && coll.dims == vectors.first().map_or(0, Vec::len);
-    for (row, order) in [(vectors.first(), "ASC"), (vectors.last(), "DESC")] {
-        let stored: Vec<u8> = store.connection().query_row(
-            &format!(
-                "SELECT embedding FROM {} ORDER BY rowid {order} LIMIT 1",
-                coll.vec_table()
-            ),
-            [],
-            |r| r.get(0),
-        )?;
-        same &= row.is_some_and(|v| outpost_core::db::vector_blob(v) == stored);
-    }
+fn check_reused(engine: &Engine, coll: &Collection, vectors: &[Vec<f32>]) -> Result<()> {
+    let (count, first, last) = engine.vector_fingerprint(coll)?;
+    let same = count == vectors.len()
+        && coll.dims == vectors.first().map_or(0, Vec::len)
+        && [(vectors.first(), first), (vectors.last(), last)]
+            .iter()
+            .all(|(made, stored)| matches!((made, stored), (Some(a), Some(b)) if same_bits(a, b)));
     anyhow::ensure!(
         same,
         "--reuse: the database holds {count} vectors that are not this run's (--n {}, --seed); run without --reuse to rebuild it",
@@ -164,15 +166,12 @@ fn check_reused(store: &Store, coll: &Collection, vectors: &[Vec<f32>]) -> Resul
 type Rows = std::collections::HashMap<String, usize>;
 
 /// Chunk id → row, rows in seq order, and the vectors in that order.
-fn rows_of(store: &Store, vec_table: &str) -> Result<(Rows, Vec<Vec<f32>>)> {
-    let mut stmt = store.connection().prepare(&format!(
-        "SELECT k.id, v.embedding FROM chunks k JOIN {vec_table} v ON v.rowid = k.seq ORDER BY k.seq"
-    ))?;
-    let mut rows = stmt.query([])?;
-    let (mut ids, mut vectors) = (std::collections::HashMap::new(), Vec::new());
-    while let Some(r) = rows.next()? {
-        ids.insert(r.get::<_, String>(0)?, vectors.len());
-        vectors.push(outpost_core::db::blob_to_vector(&r.get::<_, Vec<u8>>(1)?));
+fn rows_of(engine: &Engine, coll: &Collection) -> Result<(Rows, Vec<Vec<f32>>)> {
+    let stored = engine.stored_vectors(coll)?;
+    let (mut ids, mut vectors) = (Rows::with_capacity(stored.len()), Vec::new());
+    for (id, v) in stored {
+        ids.insert(id, vectors.len());
+        vectors.push(v);
     }
     Ok((ids, vectors))
 }
@@ -184,7 +183,7 @@ fn beir_data(
     args: &BenchSearchArgs,
     load_model: &dyn Fn() -> Result<Arc<BertEmbedder>>,
 ) -> Result<BenchData> {
-    let model = load_model()?;
+    let model: Arc<dyn Embedder> = load_model()?;
     let corpus = crate::beir::index_corpus(
         dir,
         args.index.as_deref(),
@@ -199,30 +198,30 @@ fn beir_data(
         .into_iter()
         .find(|c| c.name == "beir")
         .context("the indexed corpus has no 'beir' collection")?;
-    // The bench times the indexes itself, on a connection of its own.
+    // The bench times the indexes itself, on an engine of one connection of its own.
     let path = corpus.engine.path().to_path_buf();
     drop(corpus.engine);
-    let (store, indexing) = index_and_reopen(Store::open(&path)?, &path)?;
+    let (engine, indexing) = index_and_reopen(Engine::open_single(&path, model.clone())?)?;
     let mut queries: Vec<(String, String)> = crate::beir::read_queries(&dir.join("queries.jsonl"))?
         .into_iter()
         .collect();
     queries.sort();
     queries.truncate(args.queries);
     let texts: Vec<&str> = queries.iter().map(|(_, t)| t.as_str()).collect();
-    let embedded = outpost_core::Embedder::embed(model.as_ref(), &texts)?;
-    let (row_of, vectors) = rows_of(&store, &coll.vec_table())?;
+    let embedded = model.embed(&texts)?;
+    let (row_of, vectors) = rows_of(&engine, &coll)?;
     Ok(BenchData {
         _tmp: None,
-        vec_table: coll.vec_table(),
         model_id: coll.model_id.clone(),
         dims: coll.dims,
+        collection: coll,
         vectors,
         doc_of: None,
         queries: texts.iter().map(|t| t.to_string()).zip(embedded).collect(),
         row_of,
         build_seconds,
         indexing,
-        store,
+        engine,
     })
 }
 
@@ -242,7 +241,7 @@ pub fn run(
     measure(args, data)
 }
 
-/// `--n` synthetic vectors (see the module's doc) stored through the store, in documents of
+/// `--n` synthetic vectors (see the module's doc) stored through the engine, in documents of
 /// [`CHUNKS_PER_DOC`] chunks, with `bucket` (10 %) and `pct` (1 %) metadata for the filters.
 fn synthetic_data(args: &BenchSearchArgs) -> Result<BenchData> {
     let tmp = tempfile::tempdir()?;
@@ -269,8 +268,8 @@ fn synthetic_data(args: &BenchSearchArgs) -> Result<BenchData> {
             );
         }
     }
-    let mut store = Store::open(&path)?;
-    let coll = store.ensure_collection("bench", "synthetic", args.dims)?;
+    let engine = Engine::open_single(&path, synthetic_model(SYNTHETIC, args.dims))?;
+    let coll = engine.ensure_collection("bench")?;
     let mut synth = Synth::new(args.seed, args.dims)?;
     let mut vectors: Vec<Vec<f32>> = Vec::with_capacity(args.n);
     let mut doc_of: Vec<usize> = Vec::with_capacity(args.n);
@@ -314,33 +313,32 @@ fn synthetic_data(args: &BenchSearchArgs) -> Result<BenchData> {
             metadata,
         };
         if !reuse {
-            store.put_document(&coll, &doc, &chunks)?;
+            engine.put_embedded(&coll, &doc, &chunks)?;
         }
         i += count;
         bar.inc(count as u64);
     }
     bar.finish_and_clear();
-    let (build_seconds, (store, indexing)) = if reuse {
-        check_reused(&store, &coll, &vectors)?;
-        (0.0, reopen(store, &path, None)?)
+    let (build_seconds, (engine, indexing)) = if reuse {
+        check_reused(&engine, &coll, &vectors)?;
+        (0.0, reopen(engine, None)?)
     } else {
         let build_seconds = started.elapsed().as_secs_f64();
-        (build_seconds, index_and_reopen(store, &path)?)
+        (build_seconds, index_and_reopen(engine)?)
     };
     let queries: Vec<(String, Vec<f32>)> = (0..args.queries)
         .map(|_| (synth.text(3), synth.vector()))
         .collect();
-    let row_of = store
-        .connection()
-        .prepare("SELECT id FROM chunks ORDER BY seq")?
-        .query_map([], |r| r.get::<_, String>(0))?
+    let row_of = engine
+        .chunk_ids(&coll)?
+        .into_iter()
         .enumerate()
-        .map(|(i, id)| id.map(|id| (id, i)))
-        .collect::<Result<_, _>>()?;
+        .map(|(i, id)| (id, i))
+        .collect();
     Ok(BenchData {
         _tmp: Some(tmp),
-        vec_table: coll.vec_table(),
-        model_id: "synthetic".into(),
+        collection: coll,
+        model_id: SYNTHETIC.into(),
         dims: args.dims,
         vectors,
         doc_of: Some(doc_of),
@@ -348,15 +346,15 @@ fn synthetic_data(args: &BenchSearchArgs) -> Result<BenchData> {
         row_of,
         build_seconds,
         indexing,
-        store,
+        engine,
     })
 }
 
 /// Runs every mode over `data` and prints the report.
 fn measure(args: &BenchSearchArgs, data: BenchData) -> Result<i32> {
     let BenchData {
-        store,
-        vec_table,
+        engine,
+        collection,
         model_id,
         vectors,
         doc_of,
@@ -454,7 +452,7 @@ fn measure(args: &BenchSearchArgs, data: BenchData) -> Result<i32> {
     let query_at = |i: usize, ri: usize| (i + ri * stride) % queries.len();
     for i in 0..queries.len() {
         for (ri, (_, requests, _)) in rows.iter().enumerate() {
-            store.search(&requests[query_at(i, ri)])?;
+            engine.search_request(&requests[query_at(i, ri)])?;
         }
     }
     let mut times = vec![Vec::with_capacity(queries.len()); rows.len()];
@@ -467,7 +465,7 @@ fn measure(args: &BenchSearchArgs, data: BenchData) -> Result<i32> {
         let (_, requests, exact) = &rows[ri];
         let qi = query_at(i, ri);
         let t = Instant::now();
-        let hits = store.search(&requests[qi])?;
+        let hits = engine.search_request(&requests[qi])?;
         times[ri].push(t.elapsed().as_secs_f64() * 1000.0);
         found[ri].0 += hits.len();
         if let Some(exact) = exact {
@@ -497,23 +495,13 @@ fn measure(args: &BenchSearchArgs, data: BenchData) -> Result<i32> {
     // The peer in the same run: a bare sqlite-vec KNN on the same table (exact), without
     // Outpost's filtering, fusion or loading of result rows.
     if !args.vector_only {
-        let sql = format!(
-            "SELECT rowid, distance FROM {vec_table} WHERE embedding MATCH ?1 AND k = ?2 ORDER BY distance"
-        );
-        let mut stmt = store.connection().prepare(&sql)?;
-        let mut times = Vec::with_capacity(queries.len());
-        let mut returned = 0usize;
-        for (_, v) in queries {
-            let blob = outpost_core::db::vector_blob(v);
-            let t = Instant::now();
-            let rows: Vec<(i64, f64)> = stmt
-                .query_map(rusqlite::params![blob, args.k as i64], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })?
-                .collect::<Result<_, _>>()?;
-            times.push(t.elapsed().as_secs_f64() * 1000.0);
-            returned += rows.len();
-        }
+        let vectors: Vec<Vec<f32>> = queries.iter().map(|(_, v)| v.clone()).collect();
+        let timed = engine.time_exact_knn(collection, &vectors, args.k)?;
+        let mut times: Vec<f64> = timed
+            .iter()
+            .map(|(t, _)| t.as_secs_f64() * 1000.0)
+            .collect();
+        let returned: usize = timed.iter().map(|(_, n)| n).sum();
         times.sort_by(f64::total_cmp);
         results.push(ModeResult {
             mode: "peer: sqlite-vec knn".to_string(),

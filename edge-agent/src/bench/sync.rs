@@ -11,10 +11,10 @@ use futures_util::SinkExt;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use outpost_core::{NewChunk, NewDocument, Store};
+use outpost_core::{Engine, NewChunk, NewDocument};
 use outpost_sync::{Backoff, Central, SyncOptions, SyncReport};
 
-use super::synth::Synth;
+use super::synth::{synthetic_model, Synth};
 use crate::cli::BenchSyncArgs;
 use crate::output::{outln, print_json};
 
@@ -38,10 +38,10 @@ struct Row {
     pull_vs_copy: f64,
 }
 
-/// A device store holding `chunks` synthetic chunk rows, all queued for push.
-fn build_store(dir: &std::path::Path, chunks: usize, seed: u64) -> Result<Store> {
-    let mut store = Store::open(dir.join("bench.db"))?;
-    let coll = store.ensure_collection("bench", MODEL, DIMS)?;
+/// A device holding `chunks` synthetic chunk rows, all queued for push.
+fn build_device(dir: &std::path::Path, chunks: usize, seed: u64) -> Result<Engine> {
+    let engine = device(&dir.join("bench.db"))?;
+    let coll = engine.ensure_collection("bench")?;
     let mut synth = Synth::new(seed, DIMS)?;
     let docs = chunks.div_ceil(CHUNKS_PER_DOC);
     for d in 0..docs {
@@ -64,9 +64,9 @@ fn build_store(dir: &std::path::Path, chunks: usize, seed: u64) -> Result<Store>
             content_hash: format!("{seed}-{d}"),
             metadata: Map::new(),
         };
-        store.put_document(&coll, &doc, &chunks)?;
+        engine.put_embedded(&coll, &doc, &chunks)?;
     }
-    Ok(store)
+    Ok(engine)
 }
 
 async fn admin(url: &str) -> Result<tokio_postgres::Client> {
@@ -79,9 +79,9 @@ async fn admin(url: &str) -> Result<tokio_postgres::Client> {
     Ok(client)
 }
 
-/// COPY the store's chunk rows (and their documents) into scratch tables shaped and indexed like
-/// the central ones; returns the seconds for the chunks.
-async fn copy_ceiling(url: &str, store: &mut Store) -> Result<f64> {
+/// COPY the device's chunk rows into a scratch table shaped and indexed like the central one;
+/// returns the seconds for the chunks.
+async fn copy_ceiling(url: &str, device: &Engine) -> Result<f64> {
     let client = admin(url).await?;
     client
         .batch_execute(
@@ -93,7 +93,7 @@ async fn copy_ceiling(url: &str, store: &mut Store) -> Result<f64> {
     // The same rows as the push sends, as COPY text.
     let owner = uuid::Uuid::now_v7().to_string();
     let mut lines = Vec::new();
-    let batch = store.outbox_batch(usize::MAX >> 1)?;
+    let batch = device.outbox_batch(usize::MAX >> 1)?;
     let esc = |s: &str| {
         s.replace('\\', "\\\\")
             .replace('\t', "\\t")
@@ -178,13 +178,13 @@ async fn one(
     opts.batch_size = batch;
     opts.backoff = Backoff::none();
     let dir = tempfile::tempdir()?;
-    let a = device(build_store(dir.path(), chunks, seed)?);
+    let a = build_device(dir.path(), chunks, seed)?;
     truncate(central_url).await?;
     let mut pushed = SyncReport::default();
     outpost_sync::push(&a, &central, &opts, &mut pushed, &mut |_| {}).await?;
     // A fresh device pulls everything: the bootstrap.
     let other = tempfile::tempdir()?;
-    let b = device(Store::open(other.path().join("b.db"))?);
+    let b = device(&other.path().join("b.db"))?;
     let mut pulled = SyncReport::default();
     outpost_sync::pull(&b, &central, &opts, &mut pulled, &mut |_| {}).await?;
     anyhow::ensure!(
@@ -212,8 +212,8 @@ pub fn run(args: &BenchSyncArgs) -> Result<i32> {
         let shim =
             outpost_sync::shim::Shim::start(&args.central, ANON, SECRET).await?;
         let dir = tempfile::tempdir()?;
-        let mut copy_store = build_store(dir.path(), args.chunks, 7)?;
-        let copy_seconds = copy_ceiling(&args.central, &mut copy_store).await?;
+        let copy_device = build_device(dir.path(), args.chunks, 7)?;
+        let copy_seconds = copy_ceiling(&args.central, &copy_device).await?;
         let copy_rate = args.chunks as f64 / copy_seconds;
         let transports: Vec<&str> = match args.transport.as_str() {
             "both" => vec!["pg", "rest"],
@@ -269,11 +269,8 @@ pub fn run(args: &BenchSyncArgs) -> Result<i32> {
     })
 }
 
-/// The engine sync runs on, over a synthetic store; its vectors are the bench's own, so the
-/// embedder only has to be of their size.
-fn device(store: Store) -> outpost_core::Engine {
-    outpost_core::Engine::new(
-        store,
-        std::sync::Arc::new(outpost_core::HashEmbedder::new(DIMS)),
-    )
+/// A device's engine over the database at `path` (one connection), whose model is the stand-in
+/// for the bench's synthetic vectors ([`MODEL`], [`DIMS`]): nothing is embedded.
+fn device(path: &std::path::Path) -> Result<Engine> {
+    Ok(Engine::open_single(path, synthetic_model(MODEL, DIMS))?)
 }

@@ -1,7 +1,11 @@
 //! Synthetic data for the benches: vectors clustered like real embeddings (Gaussian centres plus
-//! noise, L2-normalised) and texts of Zipf-distributed words, from a seed.
+//! noise, L2-normalised) and texts of Zipf-distributed words, from a seed; and the stand-in
+//! model an engine over such data is opened with.
+
+use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
+use outpost_core::{EmbedError, Embedder, HashEmbedder};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Normal, Zipf};
@@ -62,4 +66,46 @@ impl Synth {
             .collect::<Vec<_>>()
             .join(" ")
     }
+}
+
+/// The model of synthetic vectors, for the engine that stores and searches them: it has the
+/// vectors' model id and size (so that collections made through the engine are of them, and
+/// searches by them are accepted) but embeds nothing, since the bench makes every vector itself.
+/// Its tokenizer, which nothing here uses, is the test embedder's (one token per word).
+struct SyntheticModel {
+    id: String,
+    words: HashEmbedder,
+}
+
+impl Embedder for SyntheticModel {
+    fn model_id(&self) -> &str {
+        &self.id
+    }
+
+    fn dims(&self) -> usize {
+        self.words.dims()
+    }
+
+    fn max_tokens(&self) -> usize {
+        self.words.max_tokens()
+    }
+
+    fn tokenizer(&self) -> &tokenizers::Tokenizer {
+        self.words.tokenizer()
+    }
+
+    fn embed(&self, _: &[&str]) -> std::result::Result<Vec<Vec<f32>>, EmbedError> {
+        Err(EmbedError(format!(
+            "'{}' stands for synthetic vectors: the bench makes them, nothing embeds",
+            self.id
+        )))
+    }
+}
+
+/// The stand-in model of synthetic `dims`-dimensional vectors named `id` (`dims` > 0).
+pub(crate) fn synthetic_model(id: &str, dims: usize) -> Arc<dyn Embedder> {
+    Arc::new(SyntheticModel {
+        id: id.to_string(),
+        words: HashEmbedder::new(dims),
+    })
 }
