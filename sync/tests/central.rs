@@ -12,7 +12,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use common::{local_only, user, Db, Device, TestResult};
-use outpost_core::{Change, Embedder, Kind};
+use outpost_core::{Change, Embedder, HashEmbedder, Kind};
 use outpost_sync::{Backoff, Central, Error, Outcome, SyncOptions, MIGRATION};
 use serde_json::{json, Value};
 
@@ -79,13 +79,13 @@ fn sign(claims: Value, secret: &str) -> String {
 
 /// The change records waiting in a device's outbox (without acknowledging them).
 fn pending(device: &mut Device) -> Result<Vec<Change>, outpost_core::Error> {
-    Ok(device.store.outbox_batch(1000)?.changes)
+    Ok(device.engine.outbox_batch(1000)?.changes)
 }
 
 /// Ids of the documents a device holds, tombstones included.
 fn document_ids(device: &Device) -> Result<BTreeSet<String>, outpost_core::Error> {
     Ok(device
-        .store
+        .engine
         .list_documents(None, true, usize::MAX)?
         .into_iter()
         .map(|d| d.id)
@@ -149,7 +149,7 @@ async fn a_transaction_that_commits_late_is_not_skipped_by_the_pull_cursor() -> 
         "nothing is handed out past an open transaction"
     );
     let key = outpost_sync::reconcile::cursor_key(&central);
-    let cursor = reader.store.sync_state(&key)?.unwrap_or_default();
+    let cursor = reader.engine.sync_state(&key)?.unwrap_or_default();
     assert!(
         cursor_xid(&cursor) < open_xid,
         "cursor {cursor} moved past the open transaction {open_xid}"
@@ -169,7 +169,7 @@ async fn a_transaction_that_commits_late_is_not_skipped_by_the_pull_cursor() -> 
     // The slow writer's own outbox still holds what it pushed by hand: a replay.
     let replay = slow.sync(&central).await?;
     assert_eq!((replay.push_duplicate, replay.push_applied), (1, 0));
-    assert_eq!(slow.store.checksums()?, reader.store.checksums()?);
+    assert_eq!(slow.engine.checksums()?, reader.engine.checksums()?);
     Ok(())
 }
 
@@ -208,7 +208,7 @@ async fn a_reader_pulling_while_many_devices_push_ends_up_with_every_document() 
                             ids.insert(id);
                         }
                         outpost_sync::sync_once(
-                            &device.engine().map_err(|e| e.to_string())?,
+                            &device.sync_engine().map_err(|e| e.to_string())?,
                             &central,
                             &opts,
                             &mut |_| {},
@@ -232,7 +232,7 @@ async fn a_reader_pulling_while_many_devices_push_ends_up_with_every_document() 
                     let mut pulls = 0;
                     while !done.get() {
                         outpost_sync::sync_once(
-                            &reader.engine().map_err(|e| e.to_string())?,
+                            &reader.sync_engine().map_err(|e| e.to_string())?,
                             &reader_central,
                             &opts,
                             &mut |_| {},
@@ -274,10 +274,10 @@ async fn a_replayed_push_is_all_duplicates_and_moves_nothing() -> TestResult {
         let mut device = Device::new()?;
         device.put("notes/tides.md", "Tides follow the moon.\n\nTwice a day.")?;
         device.put("notes/bees.md", "Bees dance.")?;
-        let conv = device.store.create_conversation("chat")?;
+        let conv = device.engine.create_conversation("chat")?;
         device
-            .store
-            .add_message(&conv.id, "user", "why do bees dance?", None)?;
+            .engine
+            .add_message_with_vector(&conv.id, "user", "why do bees dance?", None)?;
         let changes = pending(&mut device)?;
         assert_eq!(changes.len(), 4);
 
@@ -316,10 +316,10 @@ async fn one_users_rows_are_invisible_and_untouchable_for_another() -> TestResul
         "notes/secret.md",
         "The launch code is hidden under the blue tile.",
     )?;
-    let conv = alice.store.create_conversation("private")?;
+    let conv = alice.engine.create_conversation("private")?;
     alice
-        .store
-        .add_message(&conv.id, "user", "where is the code?", None)?;
+        .engine
+        .add_message_with_vector(&conv.id, "user", "where is the code?", None)?;
     let alice_central = db.pg(&a);
     alice.sync(&alice_central).await?;
     assert!(alice.verify(&alice_central).await?.equal);
@@ -335,7 +335,9 @@ async fn one_users_rows_are_invisible_and_untouchable_for_another() -> TestResul
     }
 
     // Nor does B's search see A's chunks.
-    let query = common::model().embed(&["where is the launch code hidden"])?;
+    let query = alice
+        .embedder()
+        .embed(&["where is the launch code hidden"])?;
     let (status, hits) = rpc(
         &api.url,
         Some(&common::jwt(&b)),
@@ -378,7 +380,7 @@ async fn one_users_rows_are_invisible_and_untouchable_for_another() -> TestResul
 
     // B pushing a record with A's document id makes B's own row; A's stays as it was.
     let mut record = alice
-        .store
+        .engine
         .change_record(Kind::Document, &doc)?
         .expect("A's document");
     if let Change::Document(d) = &mut record {
@@ -451,7 +453,8 @@ async fn synced_chunks_are_searchable_on_the_central_store() -> TestResult {
     let db = Db::new(true).await?;
     let api = db.rest_api().await?;
     let u = user();
-    let mut device = Device::new()?;
+    // Real embeddings: the question must find the passage that answers it.
+    let mut device = Device::with_model()?;
     let tides = device.put(
         "notes/tides.md",
         "Tides are caused by the gravitational pull of the moon and the sun on the oceans.",
@@ -541,12 +544,12 @@ async fn refused(
     central: &Central,
     opts: &SyncOptions,
 ) -> Result<Error, Box<dyn std::error::Error>> {
-    let (depth, checksums) = (device.store.outbox_depth()?, device.store.checksums()?);
-    let err = outpost_sync::sync_once(&device.engine()?, central, opts, &mut |_| {})
+    let (depth, checksums) = (device.engine.outbox_depth()?, device.engine.checksums()?);
+    let err = outpost_sync::sync_once(&device.sync_engine()?, central, opts, &mut |_| {})
         .await
         .expect_err("the sync must be refused");
-    assert_eq!(device.store.outbox_depth()?, depth);
-    assert_eq!(device.store.checksums()?, checksums);
+    assert_eq!(device.engine.outbox_depth()?, depth);
+    assert_eq!(device.engine.checksums()?, checksums);
     Ok(err)
 }
 
@@ -609,26 +612,9 @@ async fn a_device_whose_model_has_another_dimension_is_refused_before_anything_m
     // A device whose model makes 768-d vectors, against a 384-d central store.
     let good = Db::new(true).await?;
     let api = good.rest_api().await?;
-    let mut wide = Device::new()?;
-    let model = "BAAI/bge-base-en-v1.5";
-    let collection = wide.store.ensure_collection("wide", model, 768)?;
-    wide.store.put_document(
-        &collection,
-        &outpost_core::NewDocument {
-            source: "notes/wide.md".into(),
-            title: "wide".into(),
-            content_hash: "w1".into(),
-            metadata: Default::default(),
-        },
-        &[outpost_core::NewChunk {
-            text: "A wide vector.".into(),
-            token_count: 3,
-            byte_end: 14,
-            embedding: vec![0.036; 768],
-            ..Default::default()
-        }],
-    )?;
-    let mut opts = SyncOptions::new(model, 768);
+    let mut wide = Device::with_embedder(std::sync::Arc::new(HashEmbedder::new(768)))?;
+    wide.put("notes/wide.md", "A wide vector.")?;
+    let mut opts = SyncOptions::new(wide.embedder().model_id(), 768);
     opts.backoff = Backoff::none();
     let users = [user(), user()];
     for central in [good.pg(&users[0]), api.central(&users[1])] {
@@ -681,7 +667,7 @@ async fn pushes_that_deadlock_are_retried() -> TestResult {
     let other = user();
     let older = |id: &str| -> Result<Change, Box<dyn std::error::Error>> {
         let mut c = device
-            .store
+            .engine
             .change_record(Kind::Document, id)?
             .expect("stored");
         if let Change::Document(d) = &mut c {

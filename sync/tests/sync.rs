@@ -28,25 +28,25 @@ async fn two_devices_and_the_central_store_converge() -> TestResult {
             "Tides are caused by the moon.\n\nSpring tides are the strongest.",
         )?;
         b.put("notes/bees.md", "Bees communicate by dancing.")?;
-        let conv = b.store.create_conversation("chat")?;
-        b.store
-            .add_message(&conv.id, "user", "what causes tides?", None)?;
+        let conv = b.engine.create_conversation("chat")?;
+        b.engine
+            .add_message_with_vector(&conv.id, "user", "what causes tides?", None)?;
         a.sync(&central).await?;
         b.sync(&central).await?;
         // Pulls see only rows older than every running transaction (docs/SYNC.md).
         common::settle(&db).await?;
         a.sync(&central).await?;
-        assert_eq!(a.store.outbox_depth()?, 0);
+        assert_eq!(a.engine.outbox_depth()?, 0);
         assert!(
             a.verify(&central).await?.equal,
             "{:?}",
             a.verify(&central).await?
         );
         assert!(b.verify(&central).await?.equal);
-        assert_eq!(a.store.checksums()?, b.store.checksums()?);
-        assert_eq!(b.store.get_document(&doc)?.chunks.len(), 2);
+        assert_eq!(a.engine.checksums()?, b.engine.checksums()?);
+        assert_eq!(b.engine.get_document(&doc)?.chunks.len(), 2);
         // The pulled vectors search like local ones.
-        assert_eq!(b.store.stats()?.collections[0].chunks, 3);
+        assert_eq!(b.engine.stats()?.collections[0].chunks, 3);
     }
     Ok(())
 }

@@ -1,5 +1,8 @@
-//! Test harness for sync: devices with real SQLite stores and the real embedding model, and the
-//! central store they sync with, which is one of two targets:
+//! Test harness for sync: devices with real SQLite databases behind an `Engine`, and the
+//! central store they sync with. Devices embed with the deterministic test embedder
+//! (`HashEmbedder`, 384-d like the central store), since these tests check sync, not embedding
+//! quality; a test of real embeddings makes its device with the real model ([`Device::with_model`]).
+//! The central store is one of two targets:
 //!
 //! - **local** (the default): a fresh database per test on the real PostgreSQL + pgvector that
 //!   `scripts/test.sh` starts (`OUTPOST_TEST_PG_URL`, a superuser URL), Supabase's auth emulated
@@ -18,7 +21,7 @@ pub mod shim;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use outpost_core::{Collection, NewChunk, NewDocument, Store};
+use outpost_core::{Collection, Embedder, Engine, HashEmbedder, NewChunk, NewDocument};
 use outpost_models::BertEmbedder;
 use outpost_sync::{Backoff, Central, SyncOptions};
 
@@ -114,6 +117,15 @@ pub fn jwt_secret() -> &'static str {
     }
 }
 
+/// The size of the central store's vectors (`outpost_info().embedding_dims`).
+pub const CENTRAL_DIMS: usize = 384;
+
+/// The test embedder the devices use unless a test needs real embeddings: deterministic
+/// vectors of the central store's size from the words of a text, no model files.
+pub fn hash_embedder() -> Arc<dyn Embedder> {
+    Arc::new(HashEmbedder::new(CENTRAL_DIMS))
+}
+
 /// The real all-MiniLM-L6-v2.
 pub fn model() -> Arc<BertEmbedder> {
     static MODEL: OnceLock<Arc<BertEmbedder>> = OnceLock::new();
@@ -126,11 +138,6 @@ pub fn model() -> Arc<BertEmbedder> {
             Arc::new(BertEmbedder::load(&dir, &device).expect("loading the model"))
         })
         .clone()
-}
-
-pub fn model_id() -> String {
-    use outpost_core::Embedder;
-    model().model_id().to_string()
 }
 
 fn with_db(url: &str, db: &str) -> String {
@@ -264,43 +271,62 @@ pub fn rest(url: &str, user: &str) -> Central {
     )
 }
 
-/// A device: its own SQLite file.
+/// A device: its own SQLite file, written through an engine of one connection (the device's
+/// app), with the test embedder unless made with another.
 pub struct Device {
-    pub store: Store,
+    /// The engine the device's own edits go through; its clock may be skewed
+    /// ([`Engine::set_clock_skew_ms`]), the sync engine's never is.
+    pub engine: Engine,
+    embedder: Arc<dyn Embedder>,
     _dir: tempfile::TempDir,
 }
 
 impl Device {
+    /// A device embedding with the test embedder ([`hash_embedder`]).
     pub fn new() -> Result<Self, Box<dyn std::error::Error>> {
+        Self::with_embedder(hash_embedder())
+    }
+
+    /// A device embedding with the real model, for tests that check real embeddings.
+    pub fn with_model() -> Result<Self, Box<dyn std::error::Error>> {
+        Self::with_embedder(model())
+    }
+
+    /// A device embedding with `embedder`.
+    pub fn with_embedder(embedder: Arc<dyn Embedder>) -> Result<Self, Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
-        let store = Store::open(dir.path().join("outpost.db"))?;
-        Ok(Self { store, _dir: dir })
+        let engine = Engine::open_single(dir.path().join("outpost.db"), embedder.clone())?;
+        Ok(Self {
+            engine,
+            embedder,
+            _dir: dir,
+        })
+    }
+
+    /// The device's embedder.
+    pub fn embedder(&self) -> &dyn Embedder {
+        self.embedder.as_ref()
     }
 
     /// The engine that sync runs on: a connection of its own to this device's database, as
-    /// in the agent, with the real model.
-    pub fn engine(&self) -> Result<outpost_core::Engine, outpost_core::Error> {
-        Ok(outpost_core::Engine::new(
-            Store::open(self.store.path())?,
-            model(),
-        ))
+    /// in the agent, with the device's embedder.
+    pub fn sync_engine(&self) -> Result<Engine, outpost_core::Error> {
+        Engine::open_single(self.engine.path(), self.embedder.clone())
     }
 
     pub fn collection(&mut self, name: &str) -> Result<Collection, outpost_core::Error> {
-        use outpost_core::Embedder;
-        let m = model();
-        self.store.ensure_collection(name, m.model_id(), m.dims())
+        self.engine.ensure_collection(name)
     }
 
-    /// Stores `text` as the document at `source`, chunked by paragraph and embedded for real.
+    /// Stores `text` as the document at `source`, chunked by paragraph and embedded with the
+    /// device's embedder.
     pub fn put(&mut self, source: &str, text: &str) -> Result<String, Box<dyn std::error::Error>> {
-        use outpost_core::Embedder;
         let c = self.collection("notes")?;
         let paragraphs: Vec<&str> = text
             .split("\n\n")
             .filter(|p| !p.trim().is_empty())
             .collect();
-        let vectors = model().embed(&paragraphs)?;
+        let vectors = self.embedder.embed(&paragraphs)?;
         let mut offset = 0;
         let chunks = paragraphs
             .iter()
@@ -329,12 +355,11 @@ impl Device {
             ),
             metadata,
         };
-        Ok(self.store.put_document(&c, &doc, &chunks)?.0)
+        Ok(self.engine.put_embedded(&c, &doc, &chunks)?.0)
     }
 
     pub fn options(&self) -> SyncOptions {
-        use outpost_core::Embedder;
-        let mut o = SyncOptions::new(model().model_id(), model().dims());
+        let mut o = SyncOptions::new(self.embedder.model_id(), self.embedder.dims());
         o.backoff = Backoff {
             initial: Duration::from_millis(20),
             max: Duration::from_millis(200),
@@ -348,14 +373,14 @@ impl Device {
         central: &Central,
     ) -> Result<outpost_sync::SyncReport, outpost_sync::Error> {
         let opts = self.options();
-        outpost_sync::sync_once(&self.engine()?, central, &opts, &mut |_| {}).await
+        outpost_sync::sync_once(&self.sync_engine()?, central, &opts, &mut |_| {}).await
     }
 
     pub async fn verify(
         &self,
         central: &Central,
     ) -> Result<outpost_sync::VerifyReport, outpost_sync::Error> {
-        outpost_sync::verify(&self.engine()?, central, &Backoff::none()).await
+        outpost_sync::verify(&self.sync_engine()?, central, &Backoff::none()).await
     }
 }
 
