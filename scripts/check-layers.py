@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Checks the module structure of every crate in the Cargo workspace: no import cycles between
-sibling modules, and no sibling importing a higher layer than its own.
+sibling modules, no sibling importing a higher layer than its own, nothing outside the engine's
+crate reaching beneath its one door, and no SQL outside the one folder that holds it.
 
 It reads the Rust sources only (no compiler): for each crate target (src/lib.rs, src/main.rs,
 src/bin/*.rs, or the paths in the member's Cargo.toml) it follows the `mod x;` declarations to
@@ -19,6 +20,20 @@ own ancestors or descendants are not sibling edges. Two checks follow:
   * layers: scripts/layers.toml may list, per crate and folder, the siblings in layers, top
     first; a sibling may import siblings in its own or lower layers only. Unlisted siblings,
     folders and crates are only cycle-checked. See that file for the format.
+
+Two more rules run when scripts/layers.toml has their tables (see that file):
+
+  * [door]: in every .rs file of the workspace's other crates (src, tests, examples, benches:
+    every file under the crate's folder) and of the extra folders it names, no use of the
+    names (`Store`, as a whole word) or accessor calls (`.store()`, `.connection()`, without
+    arguments) that reach beneath the engine. Comments and string literals are not code; test code is.
+  * [sql]: in the named crate's src, outside the allowed folders (core: src/db), no SQL string
+    literal (an uppercase SQL keyword in SQL context: `SELECT .. FROM`, `INSERT INTO`,
+    `UPDATE t SET`, `DELETE FROM`, `CREATE TABLE`, `PRAGMA name`, `ATTACH x AS` ...), no
+    `include_str!` of a .sql file, and no call of the statement methods (`.prepare(`,
+    `.query_row(`, `.execute(` ...). Items under #[cfg(test)] are left out unless configured.
+
+Each finding is reported as file:line.
 
 Run:  python3 scripts/check-layers.py [--crate NAME] [--verbose] [--root DIR] [--config FILE]
 Quiet on success apart from one summary line; otherwise one line per problem and exit status 1
@@ -45,8 +60,13 @@ PATH_START = {"crate", "$crate", "super", "self"}
 # Lexing: blank out comments and literals, keeping every offset (and so every line) in place.
 
 
-def strip_code(src: str) -> str:
-    """Returns src with comments and the contents of string/char literals replaced by spaces."""
+def strip_code(src: str, literals: list[tuple[int, int, int]] | None = None) -> str:
+    """Returns src with comments and the contents of string/char literals replaced by spaces.
+
+    With `literals`, appends (mark, start, end) for every string literal (plain, byte, C or
+    raw): src[start:end] is its contents, and src[mark] is a character of it that stays in the
+    stripped code (its opening quote, or the `r` / `br` / `cr` of a raw string), by which a
+    caller can tell whether the literal lies in code blanked later (test items)."""
     out = list(src)
     n = len(src)
 
@@ -80,6 +100,8 @@ def strip_code(src: str) -> str:
             while j < n and src[j] != '"':
                 j += 2 if src[j] == "\\" else 1
             blank(i + 1, j)
+            if literals is not None:
+                literals.append((i, i + 1, min(j, n)))
             i = j + 1
         elif c == "'":
             # A char literal ('x', '\n', '\u{..}', '"') or else a lifetime / loop label ('a).
@@ -107,8 +129,11 @@ def strip_code(src: str) -> str:
                 if k < n and src[k] == '"':
                     close = '"' + "#" * (k - j)
                     end = src.find(close, k + 1)
+                    body_end = n if end < 0 else end
                     end = n if end < 0 else end + len(close)
                     blank(j, end)
+                    if literals is not None:
+                        literals.append((i, k + 1, body_end))
                     j = end
             i = j
         else:
@@ -575,6 +600,8 @@ def load_config(path: Path | None) -> tuple[dict[str, CrateRules], bool]:
             if not isinstance(table, bool):
                 raise ConfigError(f"{path}: forbid_parent_imports must be true or false")
             continue
+        if crate in RULE_TABLES:
+            continue
         if not isinstance(table, dict):
             raise ConfigError(f"{path}: [{crate}] must be a table")
         cr = CrateRules({}, default_forbid)
@@ -601,6 +628,182 @@ def load_config(path: Path | None) -> tuple[dict[str, CrateRules], bool]:
 
 
 # ---------------------------------------------------------------------------------------------
+# The door and SQL rules.
+
+RULE_TABLES = ("door", "sql")
+
+
+@dataclass
+class DoorRule:
+    """[door]: outside `crate`, no use of `names` and no argument-less calls of `methods`."""
+
+    crate: str
+    names: list[str]
+    methods: list[str]
+    also: list[str]  # folders outside the workspace's crates to check too
+
+
+@dataclass
+class SqlRule:
+    """[sql]: in `crate`'s src, outside `allowed`, no SQL literal and no call of `calls`."""
+
+    crate: str
+    allowed: list[str]  # folders relative to the crate
+    calls: list[str]
+    test_items: bool  # whether #[cfg(test)] items are checked too
+
+
+def _strings(path: Path, table: dict, key: str, default: list[str]) -> list[str]:
+    value = table.get(key, default)
+    if not isinstance(value, list) or not all(isinstance(x, str) and x for x in value):
+        raise ConfigError(f"{path}: {key} must be a list of names")
+    return value
+
+
+def load_rules(path: Path | None) -> tuple[DoorRule | None, SqlRule | None]:
+    """The [door] and [sql] tables of the config file, if it has them."""
+    if path is None or not path.is_file():
+        return None, None
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: {e}") from e
+    door = sql = None
+    for name in RULE_TABLES:
+        table = data.get(name)
+        if table is None:
+            continue
+        if not isinstance(table, dict) or not isinstance(table.get("crate"), str):
+            raise ConfigError(f"{path}: [{name}] must be a table with crate = \"NAME\"")
+        known = {
+            "door": {"crate", "names", "methods", "also"},
+            "sql": {"crate", "allowed", "calls", "test_items"},
+        }[name]
+        for key in table:
+            if key not in known:
+                raise ConfigError(f"{path}: [{name}] has no setting `{key}`")
+        if name == "door":
+            door = DoorRule(
+                table["crate"],
+                _strings(path, table, "names", []),
+                _strings(path, table, "methods", []),
+                _strings(path, table, "also", []),
+            )
+        else:
+            test_items = table.get("test_items", False)
+            if not isinstance(test_items, bool):
+                raise ConfigError(f"{path}: [sql] test_items must be true or false")
+            sql = SqlRule(
+                table["crate"],
+                _strings(path, table, "allowed", []),
+                _strings(path, table, "calls", []),
+                test_items,
+            )
+    return door, sql
+
+
+def rust_files(folder: Path) -> list[Path]:
+    """Every .rs file under folder, build output (`target`) left out."""
+    return sorted(f for f in folder.rglob("*.rs") if "target" not in f.relative_to(folder).parts[:-1])
+
+
+def line_starts(text: str) -> list[int]:
+    return [i for i, ch in enumerate(text) if ch == "\n"]
+
+
+def line_at(newlines: list[int], offset: int) -> int:
+    return bisect_right(newlines, offset - 1) + 1
+
+
+def check_door(rule: DoorRule, crates: list["Crate"], extra: list[Path], rep: "Report") -> None:
+    """Reports every use of the door's forbidden names and methods in `crates` and `extra`."""
+    pats = []
+    for name in rule.names:
+        pats.append((re.compile(rf"(?<![\w$]){re.escape(name)}(?!\w)"), f"`{name}`"))
+    for m in rule.methods:
+        # Accessors take no arguments: `flag.store(true, ..)` on an atomic is not one.
+        pats.append((re.compile(rf"\.\s*{re.escape(m)}\s*\(\s*\)"), f"`.{m}()`"))
+    files = [f for c in crates for f in rust_files(c.dir)] + [f for d in extra for f in rust_files(d)]
+    for f in files:
+        code = strip_code(f.read_text(encoding="utf-8", errors="replace"))
+        newlines = line_starts(code)
+        for pat, what in pats:
+            for m in pat.finditer(code):
+                rep.door += 1
+                rep.problems.append(
+                    f"door: {rel(f)}:{line_at(newlines, m.start())}: {what} reaches beneath "
+                    f"`Engine`; outside {rule.crate} everything goes through the engine"
+                )
+
+
+# SQL as it is written in a string literal: an uppercase keyword in the context only SQL gives
+# it, so that prose ("select a file", "Update the index") is not taken for SQL.
+SQL = re.compile(
+    r"""
+      \bSELECT\s+(?:DISTINCT\s+)?(?:[\w.]+\s*\(|\*|\d|\?|:\w|[\w.]+\s*,)
+    | \bSELECT\s[^;]*?\bFROM\b
+    | \bINSERT\s+(?:OR\s+[A-Z]+\s+)?INTO\b
+    | \bREPLACE\s+INTO\b
+    | \bUPDATE\s+(?:OR\s+[A-Z]+\s+)?\S+\s+SET\b
+    | \bDELETE\s+FROM\b
+    | \bCREATE\s+(?:(?:TEMP|TEMPORARY|UNIQUE|VIRTUAL)\s+)*(?:TABLE|INDEX|VIEW|TRIGGER)\b
+    | \bDROP\s+(?:TABLE|INDEX|VIEW|TRIGGER)\b
+    | \bALTER\s+TABLE\b
+    | \bPRAGMA\s+(?:\w+\.)?\w+(?=\s*(?:=|\(|;|\Z))
+    | \bATTACH\s+(?:DATABASE\s+)?\S+\s+AS\b
+    """,
+    re.X,
+)
+INCLUDE_STR = re.compile(r"include_str\s*!\s*\(\s*$")
+
+
+def check_sql(rule: SqlRule, crate: "Crate", rep: "Report") -> None:
+    """Reports SQL literals and statement calls in `crate`'s src outside the allowed folders."""
+    allowed = []
+    for a in rule.allowed:
+        d = (crate.dir / a).resolve()
+        if not d.is_dir():
+            rep.problems.append(f"config: [sql] allowed `{a}` is not a folder of {crate.name}")
+        allowed.append(d)
+    calls = re.compile(
+        r"(?:\.|::)\s*(" + "|".join(re.escape(c) for c in rule.calls) + r")\s*(?:::\s*<[^>]*>\s*)?\("
+    ) if rule.calls else None
+    outside = " or ".join(f"{crate.name}/{a}" for a in rule.allowed)
+    outside = f" outside {outside}" if outside else ""
+
+    def report(f: Path, line: int, what: str) -> None:
+        rep.sql += 1
+        rep.problems.append(f"sql: {rel(f)}:{line}: {what}{outside}")
+
+    for f in rust_files(crate.dir / "src"):
+        if any(f.resolve().is_relative_to(d) for d in allowed):
+            continue
+        raw = f.read_text(encoding="utf-8", errors="replace")
+        literals: list[tuple[int, int, int]] = []
+        stripped = strip_code(raw, literals)
+        if not rule.test_items and FILE_TEST_ONLY.search(stripped):
+            continue
+        code = stripped if rule.test_items else blank_test_items(stripped)
+        newlines = line_starts(raw)
+        found: list[tuple[int, str]] = []
+        if calls is not None:
+            for m in calls.finditer(code):
+                found.append((m.start(1), f"`.{m.group(1)}(` runs SQL"))
+        for mark, start, end in literals:
+            if code[mark] == " ":  # in a test item left out
+                continue
+            body = raw[start:end]
+            m = SQL.search(body)
+            if m is not None:
+                snippet = " ".join(m.group(0).split())[:40]
+                found.append((start + m.start(), f"SQL string literal (`{snippet}`)"))
+            elif body.endswith(".sql") and INCLUDE_STR.search(code, 0, mark):
+                found.append((start, f"SQL file included (`{body}`)"))
+        for offset, what in sorted(found):
+            report(f, line_at(newlines, offset), what)
+
+
+# ---------------------------------------------------------------------------------------------
 # Driver.
 
 
@@ -610,6 +813,9 @@ class Report:
     modules: int = 0
     cycles: int = 0
     upward: int = 0
+    door: int = 0
+    sql: int = 0
+    rules: list[str] = field(default_factory=list)  # the rules beyond layers that ran
     problems: list[str] = field(default_factory=list)
     verbose: list[str] = field(default_factory=list)
 
@@ -671,7 +877,8 @@ def run(root: Path, config: Path | None, only: str | None) -> Report:
     rules, default_forbid = load_config(config)
     rep = Report()
     cache: dict[Path, SourceFile] = {}
-    crates = [load_crate(d, cache) for d in workspace_members(root)]
+    all_crates = [load_crate(d, cache) for d in workspace_members(root)]
+    crates = all_crates
     if only is not None:
         crates = [c for c in crates if only in (c.name, c.package, rel(c.dir))]
         if not crates:
@@ -681,6 +888,31 @@ def run(root: Path, config: Path | None, only: str | None) -> Report:
         for name in rules:
             if name not in known:
                 rep.problems.append(f"config: [{name}] is not a workspace crate")
+    door, sql = load_rules(config)
+
+    def named(name: str, table: str) -> "Crate | None":
+        found = next((c for c in all_crates if name in (c.name, c.package)), None)
+        if found is None:
+            rep.problems.append(f"config: [{table}] crate `{name}` is not a workspace crate")
+        return found
+
+    if door is not None:
+        rep.rules.append("door")
+        inside = named(door.crate, "door")
+        extra = []
+        for a in door.also if only is None else []:
+            d = root / a
+            if not d.is_dir():
+                rep.problems.append(f"config: [door] also `{a}` is not a folder")
+            else:
+                extra.append(d)
+        if inside is not None:
+            check_door(door, [c for c in crates if c.dir != inside.dir], extra, rep)
+    if sql is not None:
+        rep.rules.append("sql")
+        home = named(sql.crate, "sql")
+        if home is not None and any(c.dir == home.dir for c in crates):
+            check_sql(sql, home, rep)
     for c in crates:
         rep.crates += 1
         cr = rules.get(c.name) or rules.get(c.package) or CrateRules({}, default_forbid)
@@ -714,9 +946,14 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(rep.verbose))
     for p in rep.problems:
         print(p)
+    rules = ""
+    if "door" in rep.rules:
+        rules += f", {rep.door} door crossings"
+    if "sql" in rep.rules:
+        rules += f", {rep.sql} SQL outside its folder"
     print(
         f"layers: {rep.crates} crates, {rep.modules} modules, {rep.cycles} cycles, "
-        f"{rep.upward} upward imports"
+        f"{rep.upward} upward imports{rules}"
     )
     return 1 if rep.problems else 0
 

@@ -232,6 +232,164 @@ class CheckLayersTest(unittest.TestCase):
         self.assertIn("bad[bin fake-bad] crate: 2 modules", lines)
         self.assertIn("    x -> y", lines)
 
+    # -- the door and SQL rules ----------------------------------------------------------------
+
+    DOOR = """\
+        [door]
+        crate = "core"
+        names = ["Store"]
+        methods = ["store", "store_mut", "connection"]
+        also = ["examples"]
+    """
+
+    def door_ws(self) -> Workspace:
+        w = self.ws({
+            "core": crate(lib="pub mod db;\npub use db::Store;\npub struct Engine;\n",
+                          db="pub struct Store;\nimpl Store { pub fn connection(&self) {} }\n"),
+            "app": {
+                "src/main.rs": """\
+                    //! Uses the engine; a `Store` in a comment is fine.
+                    use outpost_core::{Engine, Store};
+                    fn main() {
+                        let e = Engine;
+                        let s = "Store and .connection() in a string are fine";
+                        let c = e.store().connection();
+                        flag.store(true, Ordering::SeqCst);
+                        let roots = rustls::RootCertStore::empty();
+                        let m = e . store_mut ( );
+                    }
+                """,
+                "tests/it.rs": "fn t(s: outpost_core::db::Store) {}\n",
+            },
+        }, self.DOOR)
+        w.write("examples/demo.rs", "fn d(e: &Engine) { e.connection(); }\n")
+        return w
+
+    def test_door_flags_what_reaches_beneath_the_engine_outside_its_crate(self):
+        rc, lines = self.door_ws().check()
+        self.assertEqual(rc, 1)
+        door = sorted(l.split(" reaches")[0] for l in lines if l.startswith("door: "))
+        self.assertEqual(door, [
+            "door: app/src/main.rs:2: `Store`",
+            "door: app/src/main.rs:6: `.connection()`",
+            "door: app/src/main.rs:6: `.store()`",
+            "door: app/src/main.rs:9: `.store_mut()`",
+            "door: app/tests/it.rs:1: `Store`",
+            "door: examples/demo.rs:1: `.connection()`",
+        ])
+        self.assertEqual(lines[-1], "layers: 2 crates, 3 modules, 0 cycles, 0 upward imports, 6 door crossings")
+
+    def test_door_with_crate_filter_checks_that_crate_only(self):
+        w = self.door_ws()
+        rc, lines = w.check("--crate", "core")
+        self.assertEqual((rc, lines[-1]),
+                         (0, "layers: 1 crates, 2 modules, 0 cycles, 0 upward imports, 0 door crossings"))
+        rc, lines = w.check("--crate", "app")
+        self.assertEqual(rc, 1)
+        self.assertEqual(len([l for l in lines if l.startswith("door: ")]), 5, lines)  # not examples/
+
+    def test_door_config_must_name_what_exists(self):
+        w = self.ws({"app": crate(main="fn main() {}\n")},
+                    '[door]\ncrate = "core"\nnames = ["Store"]\nalso = ["gone"]\n')
+        rc, lines = w.check()
+        self.assertEqual(rc, 1)
+        self.assertIn("config: [door] crate `core` is not a workspace crate", lines)
+        self.assertIn("config: [door] also `gone` is not a folder", lines)
+        w = self.ws({"app": crate(main="fn main() {}\n")}, '[door]\ncrate = "app"\nnamez = ["Store"]\n')
+        rc, _ = w.check()
+        self.assertEqual(rc, 2)
+
+    SQL = """\
+        [sql]
+        crate = "core"
+        allowed = ["src/db"]
+        calls = ["prepare", "prepare_cached", "query_row", "query_map", "execute", "execute_batch"]
+    """
+
+    INDEX_RS = """\
+        use crate::db;
+        const LOG: &str = "DELETE FROM ann_log WHERE id <= ?1";
+        fn build(c: &C) {
+            let mut s = c.prepare(&format!(
+                "SELECT k.id, v.embedding
+                 FROM chunks k JOIN {t} v ON v.rowid = k.seq",
+            ));
+            c.execute_batch("BEGIN");
+            let t = r#"INSERT OR IGNORE INTO keys (k) VALUES ("x")"#;
+            let m = include_str!("../../migrations/0001_init.sql");
+            let p = "PRAGMA user_version";
+            rusqlite::Connection::execute(c, "x", []);
+        }
+        #[cfg(test)]
+        mod tests {
+            fn t(c: &C) { c.execute("UPDATE documents SET rev = 2", []); }
+        }
+    """
+
+    WORDS_RS = """\
+        // Prose, not SQL: none of these is reported.
+        const A: &str = "select a file, then Update the index";
+        const B: &str = "SELECT is a keyword; DELETE from the list; CREATE the index";
+        const C: &str = "PRAGMA integrity_check found 3 problems";
+        const D: &str = "ATTACH the cable";
+        fn run(job: &Job) { job.run(); pool.install(|| 1); }
+        /// `conn.execute("DELETE FROM t")` in a doc comment is not code.
+        fn prepare(x: u8) {}
+    """
+
+    def sql_ws(self, layers: str) -> Workspace:
+        return self.ws({"core": crate(
+            lib="pub mod db;\npub mod index;\npub mod words;\n",
+            db__mod='pub fn count(c: &C) { c.query_row("SELECT count(*) FROM t", [], |r| r.get(0)); }\n',
+            index=self.INDEX_RS,
+            words=self.WORDS_RS,
+        )}, layers)
+
+    def test_sql_outside_its_folder_reported_by_line(self):
+        rc, lines = self.sql_ws(self.SQL).check()
+        self.assertEqual(rc, 1)
+        sql = [l.removesuffix(" outside core/src/db") for l in lines if l.startswith("sql: ")]
+        self.assertEqual(sql, [
+            "sql: core/src/index.rs:2: SQL string literal (`DELETE FROM`)",
+            "sql: core/src/index.rs:4: `.prepare(` runs SQL",
+            "sql: core/src/index.rs:5: SQL string literal (`SELECT k.id,`)",
+            "sql: core/src/index.rs:8: `.execute_batch(` runs SQL",
+            "sql: core/src/index.rs:9: SQL string literal (`INSERT OR IGNORE INTO`)",
+            "sql: core/src/index.rs:10: SQL file included (`../../migrations/0001_init.sql`)",
+            "sql: core/src/index.rs:11: SQL string literal (`PRAGMA user_version`)",
+            "sql: core/src/index.rs:12: `.execute(` runs SQL",
+        ])
+        self.assertEqual(lines[-1], "layers: 1 crates, 4 modules, 0 cycles, 0 upward imports, 8 SQL outside its folder")
+
+    def test_sql_in_test_items_reported_when_asked(self):
+        rc, lines = self.sql_ws(self.SQL + "test_items = true\n").check()
+        self.assertEqual(rc, 1)
+        self.assertIn("sql: core/src/index.rs:16: `.execute(` runs SQL outside core/src/db", lines)
+        self.assertIn("sql: core/src/index.rs:16: SQL string literal (`UPDATE documents SET`) outside core/src/db", lines)
+        self.assertEqual(lines[-1], "layers: 1 crates, 4 modules, 0 cycles, 0 upward imports, 10 SQL outside its folder")
+
+    def test_sql_multiline_keyword_reported_on_its_line(self):
+        src = 'fn f() {\n    let q = "\n        SELECT id\n        FROM t";\n}\n'
+        w = self.ws({"core": crate(lib="mod a;\n", a=src)}, '[sql]\ncrate = "core"\n')
+        rc, lines = w.check()
+        self.assertEqual(rc, 1)
+        self.assertIn("sql: core/src/a.rs:3: SQL string literal (`SELECT id FROM`)", lines)
+
+    def test_sql_config_must_name_what_exists(self):
+        w = self.ws({"core": crate(lib="")}, '[sql]\ncrate = "core"\nallowed = ["src/db"]\n')
+        rc, lines = w.check()
+        self.assertEqual(rc, 1)
+        self.assertIn("config: [sql] allowed `src/db` is not a folder of core", lines)
+        rc, _ = self.ws({"core": crate(lib="")}, '[sql]\ncrate = "core"\ntest_items = "yes"\n').check()
+        self.assertEqual(rc, 2)
+
+    def test_string_literal_spans(self):
+        src = 'let a = "x\\"y"; let b = r#"q "r" s"#; let c = b"z"; let d = \'"\';'
+        lits = []
+        stripped = cl.strip_code(src, lits)
+        self.assertEqual([src[s:e] for _, s, e in lits], ['x\\"y', 'q "r" s', "z"])
+        self.assertEqual([stripped[m] for m, _, _ in lits], ['"', "r", '"'])
+
 
 if __name__ == "__main__":
     unittest.main()
