@@ -35,9 +35,9 @@ for round in $(seq 1 "$rounds"); do
     echo "round $round: $v" >&2
     "$bin" bench search --n 100000 --queries 200 --expansion 24,48 --json \
       >"$out/search-$v-$round.json"
-    rm -f "$out/ing-$v.db"*
+    rm -rf "$out/ing-$v.db"*
     "$bin" --db "$out/ing-$v.db" ingest "$docs" --json >"$out/ingest-$v-$round.json"
-    rm -f "$out/ing-$v.db"*
+    rm -rf "$out/ing-$v.db"*
   done
 done
 
