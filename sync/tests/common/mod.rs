@@ -33,8 +33,12 @@ const LOCAL_JWT_SECRET: &str = "outpost-test-jwt-secret-with-at-least-32-chars";
 const LOCAL_ANON_KEY: &str = "outpost-test-anon-key";
 
 const EMULATION: &str = include_str!("../sql/supabase_auth_emulation.sql");
-const MIGRATION: &str =
-    include_str!("../../../migrations/supabase/20261122000000_outpost_sync.sql");
+/// The central migrations (`migrations/supabase/`), oldest first, as `supabase db push` applies
+/// them: a test database gets them all, unless it plays an older server ([`Db::at_version`]).
+pub const MIGRATIONS: &[&str] = &[
+    include_str!("../../../migrations/supabase/20261122000000_outpost_sync.sql"),
+    include_str!("../../../migrations/supabase/20261205000000_outpost_vectors_base64.sql"),
+];
 
 /// A real Supabase project to run the tests against, from the environment:
 ///
@@ -168,11 +172,18 @@ impl Db {
     /// and, if `migrate`, the central schema. On Supabase the project's database, which must be
     /// migrated already: a test that needs an unmigrated one is [`local_only`].
     pub async fn new(migrate: bool) -> Result<Self, Box<dyn std::error::Error>> {
+        Self::at_version(if migrate { MIGRATIONS.len() } else { 0 }).await
+    }
+
+    /// The test's central database with only the first `migrations` of [`MIGRATIONS`] applied
+    /// (locally; a Supabase project has them all, so a test of an older server is
+    /// [`local_only`]).
+    pub async fn at_version(migrations: usize) -> Result<Self, Box<dyn std::error::Error>> {
         let server = match target() {
             Target::Supabase(s) => {
                 assert!(
-                    migrate,
-                    "a Supabase project cannot give a test an unmigrated database"
+                    migrations == MIGRATIONS.len(),
+                    "a Supabase project cannot give a test a database not fully migrated"
                 );
                 return Ok(Self {
                     url: s.db_url.clone(),
@@ -190,8 +201,8 @@ impl Db {
         };
         let c = admin(&db.url).await?;
         c.batch_execute(EMULATION).await?;
-        if migrate {
-            c.batch_execute(MIGRATION).await?;
+        for migration in &MIGRATIONS[..migrations] {
+            c.batch_execute(migration).await?;
         }
         Ok(db)
     }
