@@ -1,7 +1,10 @@
 //! `outpost bench sync`: push and pull rates of 384-d chunk rows against a central Postgres, by
 //! direct Postgres and by REST (through the loopback test shim — no PostgREST is installable
 //! here), against `COPY` of the same rows into a table with the same indexes (the ceiling), in
-//! the same run; and the time to bootstrap a fresh device.
+//! the same run; and the time to bootstrap a fresh device. Each run is made with every form of
+//! vectors the server offers (JSON numbers, and base64 from schema version 2), and reports the
+//! bytes per chunk row that its pushes and pulls moved (compact JSON of the calls' arguments and
+//! answers, counted by `Central::measure_wire`).
 
 use std::time::{Duration, Instant};
 
@@ -12,6 +15,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use outpost_core::{Engine, NewChunk, NewDocument};
+use outpost_sync::central::VectorFormat;
 use outpost_sync::{Backoff, Central, SyncOptions, SyncReport};
 
 use super::synth::{synthetic_model, Synth};
@@ -28,6 +32,7 @@ const ANON: &str = "outpost-bench-anon-key";
 #[derive(Debug, Serialize)]
 struct Row {
     transport: String,
+    vectors: VectorFormat,
     batch: usize,
     chunks: usize,
     push_seconds: f64,
@@ -36,6 +41,18 @@ struct Row {
     pull_rows_per_s: f64,
     push_vs_copy: f64,
     pull_vs_copy: f64,
+    /// Bytes of `outpost_push` arguments and answers per chunk row.
+    push_bytes_per_chunk: f64,
+    /// Bytes of `outpost_pull` arguments and answers per chunk row.
+    pull_bytes_per_chunk: f64,
+}
+
+/// What one push and pull moved.
+struct Run {
+    push: SyncReport,
+    pull: SyncReport,
+    push_bytes: u64,
+    pull_bytes: u64,
 }
 
 /// A device holding `chunks` synthetic chunk rows, all queued for push.
@@ -154,12 +171,13 @@ async fn truncate(url: &str) -> Result<()> {
 
 async fn one(
     transport: &str,
+    vectors: VectorFormat,
     central_url: &str,
     shim_url: &str,
     chunks: usize,
     batch: usize,
     seed: u64,
-) -> Result<(SyncReport, SyncReport)> {
+) -> Result<Run> {
     let user = uuid::Uuid::now_v7().to_string();
     let central = match transport {
         "pg" => Central::Postgres(outpost_sync::pg::PgTransport::new(
@@ -173,7 +191,9 @@ async fn one(
             &outpost_sync::shim::sign_jwt(&user, SECRET)?,
             Duration::from_secs(300),
         )?),
-    };
+    }
+    .with_vector_format(vectors)
+    .measure_wire();
     let mut opts = SyncOptions::new(MODEL, DIMS);
     opts.batch_size = batch;
     opts.backoff = Backoff::none();
@@ -193,7 +213,16 @@ async fn one(
         pushed.pushed_chunks,
         pulled.pulled_chunks
     );
-    Ok((pushed, pulled))
+    let bytes = |function: &str| {
+        let w = central.wire_bytes(function);
+        w.sent + w.received
+    };
+    Ok(Run {
+        push: pushed,
+        pull: pulled,
+        push_bytes: bytes("outpost_push"),
+        pull_bytes: bytes("outpost_pull"),
+    })
 }
 
 /// Runs the bench.
@@ -208,7 +237,11 @@ pub fn run(args: &BenchSyncArgs) -> Result<i32> {
             &uuid::Uuid::now_v7().to_string(),
             Duration::from_secs(30),
         )?);
-        probe.check(MODEL, DIMS).await?;
+        let info = probe.check(MODEL, DIMS).await?;
+        let formats: Vec<VectorFormat> = match info.best_vector_format() {
+            VectorFormat::Json => vec![VectorFormat::Json],
+            VectorFormat::Base64 => vec![VectorFormat::Json, VectorFormat::Base64],
+        };
         let shim =
             outpost_sync::shim::Shim::start(&args.central, ANON, SECRET).await?;
         let dir = tempfile::tempdir()?;
@@ -222,8 +255,10 @@ pub fn run(args: &BenchSyncArgs) -> Result<i32> {
         let mut rows = Vec::new();
         for (i, t) in transports.iter().enumerate() {
             for (j, &batch) in args.batch.iter().enumerate() {
-                let (push, pull) = one(
+              for &vectors in &formats {
+                let run = one(
                     t,
+                    vectors,
                     &args.central,
                     &shim.url,
                     args.chunks,
@@ -231,10 +266,12 @@ pub fn run(args: &BenchSyncArgs) -> Result<i32> {
                     (i * 100 + j) as u64,
                 )
                 .await?;
+                let (push, pull) = (&run.push, &run.pull);
                 let push_rate = args.chunks as f64 / push.push_seconds;
                 let pull_rate = args.chunks as f64 / pull.pull_seconds;
                 let row = Row {
                     transport: t.to_string(),
+                    vectors,
                     batch,
                     chunks: args.chunks,
                     push_seconds: push.push_seconds,
@@ -243,15 +280,19 @@ pub fn run(args: &BenchSyncArgs) -> Result<i32> {
                     pull_rows_per_s: pull_rate,
                     push_vs_copy: push_rate / copy_rate,
                     pull_vs_copy: pull_rate / copy_rate,
+                    push_bytes_per_chunk: run.push_bytes as f64 / args.chunks as f64,
+                    pull_bytes_per_chunk: run.pull_bytes as f64 / args.chunks as f64,
                 };
                 if !args.json {
                     eprintln!(
-                        "{:<5} batch {:>4}: push {:>8.0} rows/s ({:.2} s, {:.2}× COPY)  pull+apply {:>8.0} rows/s ({:.2} s, {:.2}× COPY)",
-                        row.transport, row.batch, row.push_rows_per_s, row.push_seconds, row.push_vs_copy,
-                        row.pull_rows_per_s, row.pull_seconds, row.pull_vs_copy
+                        "{:<5} {:<6} batch {:>4}: push {:>8.0} rows/s ({:.2} s, {:.2}× COPY, {:.0} B/chunk)  pull+apply {:>8.0} rows/s ({:.2} s, {:.2}× COPY, {:.0} B/chunk)",
+                        row.transport, row.vectors.as_str(), row.batch, row.push_rows_per_s, row.push_seconds,
+                        row.push_vs_copy, row.push_bytes_per_chunk, row.pull_rows_per_s, row.pull_seconds,
+                        row.pull_vs_copy, row.pull_bytes_per_chunk
                     );
                 }
                 rows.push(row);
+              }
             }
         }
         if args.json {
