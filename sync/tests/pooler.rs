@@ -187,7 +187,14 @@ impl Drop for PgBouncer {
 /// Debian installs it to (often not on a user's PATH).
 fn binary() -> Result<PathBuf, String> {
     if let Some(path) = std::env::var_os("OUTPOST_PGBOUNCER").filter(|p| !p.is_empty()) {
-        return Ok(path.into());
+        let path = PathBuf::from(path);
+        if !path.is_file() {
+            return Err(format!(
+                "OUTPOST_PGBOUNCER={} is not a file",
+                path.display()
+            ));
+        }
+        return Ok(path);
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
@@ -263,8 +270,7 @@ async fn simple_scalar(client: &Client, sql: &str) -> Result<String, Box<dyn std
 async fn two_devices_converge_through_a_transaction_pooler() -> TestResult {
     if local_only(
         "two_devices_converge_through_a_transaction_pooler",
-        "it puts a local PgBouncer in front of a plaintext loopback Postgres (point \
-         OUTPOST_TEST_SUPABASE_DB_URL at the project's pooler on port 6543 instead)",
+        "it puts a local PgBouncer in front of a plaintext loopback Postgres",
     ) {
         return Ok(());
     }
