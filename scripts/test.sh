@@ -9,6 +9,9 @@
 # tests run against that real Postgres, started here on a free loopback port in a temp dir (as
 # the unprivileged user `postgres` when run as root) and stopped at the end. The Chroma import
 # tests build real Chroma stores with chromadb, installed with pip into a venv in .cache.
+# The pooler tests put PgBouncer (Debian's package `pgbouncer`, installed with apt-get, as root
+# or through sudo) in front of that Postgres; the Supabase CLI (npm package `supabase`, installed
+# with npm into .cache; needs Node) applies the central migrations to it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -55,10 +58,37 @@ make_chroma_venv() {
         touch "$chroma_venv/.installed"
 }
 step "chromadb" make_chroma_venv
+# PgBouncer, which the pooler tests (sync/tests/pooler.rs) run in transaction mode in front of
+# the test Postgres, as Supabase's pooler on port 6543 runs. Debian puts it in /usr/sbin.
+install_pgbouncer() {
+    if [ -n "${OUTPOST_PGBOUNCER:-}" ] || command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ]; then
+        return 0
+    fi
+    local sudo=()
+    [ "$(id -u)" = 0 ] || sudo=(sudo)
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer ||
+        { "${sudo[@]}" apt-get update -qq &&
+            "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer; }
+}
+step "pgbouncer" install_pgbouncer
+# The Supabase CLI, which applies migrations/supabase with `supabase db push`
+# (sync/tests/supabase-cli.sh); its npm package carries the binary for this platform.
+SUPABASE_CLI_VERSION="2.117.0"
+supabase_cli="$PWD/.cache/supabase-$SUPABASE_CLI_VERSION"
+export OUTPOST_SUPABASE_CLI="$supabase_cli/node_modules/.bin/supabase"
+install_supabase_cli() {
+    [ -e "$supabase_cli/.installed" ] && return 0
+    rm -rf "$supabase_cli" &&
+        npm install --prefix "$supabase_cli" --no-save --no-audit --no-fund --loglevel=error \
+            "supabase@$SUPABASE_CLI_VERSION" &&
+        touch "$supabase_cli/.installed"
+}
+step "supabase cli" install_supabase_cli
 # Throwaway test data: durability buys nothing here.
 OUTPOST_PG_CONF="fsync = off" step "postgres" scripts/pg.sh start "$pgdir"
 export OUTPOST_TEST_PG_URL="$(cat "$pgdir/url")"
 step "central schema" sync/tests/sql/smoke.sh
+step "supabase cli push" sync/tests/supabase-cli.sh
 # No import cycle and no upward import between modules (scripts/layers.toml), and the
 # checker's own tests.
 step "layers" python3 scripts/check-layers.py

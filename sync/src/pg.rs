@@ -4,7 +4,8 @@
 //! with `SET LOCAL` / `set_config(.., true)` and then calls the same SQL function the REST API
 //! calls, so row-level security applies exactly as for a phone. Only unnamed statements are used
 //! (`query_typed`) and no session state outlives a transaction, which is what Supabase's pooler
-//! in transaction mode (PgBouncer / Supavisor) requires. TLS is used when the URL's `sslmode`
+//! in transaction mode (PgBouncer / Supavisor) requires (`tests/pooler.rs` runs sync through a
+//! real PgBouncer in transaction mode). TLS is used when the URL's `sslmode`
 //! asks for it (`prefer`, the default, tries it first), verified against the web PKI roots.
 
 use std::sync::Arc;
