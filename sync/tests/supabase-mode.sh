@@ -2,7 +2,7 @@
 # Runs the sync tests in their real-Supabase mode (sync/tests/common/mod.rs, OUTPOST_TEST_SUPABASE_*)
 # against a STAND-IN for a Supabase project, so that the mode cannot rot where no Supabase is
 # reachable: one shared database on the test Postgres ($OUTPOST_TEST_PG_URL, a superuser URL)
-# with Supabase's auth emulated and the migration applied, the REST test shim as its API, and a
+# with Supabase's auth emulated and the migrations applied, the REST test shim as its API, and a
 # login role shaped like Supabase's `postgres` (no superuser; BYPASSRLS, CREATEROLE, CREATEDB;
 # member of anon, authenticated and service_role) as its connection string. With a real project,
 # set the four variables yourself and run `cargo test -p outpost-sync` instead.
@@ -16,8 +16,11 @@ db="supabase_standin"
 q() { "$PSQL" -X -q -A -t -v ON_ERROR_STOP=1 "$@"; }
 
 q -d "$OUTPOST_TEST_PG_URL" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
-q -d "$base/$db" -f "$ROOT/sync/tests/sql/supabase_auth_emulation.sql" \
-    -f "$ROOT/migrations/supabase/20261122000000_outpost_sync.sql" \
+migrations=()
+for m in "$ROOT"/migrations/supabase/*.sql; do # oldest first, as `supabase db push` applies them
+    migrations+=(-f "$m")
+done
+q -d "$base/$db" -f "$ROOT/sync/tests/sql/supabase_auth_emulation.sql" "${migrations[@]}" \
     -c "DO \$\$ BEGIN
           IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'outpost_project_owner') THEN
             CREATE ROLE outpost_project_owner LOGIN NOSUPERUSER BYPASSRLS CREATEROLE CREATEDB;

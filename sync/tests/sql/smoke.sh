@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Smoke test of the central schema on a throwaway PostgreSQL 18 + pgvector (scripts/pg.sh):
-# runs the Supabase emulation and the migration twice (re-runnable), smoke.sql (push outcomes,
+# runs the Supabase emulation and the migrations twice (re-runnable), smoke.sql (push outcomes,
 # pulls, row-level security, search, checksums, malformed records), then two concurrency checks
 # with parallel sessions: a pull never hands out a row of a transaction that committed after an
 # older one still running, and concurrent pushes of one id get applied/duplicate/stale right.
@@ -16,8 +16,12 @@ PSQL="$("$ROOT/scripts/pg.sh" bin)/psql"
 export PGOPTIONS="-c client_min_messages=warning"
 q() { "$PSQL" -X -q -A -t -v ON_ERROR_STOP=1 -d "$URL" "$@"; }
 
+migrations=()
+for m in "$ROOT"/migrations/supabase/*.sql; do # oldest first, as `supabase db push` applies them
+    migrations+=(-f "$m")
+done
 for _ in 1 2; do
-    q -f "$HERE/supabase_auth_emulation.sql" -f "$ROOT/migrations/supabase/20261122000000_outpost_sync.sql"
+    q -f "$HERE/supabase_auth_emulation.sql" "${migrations[@]}"
 done
 q -f "$HERE/smoke.sql" >/dev/null
 

@@ -60,8 +60,9 @@ $$;
 -- The migration is there and anon may ask about it, but nothing else.
 begin;
 set local role anon;
-select smoke.check('outpost_info', outpost_info() = '{"schema_version": 1, "embedding_dims": 384,
-    "migration": "20261122000000_outpost_sync"}'::jsonb, outpost_info());
+select smoke.check('outpost_info', outpost_info() = '{"schema_version": 2, "embedding_dims": 384,
+    "migration": "20261205000000_outpost_vectors_base64", "vector_formats": ["json", "base64"]}'::jsonb,
+    outpost_info());
 commit;
 do $$
 begin
