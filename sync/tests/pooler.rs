@@ -336,7 +336,7 @@ async fn a_transport_call_leaves_nothing_behind_on_the_pooled_connection() -> Te
     let info = transport
         .call("outpost_info", serde_json::json!({}))
         .await?;
-    assert_eq!(info["schema_version"], 1);
+    assert!(info["schema_version"].as_i64() >= Some(1), "{info}");
 
     // The next client of the one backend sees a fresh session: the transport's role, claims
     // and timeout were transaction-local, and it prepared no named statement there.
