@@ -10,7 +10,8 @@
 
 // The modules in layers, top first; a module imports only from layers below its own:
 //   reconcile | config | central | pg, rest | transport | claims, backoff | error
-// `shim` (a test stand-in for PostgREST, over its own Postgres connection) imports none.
+// `shim` (a test stand-in for PostgREST, over its own Postgres connection) and `faultproxy` (a
+// test stand-in for a bad network) import none.
 pub mod reconcile;
 
 pub mod config;
@@ -30,6 +31,9 @@ pub mod error;
 
 #[cfg(feature = "shim")]
 pub mod shim;
+
+#[cfg(feature = "shim")]
+pub mod faultproxy;
 
 pub use backoff::Backoff;
 pub use central::{Central, CentralInfo, Outcome, PullPage, PushOutcome, SCHEMA_VERSION};
