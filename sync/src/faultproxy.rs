@@ -58,6 +58,7 @@ struct Shared {
     cuts: AtomicUsize,
     up: AtomicU64,
     down: AtomicU64,
+    open: Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
 impl Shared {
@@ -105,14 +106,17 @@ impl FaultProxy {
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
                         .pop_front();
-                    let shared = shared.clone();
-                    tokio::spawn(async move {
+                    let relayed = shared.clone();
+                    let task = tokio::spawn(async move {
                         if let Ok(server) = TcpStream::connect(target).await {
                             let _ = client.set_nodelay(true);
                             let _ = server.set_nodelay(true);
-                            let _ = relay(client, server, cut, &shared).await;
+                            let _ = relay(client, server, cut, &relayed).await;
                         }
                     });
+                    let mut open = shared.open.lock().unwrap_or_else(PoisonError::into_inner);
+                    open.retain(|t| !t.is_finished());
+                    open.push(task.abort_handle());
                 }
             }
         });
@@ -152,6 +156,21 @@ impl FaultProxy {
             .extend(cuts);
     }
 
+    /// Drops every open connection at once, both sides (a link that went away); new ones are
+    /// accepted as the faults say.
+    pub fn sever(&self) {
+        let open = std::mem::take(
+            &mut *self
+                .shared
+                .open
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for task in open {
+            task.abort();
+        }
+    }
+
     /// Forgets the cuts planned and not yet used.
     pub fn clear_cuts(&self) {
         self.shared
@@ -183,6 +202,7 @@ impl FaultProxy {
 impl Drop for FaultProxy {
     fn drop(&mut self) {
         self.task.abort();
+        self.sever();
     }
 }
 

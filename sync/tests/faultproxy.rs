@@ -185,3 +185,23 @@ async fn a_refusing_proxy_closes_new_connections_at_once() -> TestResult {
     assert_eq!(proxy.connections(), 1);
     Ok(())
 }
+
+#[tokio::test]
+async fn severing_drops_the_open_connections_and_accepts_new_ones() -> TestResult {
+    let (server, _) = echo_server().await?;
+    let proxy = FaultProxy::start(server).await?;
+    let mut s = TcpStream::connect(proxy.addr()).await?;
+    s.write_all(b"one").await?;
+    let mut buf = [0u8; 3];
+    s.read_exact(&mut buf).await?;
+    proxy.sever();
+    let mut rest = Vec::new();
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(n, Ok(Ok(0)) | Ok(Err(_))),
+        "the connection stayed open: {n:?}"
+    );
+    let got = round_trip(proxy.addr(), b"two", 3).await?;
+    assert_eq!(got, b"two");
+    Ok(())
+}
