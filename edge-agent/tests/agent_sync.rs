@@ -11,6 +11,7 @@ use outpost_sync::faultproxy::{FaultProxy, Faults};
 use serde_json::json;
 
 use common::agent::{metric, Agent, Start};
+use common::central::Central;
 use common::{TestDb, TestResult};
 
 /// Switches the proxy to the central Postgres on or off: off, it refuses new connections and
@@ -25,59 +26,16 @@ fn switch(proxy: &FaultProxy, up: bool) {
     }
 }
 
-async fn admin(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(client)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_serves_while_the_central_store_is_down_and_syncs_when_it_returns() -> TestResult
 {
-    let server = std::env::var("OUTPOST_TEST_PG_URL").map_err(|_| {
-        "OUTPOST_TEST_PG_URL is not set: this test needs the real PostgreSQL + pgvector that scripts/test.sh starts (or: scripts/pg.sh start DIR)"
-    })?;
     // A central database of this test's own, migrated as Supabase would be.
-    let name = format!("agent_{}", uuid::Uuid::now_v7().simple());
-    admin(&server)
-        .await?
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await?;
-    let (base, _) = server.rsplit_once('/').ok_or("a URL with a database")?;
-    let db_url = format!("{base}/{name}");
-    let central = admin(&db_url).await?;
-    central
-        .batch_execute(include_str!(
-            "../../sync/tests/sql/supabase_auth_emulation.sql"
-        ))
-        .await?;
-    central
-        .batch_execute(include_str!(
-            "../../migrations/supabase/20261122000000_outpost_sync.sql"
-        ))
-        .await?;
-    let config: tokio_postgres::Config = db_url.parse()?;
-    let host = match config.get_hosts().first() {
-        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-        _ => "127.0.0.1".into(),
-    };
-    let target = format!(
-        "{host}:{}",
-        config.get_ports().first().copied().unwrap_or(5432)
-    );
-    let target = tokio::net::lookup_host(&target)
-        .await?
-        .next()
-        .ok_or("the central host has no address")?;
-    let proxy = FaultProxy::start(target).await?;
+    let db_central = Central::new("agent").await?;
+    let central = common::central::connect(&db_central.url).await?;
+    let proxy = FaultProxy::start(db_central.addr).await?;
     switch(&proxy, false);
     let user = uuid::Uuid::now_v7().to_string();
-    let via_switch = format!(
-        "postgres://postgres@127.0.0.1:{}/{name}",
-        proxy.addr().port()
-    );
+    let via_switch = db_central.via(proxy.addr());
 
     let db = TestDb::new()?;
     let agent = Agent::start(Start {
