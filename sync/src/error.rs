@@ -86,6 +86,18 @@ pub enum Error {
         /// Whether trying again may help (5xx, serialization failures, lost connections).
         transient: bool,
     },
+    /// The server refused one call as too large or too slow for it: HTTP 413, or a statement
+    /// cancelled by its `statement_timeout` (SQLSTATE 57014). The same work in smaller calls
+    /// may pass; the same call again will not.
+    #[error("{endpoint}: {what} was too large for the server: {detail}")]
+    TooLarge {
+        /// Where.
+        endpoint: String,
+        /// The call.
+        what: String,
+        /// What the server said.
+        detail: String,
+    },
     /// Configuration that cannot work.
     #[error("sync configuration: {0}")]
     Config(String),
