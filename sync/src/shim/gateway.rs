@@ -19,8 +19,23 @@ pub(super) enum Bearer<'a> {
     Token(&'a str),
 }
 
-fn message(status: StatusCode, text: &str) -> Response {
-    (status, axum::Json(json!({ "message": text }))).into_response()
+/// A request the gateway turns away: `{"message": ...}` with a status, as Kong answers.
+pub(super) struct Refused {
+    status: StatusCode,
+    message: String,
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(json!({ "message": self.message }))).into_response()
+    }
+}
+
+fn message(status: StatusCode, text: &str) -> Refused {
+    Refused {
+        status,
+        message: text.to_string(),
+    }
 }
 
 /// The `apikey` check: 401 without a key (header or `?apikey=`) or with one the project does not
@@ -29,7 +44,7 @@ pub(super) fn check_key(
     shared: &Shared,
     headers: &HeaderMap,
     query: &HashMap<String, String>,
-) -> Result<(), Response> {
+) -> Result<(), Refused> {
     let key = headers
         .get("apikey")
         .and_then(|v| v.to_str().ok())
@@ -45,7 +60,7 @@ pub(super) fn check_key(
 }
 
 /// The body, or 413 as the gateway answers a body over its limit.
-pub(super) fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Response> {
+pub(super) fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Refused> {
     match body {
         Ok(b) => Ok(b),
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(message(
@@ -58,7 +73,7 @@ pub(super) fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Respons
 
 /// The bearer token, as the gateway forwards it: an `sb_…` key in `Authorization` is no user
 /// when it equals `apikey`, and refused otherwise.
-pub(super) fn bearer(headers: &HeaderMap) -> Result<Bearer<'_>, Response> {
+pub(super) fn bearer(headers: &HeaderMap) -> Result<Bearer<'_>, Refused> {
     let Some(value) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
         return Ok(Bearer::None);
     };

@@ -121,11 +121,11 @@ pub(super) async fn token(
 ) -> Response {
     shared.requests.fetch_add(1, Ordering::SeqCst);
     if let Err(r) = gateway::check_key(&shared, &headers, &query) {
-        return r;
+        return r.into_response();
     }
     let body = match gateway::body(body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let result = match query.get("grant_type").map(String::as_str) {
         Some("password") => password_grant(&shared, &headers, &body).await,

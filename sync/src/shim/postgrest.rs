@@ -119,14 +119,14 @@ pub(super) async fn rpc(
 ) -> Response {
     shared.requests.fetch_add(1, Ordering::SeqCst);
     if let Err(r) = gateway::check_key(&shared, &headers, &query) {
-        return r;
+        return r.into_response();
     }
     let body = match gateway::body(body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let (claims, authed) = match gateway::bearer(&headers) {
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
         // As PostgREST: no token means the anon role.
         Ok(Bearer::None) => (json!({ "role": "anon" }), false),
         Ok(Bearer::Token(token)) => {
