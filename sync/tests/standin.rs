@@ -884,3 +884,122 @@ async fn a_device_syncs_with_a_signed_in_users_access_token() -> TestResult {
     );
     Ok(())
 }
+
+/// `GET url` with `headers`.
+async fn get(url: &str, headers: &[(&str, &str)]) -> Result<Answer, Box<dyn std::error::Error>> {
+    let mut request = reqwest::Client::new().get(url);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let response = request.send().await?;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().await?;
+    Ok(Answer {
+        status,
+        headers,
+        body: serde_json::from_str(&text).unwrap_or(Value::Null),
+    })
+}
+
+#[tokio::test]
+async fn signing_out_ends_sessions_and_their_refresh_tokens() -> TestResult {
+    if local_only("signing_out", "it signs in to the stand-in") {
+        return Ok(());
+    }
+    let (db, shim) = standin(|_| {}).await?;
+    let id = db.create_user("hal@example.com", "pw-hal-123").await?;
+    let laptop = sign_in(&shim, "hal@example.com", "pw-hal-123").await?.body;
+    let phone = sign_in(&shim, "hal@example.com", "pw-hal-123").await?.body;
+    let bearer = |s: &Value| format!("Bearer {}", str_of(s, "access_token"));
+    let user_url = format!("{}/auth/v1/user", shim.url);
+
+    // https://github.com/supabase/auth/blob/master/internal/api/user.go UserGet: `return
+    // sendJSON(w, http.StatusOK, user)` for the user of the access token.
+    let me = get(
+        &user_url,
+        &[("apikey", anon()), ("authorization", &bearer(&laptop))],
+    )
+    .await?;
+    assert_eq!(me.status, 200, "{}", me.body);
+    assert_eq!(str_of(&me.body, "id"), id);
+    assert_eq!(str_of(&me.body, "email"), "hal@example.com");
+
+    // internal/api/logout.go: `case "local": return models.LogoutSession(tx, s.ID)` and
+    // `w.WriteHeader(http.StatusNoContent)`; the session's refresh tokens go with it
+    // (`refresh_tokens.session_id ... on delete cascade`, migrations/20220811173540), so its
+    // refresh token is then not found, and its access token's session no longer exists
+    // (internal/api/auth.go: `ErrorCodeSessionNotFound, "Session from session_id claim in JWT
+    // does not exist"`, 403).
+    let out = post(
+        &format!("{}/auth/v1/logout?scope=local", shim.url),
+        &[("apikey", anon()), ("authorization", &bearer(&laptop))],
+        json!({}),
+    )
+    .await?;
+    assert_eq!(out.status, 204);
+    let answer = refresh(&shim, str_of(&laptop, "refresh_token")).await?;
+    assert_eq!(answer.body["error_code"], "refresh_token_not_found");
+    let me = get(
+        &user_url,
+        &[("apikey", anon()), ("authorization", &bearer(&laptop))],
+    )
+    .await?;
+    assert_eq!(me.status, 403);
+    assert_eq!(me.body["error_code"], "session_not_found");
+    // The phone's session is untouched.
+    let answer = refresh(&shim, str_of(&phone, "refresh_token")).await?;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let phone = answer.body;
+
+    // logout.go: the default scope is global ("log out everywhere", `models.Logout(tx, u.ID)`).
+    let out = post(
+        &format!("{}/auth/v1/logout", shim.url),
+        &[("apikey", anon()), ("authorization", &bearer(&phone))],
+        json!({}),
+    )
+    .await?;
+    assert_eq!(out.status, 204);
+    let answer = refresh(&shim, str_of(&phone, "refresh_token")).await?;
+    assert_eq!(answer.body["error_code"], "refresh_token_not_found");
+    assert_eq!(
+        db.scalar(&format!(
+            "select count(*) from auth.sessions where user_id = '{id}'"
+        ))
+        .await?,
+        "0"
+    );
+
+    // auth.go extractBearerToken: no bearer is 401 `ErrorCodeNoAuthorization, "This endpoint
+    // requires a valid Bearer token"`; parseJWTClaims: a token the parser refuses (here
+    // expired: golang-jwt allows no leeway unless told to, unlike PostgREST's 30 s) is 403
+    // `ErrorCodeBadJWT, "invalid JWT: unable to parse or verify signature, %v"`.
+    let me = get(&user_url, &[("apikey", anon())]).await?;
+    assert_eq!(me.status, 401);
+    assert_eq!(me.body["error_code"], "no_authorization");
+    let stale = hs256(
+        &json!({ "sub": id, "role": "authenticated", "aud": "authenticated",
+                               "exp": now() - 5 }),
+    )?;
+    let me = get(
+        &user_url,
+        &[
+            ("apikey", anon()),
+            ("authorization", &format!("Bearer {stale}")),
+        ],
+    )
+    .await?;
+    assert_eq!(me.status, 403);
+    assert_eq!(me.body["error_code"], "bad_jwt");
+    assert!(
+        str_of(&me.body, "msg").ends_with("token is expired"),
+        "{}",
+        me.body
+    );
+    // PostgREST still takes it (30 s skew).
+    assert_eq!(
+        rpc(&shim, "whoami", Some(&stale), json!({})).await?.status,
+        200
+    );
+    Ok(())
+}

@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use rand::Rng;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use tokio_postgres::GenericClient;
 
 use super::{connect, gateway, Shared, ShimError};
 
@@ -149,6 +150,212 @@ pub(super) async fn jwks(State(shared): State<Arc<Shared>>) -> Response {
     (StatusCode::OK, axum::Json(keys)).into_response()
 }
 
+/// Who an authenticated request (`requireAuthentication`, internal/api/auth.go) is from.
+struct Caller {
+    user_id: String,
+    session: Option<String>,
+    claims: Value,
+}
+
+/// `requireAuthentication`: a bearer access token with a good signature, not expired (GoTrue's
+/// parser allows no skew), whose user and session exist.
+async fn require_authentication(
+    shared: &Shared,
+    client: &tokio_postgres::Client,
+    headers: &HeaderMap,
+) -> Result<Caller, AuthError> {
+    let forbidden = |code: &'static str, msg: String| AuthError::Http {
+        status: StatusCode::FORBIDDEN,
+        code,
+        msg,
+    };
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, t)| {
+            scheme.eq_ignore_ascii_case("bearer")
+                && !t.contains(char::is_whitespace)
+                && !t.is_empty()
+        })
+        .map(|(_, t)| t)
+        .ok_or(AuthError::Http {
+            status: StatusCode::UNAUTHORIZED,
+            code: "no_authorization",
+            msg: "This endpoint requires a valid Bearer token".into(),
+        })?;
+    let bad_jwt = |why: &str| {
+        forbidden(
+            "bad_jwt",
+            format!("invalid JWT: unable to parse or verify signature, {why}"),
+        )
+    };
+    let claims = shared
+        .verifier
+        .decode(token)
+        .map_err(|e| bad_jwt(&e.message().to_lowercase()))?;
+    let now = unix_now();
+    match claims.get("exp") {
+        None => {}
+        Some(Value::Number(n)) if n.as_f64().unwrap_or(0.0) >= now as f64 => {}
+        Some(Value::Number(_)) => {
+            return Err(bad_jwt("token has invalid claims: token is expired"));
+        }
+        Some(_) => return Err(bad_jwt("token has invalid claims: token is malformed")),
+    }
+    let sub = claims.get("sub").and_then(Value::as_str).unwrap_or("");
+    if sub.is_empty() {
+        return Err(forbidden(
+            "bad_jwt",
+            "invalid claim: missing sub claim".into(),
+        ));
+    }
+    let user = client
+        .query_opt(
+            "SELECT id::text, coalesce(banned_until > now(), false) FROM auth.users
+             WHERE id::text = lower($1)",
+            &[&sub],
+        )
+        .await?
+        .ok_or_else(|| {
+            forbidden(
+                "user_not_found",
+                "User from sub claim in JWT does not exist".into(),
+            )
+        })?;
+    let session = match claims.get("session_id").and_then(Value::as_str) {
+        None | Some("") | Some(NIL_INSTANCE) => None,
+        Some(sid) => Some(
+            client
+                .query_opt(
+                    "SELECT id::text FROM auth.sessions WHERE id::text = lower($1)",
+                    &[&sid],
+                )
+                .await?
+                .ok_or_else(|| {
+                    forbidden(
+                        "session_not_found",
+                        "Session from session_id claim in JWT does not exist".into(),
+                    )
+                })?
+                .get::<_, String>(0),
+        ),
+    };
+    if user.get::<_, bool>(1) {
+        return Err(forbidden("user_banned", "User is banned".into()));
+    }
+    Ok(Caller {
+        user_id: user.get(0),
+        session,
+        claims,
+    })
+}
+
+/// `POST /auth/v1/logout?scope=global|local|others` (internal/api/logout.go): the caller's
+/// sessions, this one, or the others, are deleted with their refresh tokens; 204.
+pub(super) async fn logout(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    shared.requests.fetch_add(1, Ordering::SeqCst);
+    if let Err(r) = gateway::check_key(&shared, &headers, &query) {
+        return r.into_response();
+    }
+    let result = async {
+        let scope = query.get("scope").map(String::as_str).unwrap_or("");
+        if !["", "global", "local", "others"].contains(&scope) {
+            return Err(bad_request(
+                "validation_failed",
+                &format!("Unsupported logout scope {scope:?}"),
+            ));
+        }
+        let client = connect(&shared.config.db_url).await?;
+        let caller = require_authentication(&shared, &client, &headers).await?;
+        match (scope, &caller.session) {
+            ("local", Some(s)) => {
+                client
+                    .execute("DELETE FROM auth.sessions WHERE id::text = $1", &[s])
+                    .await?
+            }
+            ("others", Some(s)) => {
+                client
+                    .execute(
+                        "DELETE FROM auth.sessions WHERE id::text <> $1 AND user_id::text = $2",
+                        &[s, &caller.user_id],
+                    )
+                    .await?
+            }
+            _ => {
+                client
+                    .execute(
+                        "DELETE FROM auth.sessions WHERE user_id::text = $1",
+                        &[&caller.user_id],
+                    )
+                    .await?
+            }
+        };
+        Ok(())
+    }
+    .await;
+    match result {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.respond(api_2024(&headers)),
+    }
+}
+
+/// `GET /auth/v1/user` (internal/api/user.go `UserGet`): the caller's user, if the token's
+/// audience is the request's.
+pub(super) async fn user(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    shared.requests.fetch_add(1, Ordering::SeqCst);
+    if let Err(r) = gateway::check_key(&shared, &headers, &query) {
+        return r.into_response();
+    }
+    let result = async {
+        let client = connect(&shared.config.db_url).await?;
+        let caller = require_authentication(&shared, &client, &headers).await?;
+        let aud = request_aud(&headers);
+        let token_aud = match &caller.claims["aud"] {
+            Value::String(a) => Some(a.clone()),
+            Value::Array(a) => a.first().and_then(Value::as_str).map(str::to_string),
+            _ => None,
+        };
+        if token_aud.as_deref() != Some(aud.as_str()) {
+            return Err(bad_request(
+                "validation_failed",
+                "Token audience doesn't match request audience",
+            ));
+        }
+        user_json(&client, &caller.user_id).await
+    }
+    .await;
+    match result {
+        Ok(v) => (StatusCode::OK, axum::Json(v)).into_response(),
+        Err(e) => e.respond(api_2024(&headers)),
+    }
+}
+
+/// `requestAud`: the `X-JWT-AUD` header, else the configured audience (`authenticated`).
+fn request_aud(headers: &HeaderMap) -> String {
+    headers
+        .get("x-jwt-aud")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .unwrap_or("authenticated")
+        .to_string()
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
 /// GoTrue's `retrieveRequestParams`: the body as JSON, or 400 `bad_json`.
 fn params<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, AuthError> {
     serde_json::from_slice(body).map_err(|e| {
@@ -191,13 +398,7 @@ async fn password_grant(
         }
         return Err(bad_request("validation_failed", "missing email or phone"));
     }
-    // `requestAud`: the X-JWT-AUD header, else the configured audience.
-    let aud = headers
-        .get("x-jwt-aud")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty())
-        .unwrap_or("authenticated")
-        .to_string();
+    let aud = request_aud(headers);
     let mut client = connect(&shared.config.db_url).await?;
     let row = client
         .query_opt(
@@ -427,15 +628,8 @@ fn rfc3339(column: &str) -> String {
     format!("to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
 }
 
-/// `AccessTokenResponse` for `user` in `session` with `refresh`, its access token signed with
-/// GoTrue's claims.
-async fn token_response(
-    shared: &Shared,
-    tx: &tokio_postgres::Transaction<'_>,
-    user_id: &str,
-    session: &str,
-    refresh: &str,
-) -> Result<Value, AuthError> {
+/// The user as GoTrue sends it (`models.User`'s JSON).
+async fn user_json<C: GenericClient>(client: &C, user_id: &str) -> Result<Value, AuthError> {
     let sql = format!(
         "SELECT jsonb_strip_nulls(jsonb_build_object(
             'id', id, 'aud', coalesce(aud, ''), 'role', coalesce(role, ''),
@@ -452,7 +646,19 @@ async fn token_response(
         rfc3339("created_at"),
         rfc3339("updated_at"),
     );
-    let user: Value = tx.query_one(&sql, &[&user_id]).await?.get(0);
+    Ok(client.query_one(&sql, &[&user_id]).await?.get(0))
+}
+
+/// `AccessTokenResponse` for `user` in `session` with `refresh`, its access token signed with
+/// GoTrue's claims.
+async fn token_response(
+    shared: &Shared,
+    tx: &tokio_postgres::Transaction<'_>,
+    user_id: &str,
+    session: &str,
+    refresh: &str,
+) -> Result<Value, AuthError> {
+    let user = user_json(tx, user_id).await?;
     let amr: Vec<Value> = tx
         .query(
             "SELECT authentication_method, extract(epoch FROM created_at)::bigint
@@ -463,10 +669,7 @@ async fn token_response(
         .iter()
         .map(|r| json!({ "method": r.get::<_, String>(0), "timestamp": r.get::<_, i64>(1) }))
         .collect();
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let now = unix_now();
     let expires_at = now + shared.config.access_ttl.as_secs() as i64;
     let field = |k: &str| user.get(k).cloned().unwrap_or(Value::Null);
     let claims = json!({

@@ -37,6 +37,11 @@
 //!   header, or `{code: <error_code>, message}` when the request says
 //!   `X-Supabase-Api-Version: 2024-01-01` or later (as supabase-js does); `refresh_token
 //!   required` as the OAuth `{error, error_description}`;
+//! - `POST /auth/v1/logout?scope=global|local|others` (204; the caller's sessions, this one or
+//!   the others deleted with their refresh tokens) and `GET /auth/v1/user`, both behind
+//!   GoTrue's `requireAuthentication` (`internal/api/auth.go`: a bearer access token with a good
+//!   signature and no skew on `exp`, whose user and session exist; `internal/api/logout.go`,
+//!   `internal/api/user.go`);
 //! - `GET /auth/v1/.well-known/jwks.json`: the configured public keys.
 //!
 //! **REST** (`postgrest.rs`; PostgREST `src/library/PostgREST/Error.hs`, `Auth/Jwt.hs`,
@@ -196,6 +201,8 @@ impl Shim {
         });
         let app = Router::new()
             .route("/auth/v1/token", post(gotrue::token))
+            .route("/auth/v1/logout", post(gotrue::logout))
+            .route("/auth/v1/user", get(gotrue::user))
             .route("/auth/v1/.well-known/jwks.json", get(gotrue::jwks))
             .route("/rest/v1/rpc/{function}", post(postgrest::rpc))
             // Bodies over the limit reach the handlers as a rejection, answered as the
