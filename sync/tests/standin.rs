@@ -596,10 +596,30 @@ async fn a_malformed_or_forged_token_answers_pgrst301() -> TestResult {
             .header("www-authenticate")
             .starts_with("Bearer error=\"invalid_token\""));
     }
-    // No token at all is the anon role (Auth/Jwt.hs: "role defaults to anon if not specified").
-    let answer = rpc(&shim, "whoami", None, json!({})).await?;
-    assert_eq!(answer.status, 200);
-    assert_eq!(answer.body["role"], "anon");
+    // src/library/PostgREST/ApiRequest.hs: `userBearerAuth req = extractBearerAuth =<< lookup
+    // hAuthorization (requestHeaders req)` (wai-extra: the scheme `bearer` in any case): an
+    // empty one is `EmptyAuthHeader -> "Empty JWT is sent in Authorization header"`, another
+    // scheme is no token, and no token at all is the anon role (Auth/Jwt.hs: "role defaults to
+    // anon if not specified in jwt").
+    let url = format!("{}/rest/v1/rpc/whoami", shim.url);
+    let answer = post(
+        &url,
+        &[("apikey", anon()), ("authorization", "Bearer")],
+        json!({}),
+    )
+    .await?;
+    assert_eq!(answer.status, 401);
+    assert_eq!(
+        answer.body["message"],
+        "Empty JWT is sent in Authorization header"
+    );
+    for authorization in [None, Some("Basic dXNlcjpwYXNz")] {
+        let mut headers = vec![("apikey", anon())];
+        headers.extend(authorization.map(|a| ("authorization", a)));
+        let answer = post(&url, &headers, json!({})).await?;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert_eq!(answer.body["role"], "anon");
+    }
     Ok(())
 }
 

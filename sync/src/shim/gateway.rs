@@ -77,10 +77,13 @@ pub(super) fn bearer(headers: &HeaderMap) -> Result<Bearer<'_>, Refused> {
     let Some(value) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
         return Ok(Bearer::None);
     };
-    let token = match value.split_once(' ') {
-        Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") => t.trim(),
-        _ => value.trim(),
-    };
+    // PostgREST (wai-extra's `extractBearerAuth`): the scheme `bearer` in any case, then the
+    // rest after the spaces; another scheme is no token at all.
+    let (scheme, rest) = value.split_once(char::is_whitespace).unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Ok(Bearer::None);
+    }
+    let token = rest.trim_start();
     if token.starts_with("sb_") {
         let apikey = headers.get("apikey").and_then(|v| v.to_str().ok());
         return if apikey == Some(token) {
