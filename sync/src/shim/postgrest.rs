@@ -450,3 +450,69 @@ async fn call(db_url: &str, req: &Request<'_>) -> Result<String, CallError> {
     tx.commit().await?;
     Ok(text.unwrap_or_else(|| "null".into()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// PostgREST's table, row by row (src/library/PostgREST/Error.hs `mapSQLtoHTTP`;
+    /// https://docs.postgrest.org/en/stable/references/errors.html#http-status-codes: "PostgREST
+    /// translates PostgreSQL error codes into HTTP status as follows").
+    #[test]
+    fn sqlstates_map_to_postgrests_http_statuses() -> Result<(), String> {
+        let table = [
+            ("08006", "", true, 503),
+            ("09000", "", true, 500),
+            ("0L000", "", true, 403),
+            ("0P000", "", true, 403),
+            ("23503", "", true, 409),
+            ("23505", "", true, 409),
+            ("25006", "", true, 405),
+            ("25001", "", true, 500),
+            ("28000", "", true, 403),
+            ("2D000", "", true, 500),
+            ("38000", "", true, 500),
+            ("39000", "", true, 500),
+            ("3B000", "", true, 500),
+            ("40001", "", true, 500),
+            ("53400", "", true, 500),
+            ("53100", "", true, 503),
+            ("54000", "", true, 500),
+            ("55000", "", true, 500),
+            (
+                "57014",
+                "canceling statement due to statement timeout",
+                true,
+                500,
+            ),
+            ("57P01", "", true, 503),
+            ("58000", "", true, 500),
+            ("F0000", "", true, 500),
+            ("HV000", "", true, 500),
+            ("P0001", "", true, 400),
+            ("P0002", "", true, 500),
+            ("XX000", "", true, 500),
+            ("42883", "function f() does not exist", true, 404),
+            ("42P01", "", true, 404),
+            ("42P17", "", true, 500),
+            ("42501", "", true, 403),
+            ("42501", "", false, 401),
+            ("22023", "role \"x\" does not exist", true, 401),
+            ("22023", "", true, 400),
+            ("21000", "UPDATE requires a WHERE clause", true, 400),
+            ("21000", "", true, 500),
+            ("PT402", "", true, 402),
+            ("23514", "", true, 400),
+            ("22P02", "", true, 400),
+        ];
+        for (code, message, authed, want) in table {
+            let got = status_of(code, message, authed).as_u16();
+            if got != want {
+                return Err(format!(
+                    "{code} ({message:?}, authed {authed}): {got}, not {want}"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
