@@ -1023,3 +1023,47 @@ async fn signing_out_ends_sessions_and_their_refresh_tokens() -> TestResult {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn sessions_live_in_the_database_and_outlast_the_server() -> TestResult {
+    if local_only("sessions_outlast_the_server", "it restarts the stand-in") {
+        return Ok(());
+    }
+    let (db, shim) = standin(|c| {
+        c.access_ttl = Duration::from_secs(2);
+        c.jwt_clock_skew = Duration::ZERO;
+    })
+    .await?;
+    db.create_user("ivy@example.com", "pw-ivy-123").await?;
+    let session = sign_in(&shim, "ivy@example.com", "pw-ivy-123").await?.body;
+    let access = str_of(&session, "access_token").to_string();
+    assert_eq!(
+        rpc(&shim, "whoami", Some(&access), json!({})).await?.status,
+        200
+    );
+
+    // GoTrue keeps sessions and refresh tokens in Postgres (`auth.sessions`,
+    // `auth.refresh_tokens`), so a restarted Auth server honours them.
+    let config = {
+        let mut c = db.standin_config();
+        c.access_ttl = Duration::from_secs(2);
+        c.jwt_clock_skew = Duration::ZERO;
+        c
+    };
+    drop(shim);
+    let shim = Shim::start_with(config).await?;
+    // With no skew (a test setting; PostgREST allows 30 s) the 2-second token is refused once
+    // past its `exp`: 401 PGRST303, and a refresh brings a working one.
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    let answer = rpc(&shim, "whoami", Some(&access), json!({})).await?;
+    assert_eq!(answer.status, 401, "{}", answer.body);
+    assert_eq!(answer.body["code"], "PGRST303");
+    let renewed = refresh(&shim, str_of(&session, "refresh_token")).await?;
+    assert_eq!(renewed.status, 200, "{}", renewed.body);
+    let access = str_of(&renewed.body, "access_token");
+    assert_eq!(
+        rpc(&shim, "whoami", Some(access), json!({})).await?.status,
+        200
+    );
+    Ok(())
+}

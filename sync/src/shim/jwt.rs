@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use super::ShimError;
 
 /// PostgREST's `allowedSkewSeconds` (Auth/Jwt.hs).
-pub(super) const ALLOWED_SKEW_SECONDS: i64 = 30;
+pub const ALLOWED_SKEW_SECONDS: u64 = 30;
 
 /// An ES256 signing key: its `kid` and its private key as PKCS#8 PEM.
 #[derive(Clone)]
@@ -123,9 +123,9 @@ impl Verifier {
     }
 
     /// The claims of `token` if PostgREST would accept it at Unix time `now`.
-    pub(super) fn verify(&self, token: &str, now: i64) -> Result<Value, JwtError> {
+    pub(super) fn verify(&self, token: &str, now: i64, skew: i64) -> Result<Value, JwtError> {
         let claims = self.decode(token)?;
-        check_claims(&claims, now)?;
+        check_claims(&claims, now, skew)?;
         Ok(claims)
     }
 
@@ -186,7 +186,7 @@ impl Verifier {
 /// PostgREST's `checkForErrors`: the first failing of `exp` (in the past by more than the
 /// skew), `nbf` and `iat` (in the future by more than the skew); a present claim that is not a
 /// number fails too. (`aud` is checked only when PostgREST has `jwt-aud`; Supabase sets none.)
-fn check_claims(claims: &Value, now: i64) -> Result<(), JwtError> {
+fn check_claims(claims: &Value, now: i64, skew: i64) -> Result<(), JwtError> {
     let number = |key: &str, not_number: &'static str| -> Result<Option<i64>, JwtError> {
         match claims.get(key) {
             None | Some(Value::Null) => Ok(None),
@@ -199,17 +199,17 @@ fn check_claims(claims: &Value, now: i64) -> Result<(), JwtError> {
         }
     };
     if let Some(exp) = number("exp", "The JWT 'exp' claim must be a number")? {
-        if now - ALLOWED_SKEW_SECONDS > exp {
+        if now - skew > exp {
             return Err(JwtError::Claims("JWT expired"));
         }
     }
     if let Some(nbf) = number("nbf", "The JWT 'nbf' claim must be a number")? {
-        if now + ALLOWED_SKEW_SECONDS < nbf {
+        if now + skew < nbf {
             return Err(JwtError::Claims("JWT not yet valid"));
         }
     }
     if let Some(iat) = number("iat", "The JWT 'iat' claim must be a number")? {
-        if now + ALLOWED_SKEW_SECONDS < iat {
+        if now + skew < iat {
             return Err(JwtError::Claims("JWT issued at future"));
         }
     }

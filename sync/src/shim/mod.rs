@@ -61,12 +61,16 @@
 //!   (so `57014`, a statement timeout, is 500) and a `Proxy-Status: PostgREST; error=<code>`
 //!   header.
 //!
-//! Where it differs on purpose: role settings are read per request (PostgREST reads them when it
-//! loads its schema cache), and a role's database-specific settings (`ALTER ROLE … IN DATABASE
-//! …`) count ahead of its global ones, so that tests sharing one Postgres server can each set
-//! their own (PostgREST reads `pg_roles.rolconfig`, the global ones). Not reproduced: rate
-//! limits, other grant types, MFA, session time-boxes and inactivity timeouts, the newer
-//! refresh-token algorithm, tables and views, `GET` RPC calls.
+//! Where it differs on purpose: the clock skew on `exp` is a setting (`jwt_clock_skew`,
+//! PostgREST's 30 s by default) so that a test can see expiry sooner; role settings are read
+//! per request (PostgREST reads them when it loads its schema cache), and a role's
+//! database-specific settings (`ALTER ROLE … IN DATABASE …`) count ahead of its global ones, so
+//! that tests sharing one Postgres server can each set their own (PostgREST reads
+//! `pg_roles.rolconfig`, the global ones). Not reproduced: rate limits, other grant types, MFA,
+//! session time-boxes and inactivity timeouts, the newer refresh-token algorithm
+//! (`GOTRUE_SECURITY_REFRESH_TOKEN_ALGORITHM_VERSION=2`), tables and views, `GET` RPC calls,
+//! functions with a single unnamed `json`/`jsonb` parameter, `default_transaction_isolation`
+//! as a role or function setting.
 
 mod gateway;
 mod gotrue;
@@ -81,7 +85,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 pub use gotrue::create_user;
-pub use jwt::{sign_jwt, Es256Key};
+pub use jwt::{sign_jwt, Es256Key, ALLOWED_SKEW_SECONDS};
 
 /// What the stand-in needs to know, as a Supabase project's settings.
 #[derive(Clone)]
@@ -105,6 +109,10 @@ pub struct ShimConfig {
     pub reuse_interval: Duration,
     /// The largest request body accepted.
     pub max_body_bytes: usize,
+    /// The clock skew PostgREST allows on `exp`, `nbf` and `iat`: its fixed 30 s
+    /// ([`ALLOWED_SKEW_SECONDS`]). Real PostgREST cannot change it; a test may shorten it to
+    /// see an access token refused soon after it expires.
+    pub jwt_clock_skew: Duration,
 }
 
 impl std::fmt::Debug for ShimConfig {
@@ -114,6 +122,7 @@ impl std::fmt::Debug for ShimConfig {
             .field("access_ttl", &self.access_ttl)
             .field("reuse_interval", &self.reuse_interval)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("jwt_clock_skew", &self.jwt_clock_skew)
             .finish()
     }
 }
@@ -131,6 +140,7 @@ impl ShimConfig {
             access_ttl: Duration::from_secs(3600),
             reuse_interval: Duration::from_secs(10),
             max_body_bytes: 256 * 1024 * 1024,
+            jwt_clock_skew: Duration::from_secs(ALLOWED_SKEW_SECONDS),
         }
     }
 }

@@ -134,7 +134,8 @@ pub(super) async fn rpc(
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs() as i64)
                 .unwrap_or(0);
-            match shared.verifier.verify(token, now) {
+            let skew = shared.config.jwt_clock_skew.as_secs() as i64;
+            match shared.verifier.verify(token, now, skew) {
                 Ok(claims) => (claims, true),
                 Err(e) => return jwt_error(&e),
             }
