@@ -6,7 +6,9 @@
 -- auth.role() and auth.jwt() reading the JWT claims PostgREST puts in `request.jwt.claims`
 -- (or the older per-claim `request.jwt.claim.*` settings), the `extensions` schema, the database
 -- search_path and the permissive default privileges on schema public that the migration has to
--- narrow. A session acts as a user with:
+-- narrow; Supabase Auth's own tables (users, sessions, refresh tokens, sign-in methods) that the
+-- stand-in's token endpoint works on; and the API roles' statement timeouts. A session acts as
+-- a user with:
 --   begin; set local role authenticated;
 --   select set_config('request.jwt.claims', '{"sub":"<uuid>","role":"authenticated"}', true);
 
