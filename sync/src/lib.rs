@@ -10,8 +10,8 @@
 
 // The modules in layers, top first; a module imports only from layers below its own:
 //   reconcile | config | central | pg, rest | transport | claims, backoff | error
-// `shim` (a test stand-in for PostgREST, over its own Postgres connection) and `faultproxy` (a
-// test stand-in for a bad network) import none.
+// `shim` (a test stand-in for Supabase's gateway, Auth and PostgREST, over its own Postgres
+// connection) and `faultproxy` (a test stand-in for a bad network) import none.
 pub mod reconcile;
 
 pub mod config;
