@@ -18,6 +18,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
+use common::agent::{Agent, Start};
 use common::{exit_code, outpost_command, TestDb, TestResult};
 
 const KEY: &str = "sb_publishable_cli_test";
@@ -32,6 +33,12 @@ struct Seen {
     logouts: usize,
     /// Every token handed out, to check none is ever printed.
     tokens: Vec<String>,
+    /// The refresh token that may be exchanged now (besides the app's).
+    active: Option<String>,
+    /// Access token lifetime in seconds (default 3600).
+    ttl: i64,
+    /// The session was revoked: every refresh is refused.
+    revoked: bool,
 }
 
 type Shared = Arc<Mutex<Seen>>;
@@ -58,10 +65,17 @@ async fn token(
     }
     let mut s = seen.lock().unwrap_or_else(|e| e.into_inner());
     let ok = match q.get("grant_type").map(String::as_str) {
-        Some("password") => body["email"] == EMAIL && body["password"] == PASSWORD,
+        Some("password") => {
+            let ok = body["email"] == EMAIL && body["password"] == PASSWORD;
+            if ok {
+                s.revoked = false;
+            }
+            ok
+        }
         Some("refresh_token") => {
             s.refreshes += 1;
-            body["refresh_token"] == "app-refresh-token"
+            let given = body["refresh_token"].as_str().unwrap_or_default();
+            !s.revoked && (given == "app-refresh-token" || s.active.as_deref() == Some(given))
         }
         _ => false,
     };
@@ -86,9 +100,11 @@ async fn token(
         format!("rt-{}-secret", s.next),
     );
     s.tokens.extend([access.clone(), refresh.clone()]);
+    s.active = Some(refresh.clone());
+    let ttl = if s.ttl > 0 { s.ttl } else { 3600 };
     Json(json!({
-        "access_token": access, "token_type": "bearer", "expires_in": 3600,
-        "expires_at": now() + 3600, "refresh_token": refresh,
+        "access_token": access, "token_type": "bearer", "expires_in": ttl,
+        "expires_at": now() + ttl, "refresh_token": refresh,
         "user": {"id": USER, "email": EMAIL}
     }))
     .into_response()
@@ -287,5 +303,91 @@ fn login_adopts_an_apps_refresh_token() -> TestResult {
     // The app's token was exchanged: the stored one is the rotated one.
     assert_eq!(stored["refresh_token"].as_str(), Some("rt-1-secret"));
     assert!(!out.contains("app-refresh-token") && !err.contains("app-refresh-token"));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_syncs_as_the_session_refreshes_it_and_reports_a_lost_one() -> TestResult {
+    let (url, seen) = start_mock()?;
+    // Six-second access tokens: refreshed a second and a half before they expire.
+    seen.lock().map_err(|_| "poisoned")?.ttl = 6;
+    let db = TestDb::new()?;
+    let home = tempfile::tempdir()?;
+    let (code, _, err) = run(
+        db.path(),
+        home.path(),
+        &url,
+        &["login", "--email", EMAIL, "--password-stdin"],
+        &format!("{PASSWORD}\n"),
+    )?;
+    assert_eq!(code, 0, "{err}");
+    let home_s = home.path().to_str().ok_or("path")?;
+    let agent = Agent::start(Start {
+        args: &["--sync-interval", "2"],
+        config: "[sync]\ntimeout_s = 3\n",
+        env: &[
+            ("OUTPOST_HOME", home_s),
+            ("OUTPOST_SUPABASE_URL", &url),
+            ("OUTPOST_SUPABASE_ANON_KEY", KEY),
+        ],
+        embedder: "hash",
+        ..Start::new(db.path())
+    })?;
+    let wait = std::time::Duration::from_secs(40);
+    let refreshes = || seen.lock().map(|s| s.refreshes).unwrap_or_default();
+    // The mock has no REST API, so each round fails after the token step; what matters here is
+    // that the session is used, refreshed in the background and shown.
+    agent
+        .until("the agent to refresh the session", wait, || async {
+            Ok(refreshes() >= 2)
+        })
+        .await?;
+    let (status, v) = agent.get("/v1/sync/status").await?;
+    assert_eq!(status, 200);
+    let session = &v["central"]["session"];
+    assert_eq!(session["email"].as_str(), Some(EMAIL), "{v}");
+    assert_eq!(session["user_id"].as_str(), Some(USER));
+    assert!(
+        session["access_token_expires_in_s"].as_i64().is_some(),
+        "{v}"
+    );
+    assert!(
+        v["central"]["endpoint"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("signed in"),
+        "{v}"
+    );
+    assert_no_tokens(&seen, &v.to_string());
+    // The session is revoked on the server: the agent says so, and keeps serving.
+    seen.lock().map_err(|_| "poisoned")?.revoked = true;
+    agent
+        .until("the agent to report the lost session", wait, || async {
+            let (_, v) = agent.get("/v1/sync/status").await?;
+            Ok(v["central"]["last_error_kind"] == "signed_out")
+        })
+        .await?;
+    let (_, v) = agent.get("/v1/sync/status").await?;
+    let message = v["central"]["last_error"].as_str().unwrap_or_default();
+    assert!(message.contains("signed out: run outpost login"), "{v}");
+    assert!(v["central"]["session"]["signed_out"].is_string(), "{v}");
+    assert_eq!(agent.get("/healthz").await?.0, 200);
+    // A new login is picked up without a restart.
+    let (code, _, err) = run(
+        db.path(),
+        home.path(),
+        &url,
+        &["login", "--email", EMAIL, "--password-stdin"],
+        &format!("{PASSWORD}\n"),
+    )?;
+    assert_eq!(code, 0, "{err}");
+    agent
+        .until("the agent to use the new session", wait, || async {
+            let (_, v) = agent.get("/v1/sync/status").await?;
+            Ok(v["central"]["last_error_kind"] != "signed_out"
+                && v["central"]["session"]["signed_out"].is_null())
+        })
+        .await?;
+    assert_no_tokens(&seen, &agent.logs());
     Ok(())
 }
