@@ -2,13 +2,18 @@
 //! token ahead of its expiry and once after a rejection, rotation saved before use, two
 //! processes sharing one session, and a session that is gone for good.
 //!
-//! The server is a small loopback mock in this file that follows the GoTrue and PostgREST
-//! contract the transport relies on (supabase/auth `internal/api/token_refresh.go`: single-use
+//! Two servers play Supabase. The tests at the end run against the stand-in
+//! (`outpost_sync::shim`: Supabase Auth's token endpoint and PostgREST in front of the real
+//! Postgres, with a configurable access-token lifetime and reuse interval), syncing real
+//! devices. The others use a small loopback mock in this file that follows the GoTrue and
+//! PostgREST contract the transport relies on (supabase/auth `internal/api/token_refresh.go`: single-use
 //! refresh tokens, the revoked parent of the active token answered with the active one, older
 //! ones answered `refresh_token_already_used` and the family revoked; PostgREST: 401 `PGRST303`
 //! for an expired JWT, `PGRST301` for one it cannot verify). It counts what it was asked, which
 //! the tests check; it runs no SQL. The faithful stand-in in front of the real Postgres is
 //! `outpost_sync::shim` (feature `shim`).
+
+mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -527,5 +532,199 @@ async fn wrong_passwords_and_logout() -> TestResult {
     assert!(server.with(|s| s.revoked));
     // A session the server no longer knows counts as logged out.
     server.auth()?.logout("access-unknown").await?;
+    Ok(())
+}
+
+// --- Against the stand-in (`outpost_sync::shim`) in front of the real Postgres. ---
+
+/// A migrated database, a stand-in with `access_ttl` tokens and no reuse interval (a spent
+/// refresh token is never accepted twice), and a user signed in into a fresh `OUTPOST_HOME`.
+struct Project {
+    db: common::Db,
+    shim: outpost_sync::shim::Shim,
+    store: SessionStore,
+    user_id: String,
+    _home: tempfile::TempDir,
+}
+
+const STANDIN_EMAIL: &str = "lin@example.com";
+const STANDIN_PASSWORD: &str = "pw-lin-123";
+
+impl Project {
+    async fn start(access_ttl: Duration) -> Result<Self, Box<dyn std::error::Error>> {
+        let db = common::Db::new(true).await?;
+        let mut config = db.standin_config();
+        config.access_ttl = access_ttl;
+        config.reuse_interval = Duration::ZERO;
+        let shim = outpost_sync::shim::Shim::start_with(config).await?;
+        let user_id = db.create_user(STANDIN_EMAIL, STANDIN_PASSWORD).await?;
+        let home = tempfile::tempdir()?;
+        let store = SessionStore::new(home.path());
+        let answer = Self::auth_for(&shim)?
+            .sign_in_with_password(STANDIN_EMAIL, STANDIN_PASSWORD)
+            .await?;
+        assert_eq!(answer.user.id, user_id);
+        store
+            .lock()?
+            .save(&Session::from_response(&shim.url, &answer, now_s()))?;
+        Ok(Self {
+            db,
+            shim,
+            store,
+            user_id,
+            _home: home,
+        })
+    }
+
+    fn auth_for(shim: &outpost_sync::shim::Shim) -> Result<AuthClient, Error> {
+        AuthClient::new(&shim.url, common::anon_key(), Duration::from_secs(10))
+    }
+
+    /// The central store as `outpost sync` opens it with this session.
+    fn central(&self) -> Result<Central, Error> {
+        let settings = CentralSettings {
+            supabase_url: Some(self.shim.url.clone()),
+            supabase_anon_key: Some(common::anon_key().to_string()),
+            ..Default::default()
+        };
+        CentralConfig::from_settings_with_session(&settings, Some(&self.store))?
+            .open(Duration::from_secs(10))
+    }
+
+    async fn documents_of_user(&self) -> Result<String, Box<dyn std::error::Error>> {
+        self.db
+            .scalar(&format!(
+                "select count(*) from public.outpost_documents where owner = '{}' and not deleted",
+                self.user_id
+            ))
+            .await
+    }
+}
+
+#[tokio::test]
+async fn a_device_keeps_syncing_as_its_access_tokens_expire() -> TestResult {
+    if common::local_only(
+        "a_device_keeps_syncing_as_its_access_tokens_expire",
+        "it starts the stand-in",
+    ) {
+        return Ok(());
+    }
+    // Two-second access tokens: every sync after a pause finds its token expired.
+    let project = Project::start(Duration::from_secs(2)).await?;
+    let central = project.central()?;
+    let mut device = common::Device::new()?;
+    let mut seen = HashSet::new();
+    for round in 0..3 {
+        device.put(
+            &format!("notes/{round}.md"),
+            &format!("Round {round} of the otters."),
+        )?;
+        device.sync(&central).await?;
+        let session = project.store.load()?.ok_or("no session")?;
+        assert!(
+            seen.insert(session.refresh_token.clone()),
+            "round {round}: no rotation"
+        );
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+    }
+    // Every round's write landed as the signed-in user, and the replicas agree.
+    assert_eq!(project.documents_of_user().await?, "3");
+    assert!(device.verify(&central).await?.equal);
+    let session = project.store.load()?.ok_or("no session")?;
+    assert_eq!(session.user_id, project.user_id);
+    assert_eq!(session.signed_out, None);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_token_the_server_rejects_is_refreshed_once_against_the_standin() -> TestResult {
+    if common::local_only(
+        "a_token_the_server_rejects_is_refreshed_once",
+        "it starts the stand-in",
+    ) {
+        return Ok(());
+    }
+    let project = Project::start(Duration::from_secs(3600)).await?;
+    // The stored access token looks valid here but the server cannot verify it (PGRST301).
+    {
+        let lock = project.store.lock()?;
+        let mut s = lock.load()?.ok_or("no session")?;
+        s.access_token =
+            outpost_sync::shim::sign_jwt(&project.user_id, "another-secret-entirely-32-chars")?;
+        lock.save(&s)?;
+    }
+    let before = project.store.load()?.ok_or("no session")?;
+    let central = project.central()?;
+    let mut device = common::Device::new()?;
+    device.put("notes/a.md", "Sea otters keep a favourite stone.")?;
+    device.sync(&central).await?;
+    let after = project.store.load()?.ok_or("no session")?;
+    assert_ne!(after.refresh_token, before.refresh_token, "refreshed once");
+    assert_eq!(project.documents_of_user().await?, "1");
+    Ok(())
+}
+
+#[tokio::test]
+async fn two_processes_share_a_session_without_spending_a_token_twice() -> TestResult {
+    if common::local_only("two_processes_share_a_session", "it starts the stand-in") {
+        return Ok(());
+    }
+    let project = Project::start(Duration::from_secs(3600)).await?;
+    age(&project.store, 5)?;
+    // The CLI and the agent, each with the session open; with no reuse interval, a refresh
+    // token spent twice would end the session.
+    let (cli, agent) = (project.central()?, project.central()?);
+    let (a, b) = tokio::join!(cli.info(), agent.info());
+    a?;
+    b?;
+    age(&project.store, 5)?;
+    project.central()?.info().await?;
+    assert_eq!(project.store.load()?.ok_or("no session")?.signed_out, None);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_copied_session_spent_elsewhere_signs_out_with_a_clear_error() -> TestResult {
+    if common::local_only("a_copied_session_spent_elsewhere", "it starts the stand-in") {
+        return Ok(());
+    }
+    let project = Project::start(Duration::from_secs(3600)).await?;
+    // A copy of the session file on another device, which refreshes first.
+    let other_home = tempfile::tempdir()?;
+    let other = SessionStore::new(other_home.path());
+    other
+        .lock()?
+        .save(&project.store.load()?.ok_or("no session")?)?;
+    age(&other, 5)?;
+    let settings = CentralSettings {
+        supabase_url: Some(project.shim.url.clone()),
+        supabase_anon_key: Some(common::anon_key().to_string()),
+        ..Default::default()
+    };
+    CentralConfig::from_settings_with_session(&settings, Some(&other))?
+        .open(Duration::from_secs(10))?
+        .info()
+        .await?;
+    // That spent the token this device still holds. Once the other device has rotated again,
+    // it is no longer the active token's parent either: presenting it is reuse.
+    age(&other, 5)?;
+    CentralConfig::from_settings_with_session(&settings, Some(&other))?
+        .open(Duration::from_secs(10))?
+        .info()
+        .await?;
+    age(&project.store, 5)?;
+    let e = project
+        .central()?
+        .info()
+        .await
+        .err()
+        .ok_or("a reused token was accepted")?;
+    assert_eq!(e.kind(), ErrorKind::SignedOut, "{e}");
+    assert!(
+        e.to_string().contains("signed out: run outpost login"),
+        "{e}"
+    );
+    let ended = project.store.load()?.ok_or("the file was deleted")?;
+    assert!(ended.signed_out.is_some() && ended.refresh_token.is_empty());
     Ok(())
 }
