@@ -557,7 +557,7 @@ impl SessionTokens {
         })?;
         if on_disk.user_id != self.user_id || on_disk.url != current.url {
             return Err(Error::Config(format!(
-                "the stored session now belongs to user {} at {}; restart the sync to use it",
+                "the stored session is now user {}'s at {} (a new outpost login); the sync must reopen it",
                 on_disk.user_id, on_disk.url
             )));
         }
@@ -814,6 +814,25 @@ mod tests {
             tokens.refresh_rejected("new-access").await?.as_deref(),
             Some("newer-access")
         );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_login_as_another_user_is_not_mixed_into_an_open_session() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let store = SessionStore::new(dir.path());
+        store.lock()?.save(&session("a", "r1", now_s() - 5, 3600))?;
+        let tokens = SessionTokens::open(store.clone(), unreachable_auth()?)?;
+        let mut other = session("b", "r9", now_s() + 3600, 3600);
+        other.user_id = "0190f0f0-0000-7000-8000-000000000002".into();
+        store.lock()?.save(&other)?;
+        let e = tokens
+            .access_token()
+            .await
+            .err()
+            .ok_or("used another user's token")?;
+        assert_eq!(e.kind(), crate::error::ErrorKind::Config, "{e}");
+        assert!(e.to_string().contains("outpost login"), "{e}");
         Ok(())
     }
 

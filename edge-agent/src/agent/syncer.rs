@@ -256,7 +256,11 @@ async fn run(
             (None, Some(e)) => Err(e),
             (None, None) => Err(("the central store is not open".into(), ErrorKind::Config)),
         };
-        if matches!(&result, Err((_, ErrorKind::SignedOut))) {
+        // An ended session, or one replaced by another user's login: read the file again
+        // next round (a new `outpost login` is used without a restart).
+        if opened.as_ref().is_some_and(|(_, tokens)| tokens.is_some())
+            && matches!(&result, Err((_, ErrorKind::SignedOut | ErrorKind::Config)))
+        {
             opened = None;
         }
         let mut s = state
