@@ -391,3 +391,133 @@ async fn the_agent_syncs_as_the_session_refreshes_it_and_reports_a_lost_one() ->
     assert_no_tokens(&seen, &agent.logs());
     Ok(())
 }
+
+async fn admin(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+/// The agent against the Supabase stand-in (`outpost_sync::shim`: Auth and PostgREST in front of
+/// the real Postgres) with four-second access tokens and no periodic sync: the session is kept
+/// fresh by the agent's own timer, and a sync asked for much later still goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_keeps_a_short_session_fresh_between_syncs() -> TestResult {
+    let server = std::env::var("OUTPOST_TEST_PG_URL").map_err(|_| {
+        "OUTPOST_TEST_PG_URL is not set: this test needs the real PostgreSQL + pgvector that scripts/test.sh starts (or: scripts/pg.sh start DIR)"
+    })?;
+    let name = format!("session_{}", uuid::Uuid::now_v7().simple());
+    admin(&server)
+        .await?
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await?;
+    let (base, _) = server.rsplit_once('/').ok_or("a URL with a database")?;
+    let db_url = format!("{base}/{name}");
+    let central = admin(&db_url).await?;
+    central
+        .batch_execute(include_str!(
+            "../../sync/tests/sql/supabase_auth_emulation.sql"
+        ))
+        .await?;
+    central
+        .batch_execute(include_str!(
+            "../../migrations/supabase/20261122000000_outpost_sync.sql"
+        ))
+        .await?;
+    let secret = "outpost-session-test-secret-with-32-chars";
+    let mut config = outpost_sync::shim::ShimConfig::new(&db_url, KEY, secret);
+    config.access_ttl = std::time::Duration::from_secs(4);
+    config.reuse_interval = std::time::Duration::ZERO;
+    let shim = outpost_sync::shim::Shim::start_with(config).await?;
+    let user = outpost_sync::shim::create_user(&db_url, EMAIL, PASSWORD).await?;
+
+    let db = TestDb::new()?;
+    let home = tempfile::tempdir()?;
+    let (db_path, home_path, url) = (
+        db.path().to_path_buf(),
+        home.path().to_path_buf(),
+        shim.url.clone(),
+    );
+    let (code, _, err) = tokio::task::spawn_blocking(move || {
+        run(
+            &db_path,
+            &home_path,
+            &url,
+            &["login", "--email", EMAIL, "--password-stdin"],
+            &format!("{PASSWORD}\n"),
+        )
+        .map_err(|e| e.to_string())
+    })
+    .await??;
+    assert_eq!(code, 0, "{err}");
+    let session_file = home.path().join("session.json");
+    let refresh_token = || -> TestResult<String> {
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(&session_file)?)?;
+        Ok(v["refresh_token"].as_str().unwrap_or_default().to_string())
+    };
+    let first = refresh_token()?;
+
+    let home_s = home.path().to_str().ok_or("path")?;
+    let agent = Agent::start(Start {
+        args: &["--sync-interval", "0"],
+        config: "[sync]\ntimeout_s = 5\n",
+        env: &[
+            ("OUTPOST_HOME", home_s),
+            ("OUTPOST_SUPABASE_URL", &shim.url),
+            ("OUTPOST_SUPABASE_ANON_KEY", KEY),
+        ],
+        embedder: "hash",
+        ..Start::new(db.path())
+    })?;
+    let wait = std::time::Duration::from_secs(30);
+    // The first round (at start) succeeds; no other round is scheduled.
+    agent
+        .until("the first sync", wait, || async {
+            Ok(agent.get("/v1/sync/status").await?.1["central"]["last_success_ms"].is_i64())
+        })
+        .await?;
+    // Twelve seconds: three token lifetimes, with no sync in between. The agent's timer
+    // refreshes the session before each expiry (the file's refresh token rotates).
+    let mut seen = std::collections::HashSet::from([first]);
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(12) {
+        seen.insert(refresh_token()?);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(
+        seen.len() >= 3,
+        "the session was refreshed {} times",
+        seen.len() - 1
+    );
+    let (_, v) = agent.get("/v1/sync/status").await?;
+    assert!(v["central"]["last_error"].is_null(), "{v}");
+    let left = v["central"]["session"]["access_token_expires_in_s"]
+        .as_i64()
+        .ok_or("no expiry")?;
+    assert!(left >= 0, "the access token lapsed: {v}");
+    // A sync asked for now goes through, as the signed-in user.
+    let (status, v) = agent
+        .post(
+            "/v1/documents",
+            &json!({"text": "Otters juggle pebbles.", "source": "notes/otters"}),
+        )
+        .await?;
+    assert_eq!(status, 201, "{v}");
+    let (status, v) = agent.post("/v1/sync", &json!({})).await?;
+    assert_eq!(status, 200, "{v}");
+    let owned: i64 = central
+        .query_one(
+            "select count(*) from public.outpost_documents where owner = $1::text::uuid",
+            &[&user],
+        )
+        .await?
+        .get(0);
+    assert_eq!(owned, 1);
+    assert!(
+        !agent.logs().contains(&refresh_token()?),
+        "a token reached the log"
+    );
+    Ok(())
+}
