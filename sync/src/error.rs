@@ -29,7 +29,7 @@ pub enum Error {
         millis: u64,
     },
     /// The central store refused our credentials (HTTP 401/403, or a Postgres auth error).
-    #[error("{endpoint}: authentication failed ({detail}); check the JWT / API key or the database credentials")]
+    #[error("{endpoint}: authentication failed ({detail}); check the password, the JWT / API key or the database credentials")]
     Auth {
         /// Where.
         endpoint: String,

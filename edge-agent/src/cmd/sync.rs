@@ -282,7 +282,9 @@ fn status(cli: &Cli, json: bool) -> Result<i32> {
     let store = open_store(cli)?;
     let s = outpost_sync::status(&store)?;
     let sessions = session_store();
-    let central = CentralConfig::resolve_with_session(None, Some(&sessions))
+    let config = CentralConfig::resolve_with_session(None, Some(&sessions));
+    let uses_session = matches!(config, Ok(CentralConfig::RestSession { .. }));
+    let central = config
         .map(|c| c.describe())
         .unwrap_or_else(|_| "not configured".into());
     let session = match sessions.load() {
@@ -292,10 +294,13 @@ fn status(cli: &Cli, json: bool) -> Result<i32> {
             None
         }
     };
+    // A stored session that sync does not use (a fixed JWT or direct Postgres wins).
+    let unused = session.is_some() && !uses_session;
     if json {
         let mut v = serde_json::to_value(&s)?;
         v["central"] = json!(central);
         v["session"] = serde_json::to_value(&session)?;
+        v["session_used"] = json!(uses_session);
         print_json(&v)?;
         return Ok(0);
     }
@@ -309,6 +314,10 @@ fn status(cli: &Cli, json: bool) -> Result<i32> {
     outln!("device        {}", s.device_id)?;
     outln!("central       {central}")?;
     match &session {
+        Some(info) if unused => outln!(
+            "signed in     {} (not used: OUTPOST_SUPABASE_JWT or --central wins)",
+            describe_session(info)
+        )?,
         Some(info) => outln!("signed in     {}", describe_session(info))?,
         None => outln!("signed in     no (outpost login)")?,
     }
