@@ -218,11 +218,14 @@ async fn run(
     // The next round without being asked; `None`: only when asked. The first runs at once, so
     // that a restarted agent catches up before its first interval.
     let mut next: Option<Instant> = Some(Instant::now());
+    // No background refresh before this (after one failed).
+    let mut keep_fresh_after = Instant::now();
     loop {
         let mut reply: Option<Reply> = None;
         // The session's refresh, when it falls before the next round.
         let due = refresh_due(&opened)
             .await
+            .map(|due| due.max(keep_fresh_after))
             .filter(|due| next.is_none_or(|next| *due < next));
         let far = Instant::now() + Duration::from_secs(86_400);
         tokio::select! {
@@ -236,7 +239,10 @@ async fn run(
                 if *shutdown.borrow() {
                     break;
                 }
-                keep_fresh(&mut opened, &state).await;
+                if !keep_fresh(&mut opened, &state).await {
+                    // Do not spin on a failing refresh: the next round, or a pause, first.
+                    keep_fresh_after = Instant::now() + Duration::from_secs(10);
+                }
                 continue;
             }
         }
@@ -313,14 +319,18 @@ async fn run(
     }
 }
 
-/// Refreshes the session between rounds, through the transport's own tokens. A failure is
-/// reported in the state; an ended session closes the central store until the next login.
-async fn keep_fresh(opened: &mut Option<Opened>, state: &Mutex<SyncState>) {
+/// Refreshes the session between rounds, through the transport's own tokens; whether it
+/// worked. A failure is reported in the state; an ended session closes the central store until
+/// the next login.
+async fn keep_fresh(opened: &mut Option<Opened>, state: &Mutex<SyncState>) -> bool {
     let Some((_, Some(tokens))) = opened.as_ref() else {
-        return;
+        return true;
     };
     match tokens.access_token().await {
-        Ok(_) => tracing::debug!("session kept fresh between syncs"),
+        Ok(_) => {
+            tracing::debug!("session kept fresh between syncs");
+            true
+        }
         Err(e) => {
             tracing::warn!(error = %e, "could not refresh the session; will try again");
             let (message, kind) = failure(&e);
@@ -331,12 +341,10 @@ async fn keep_fresh(opened: &mut Option<Opened>, state: &Mutex<SyncState>) {
                 s.last_error = Some(message);
                 s.last_error_kind = Some(kind.as_str().to_string());
             }
-            if kind == ErrorKind::SignedOut {
+            if matches!(kind, ErrorKind::SignedOut | ErrorKind::Config) {
                 *opened = None;
-            } else {
-                // Do not spin on a failing refresh: wait a little before the next try.
-                tokio::time::sleep(Duration::from_secs(5)).await;
             }
+            false
         }
     }
 }
