@@ -556,6 +556,8 @@ impl Project {
         let mut config = db.standin_config();
         config.access_ttl = access_ttl;
         config.reuse_interval = Duration::ZERO;
+        // No leeway on `exp` (PostgREST allows 30 s): an expired token is refused at once.
+        config.jwt_clock_skew = Duration::ZERO;
         let shim = outpost_sync::shim::Shim::start_with(config).await?;
         let user_id = db.create_user(STANDIN_EMAIL, STANDIN_PASSWORD).await?;
         let home = tempfile::tempdir()?;
@@ -661,6 +663,33 @@ async fn a_token_the_server_rejects_is_refreshed_once_against_the_standin() -> T
     let after = project.store.load()?.ok_or("no session")?;
     assert_ne!(after.refresh_token, before.refresh_token, "refreshed once");
     assert_eq!(project.documents_of_user().await?, "1");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_device_whose_clock_is_behind_recovers_from_pgrst303() -> TestResult {
+    if common::local_only("a_device_whose_clock_is_behind", "it starts the stand-in") {
+        return Ok(());
+    }
+    let project = Project::start(Duration::from_secs(2)).await?;
+    // The device believes its token is good for an hour (its clock is behind the server's).
+    {
+        let lock = project.store.lock()?;
+        let mut s = lock.load()?.ok_or("no session")?;
+        s.expires_at = now_s() + 3600;
+        lock.save(&s)?;
+    }
+    let before = project.store.load()?.ok_or("no session")?;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    // The server refuses the expired token (401 PGRST303); the call is retried once with a
+    // refreshed one and goes through.
+    let central = project.central()?;
+    let mut device = common::Device::new()?;
+    device.put("notes/late.md", "Otters groom their fur for hours.")?;
+    device.sync(&central).await?;
+    assert_eq!(project.documents_of_user().await?, "1");
+    let after = project.store.load()?.ok_or("no session")?;
+    assert_ne!(after.refresh_token, before.refresh_token);
     Ok(())
 }
 
