@@ -205,6 +205,18 @@ impl RestTransport {
             404 if code == "PGRST202" || code == "42883" => {
                 plain(Error::SchemaMissing { endpoint })
             }
+            // Too much for one call: the gateway's request-size limit, or the role's
+            // statement_timeout (PostgREST answers SQLSTATE 57014 with 500).
+            413 => plain(Error::TooLarge {
+                endpoint,
+                what: function.to_string(),
+                detail,
+            }),
+            _ if code == "57014" => plain(Error::TooLarge {
+                endpoint,
+                what: function.to_string(),
+                detail,
+            }),
             s => plain(Error::Server {
                 endpoint,
                 what: function.to_string(),

@@ -154,3 +154,63 @@ async fn push_calls_keep_within_the_byte_cap_and_a_larger_record_goes_alone() ->
     assert_eq!(a.engine.outbox_depth()?, 0);
     Ok(())
 }
+
+#[tokio::test]
+async fn over_rest_a_request_too_large_and_a_statement_timeout_set_the_record_aside() -> TestResult
+{
+    if common::local_only(
+        "over_rest_a_request_too_large_and_a_statement_timeout_set_the_record_aside",
+        "it sets the stand-in's body limit and the role's statement_timeout of its own database",
+    ) {
+        return Ok(());
+    }
+    let db = Db::new(true).await?;
+    let admin = db.admin().await?;
+    admin.batch_execute(TRIGGERS).await?;
+    // As Supabase sets it per role (8 s for `authenticated`), shorter here so the test is quick.
+    let name = db.url.rsplit('/').next().ok_or("a database name")?;
+    admin
+        .batch_execute(&format!(
+            "alter role authenticated in database {name} set statement_timeout = '1s'"
+        ))
+        .await?;
+    let mut config = db.standin_config();
+    config.max_body_bytes = 64 * 1024;
+    let shim = outpost_sync::shim::Shim::start_with(config).await?;
+    let u = user();
+    let central = common::rest(&shim.url, &u);
+
+    let mut a = Device::new()?;
+    for n in 0..4 {
+        a.put(&format!("notes/{n}.md"), &format!("Note {n}."))?;
+    }
+    // Some 60 chunks of 384 floats as JSON: more than the 64 kB the gateway takes in one body.
+    let long: String = (0..60).map(|p| format!("Paragraph {p}.\n\n")).collect();
+    a.put("notes/long.md", &long)?;
+    a.put(
+        "slow/huge.md",
+        "A document the server takes too long to store.",
+    )?;
+
+    let report =
+        outpost_sync::sync_once(&a.sync_engine()?, &central, &opts(&a), &mut |_| {}).await?;
+    assert_eq!((report.push_applied, report.parked), (4, 2), "{report:?}");
+    let reasons: Vec<String> = outpost_sync::status(&a.engine)?
+        .parked
+        .into_iter()
+        .map(|p| p.reason)
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .all(|r| r.contains("too large for the server")),
+        "{reasons:?}"
+    );
+    assert!(reasons.iter().any(|r| r.contains("413")), "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r.contains("statement timeout")),
+        "{reasons:?}"
+    );
+    assert_eq!(a.engine.outbox_depth()?, 2);
+    Ok(())
+}

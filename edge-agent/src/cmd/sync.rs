@@ -98,6 +98,7 @@ fn print_report(what: &str, report: &SyncReport, reembedded: usize, json: bool) 
 fn options(args: &CentralArgs, model: &dyn Embedder) -> SyncOptions {
     let mut o = SyncOptions::new(model.model_id(), model.dims());
     o.batch_size = args.batch_size.max(1);
+    o.batch_bytes = args.batch_bytes.max(1);
     o.pull_page = args.pull_page.max(1);
     o
 }
@@ -330,6 +331,15 @@ fn status(cli: &Cli, json: bool) -> Result<i32> {
     outln!("last pull     {}", when(s.last_pull_ms))?;
     if s.pending_reembed > 0 {
         outln!("to embed      {} pulled documents", s.pending_reembed)?;
+    }
+    for p in &s.parked {
+        outln!(
+            "set aside     {} {}: {} (tried again {}, or when edited)",
+            p.kind,
+            p.id,
+            p.reason,
+            when(Some(p.retry_after_ms))
+        )?;
     }
     Ok(0)
 }
