@@ -45,5 +45,5 @@ pub use model::{
 };
 pub use rag::context::{Citation, Context};
 pub use rag::conversation::{Conversation, Message};
-pub use replica::{ApplyReport, Change, OutboxEntry, PushBatch};
+pub use replica::{ApplyReport, Change, OutboxEntry, Parked, PushBatch};
 pub use search::{Filter, FilterOp, RrfParams, SearchHit, SearchMode, SearchRequest};

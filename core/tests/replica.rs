@@ -137,3 +137,58 @@ fn vectors_of_another_model_are_queued_for_local_embedding() -> TestResult {
     assert!(b.pending_reembed()?.is_empty());
     Ok(())
 }
+
+#[test]
+fn a_parked_change_is_skipped_kept_and_back_when_due_or_edited() -> TestResult {
+    let mut a = Store::open_in_memory()?;
+    let big = put(&mut a, "big.txt", "too large for the server")?;
+    let small = put(&mut a, "small.txt", "fine")?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as i64;
+    let batch = a.outbox_batch(10)?;
+    let entry = batch
+        .entries
+        .iter()
+        .find(|e| e.id == big)
+        .ok_or("big is queued")?;
+
+    // Set aside for an hour: later batches skip it, and nothing is lost.
+    a.park(entry, "statement timeout", now + 3_600_000)?;
+    let ids: Vec<String> = a
+        .outbox_batch(10)?
+        .entries
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(ids, vec![small.clone()]);
+    assert_eq!(a.outbox_depth()?, 2, "the parked row stays in the outbox");
+    let parked = a.parked()?;
+    assert_eq!(parked.len(), 1);
+    assert_eq!(
+        (parked[0].id.as_str(), parked[0].reason.as_str()),
+        (big.as_str(), "statement timeout")
+    );
+
+    // An edit queues a new change, which is pushed as usual; the old park no longer applies.
+    put(&mut a, "big.txt", "smaller now")?;
+    assert!(a.outbox_batch(10)?.entries.iter().any(|e| e.id == big));
+    assert!(a.parked()?.is_empty());
+
+    // A park whose time has come lets the row through again.
+    let entry = a
+        .outbox_batch(10)?
+        .entries
+        .into_iter()
+        .find(|e| e.id == big)
+        .ok_or("big is queued")?;
+    a.park(&entry, "request too large", now - 1)?;
+    assert!(a.outbox_batch(10)?.entries.iter().any(|e| e.id == big));
+
+    // Once acknowledged, row and park are gone.
+    let batch = a.outbox_batch(10)?;
+    a.acknowledge(&batch.entries)?;
+    assert_eq!(a.outbox_depth()?, 0);
+    assert!(a.parked()?.is_empty());
+    Ok(())
+}

@@ -83,6 +83,11 @@ pub enum Command {
     /// Write every document out, in the format `import jsonl` reads.
     #[command(subcommand)]
     Export(ExportCommand),
+    /// Sign in to the Supabase project (Supabase Auth) and keep the session in OUTPOST_HOME:
+    /// sync then acts as this user, refreshing the session as it expires.
+    Login(LoginArgs),
+    /// Sign out: end the session on the server (best effort) and delete it here.
+    Logout(LogoutArgs),
     /// Sync with the central Supabase store: push local changes, pull other devices' ones.
     Sync(SyncArgs),
     /// Push everything stored here to a (new, empty) central store.
@@ -138,8 +143,9 @@ pub enum ConfigCommand {
 #[derive(Debug, Args, Clone)]
 pub struct CentralArgs {
     /// Direct Postgres URL of the central store (trusted gateways, bulk loads); acts as the user
-    /// in OUTPOST_CENTRAL_USER or the `sub` of OUTPOST_SUPABASE_JWT. Without it, the Supabase
-    /// REST API from OUTPOST_SUPABASE_URL + OUTPOST_SUPABASE_ANON_KEY + OUTPOST_SUPABASE_JWT.
+    /// in OUTPOST_CENTRAL_USER, the `sub` of OUTPOST_SUPABASE_JWT or the signed-in user. Without
+    /// it, the Supabase REST API from OUTPOST_SUPABASE_URL + OUTPOST_SUPABASE_ANON_KEY, as the
+    /// user of OUTPOST_SUPABASE_JWT (a fixed token) or else of `outpost login`'s session.
     #[arg(long, env = "OUTPOST_CENTRAL_URL", hide_env_values = true)]
     pub central: Option<String>,
     /// Seconds to wait for any one call to the central store.
@@ -148,9 +154,57 @@ pub struct CentralArgs {
     /// Records per push call.
     #[arg(long, default_value_t = 100)]
     pub batch_size: usize,
+    /// Most bytes of records (as JSON) per push call; a larger record goes alone. A call the
+    /// server refuses as too large or too slow is split, and a record it refuses even alone is
+    /// set aside (`outpost sync status` lists it).
+    #[arg(long, default_value_t = outpost_sync::reconcile::DEFAULT_BATCH_BYTES)]
+    pub batch_bytes: usize,
     /// Records per pull call.
     #[arg(long, default_value_t = 1000)]
     pub pull_page: usize,
+}
+
+/// `outpost login`. The password is read from standard input with --password-stdin, else
+/// prompted for without echo on a terminal (or read from standard input when it is not one).
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The user's email (sign in with email and password).
+    #[arg(long, required_unless_present = "refresh_token_stdin")]
+    pub email: Option<String>,
+    /// Read the password from the first line of standard input.
+    #[arg(long, requires = "email", conflicts_with = "refresh_token_stdin")]
+    pub password_stdin: bool,
+    /// Adopt a session an app signed in: read its refresh token from standard input (it is
+    /// exchanged at once, so the app must not use it again).
+    #[arg(long, conflicts_with = "email")]
+    pub refresh_token_stdin: bool,
+    /// The Supabase project URL.
+    #[arg(long, env = "OUTPOST_SUPABASE_URL")]
+    pub url: Option<String>,
+    /// The project's anon or publishable (`sb_publishable_…`) key.
+    #[arg(long, env = "OUTPOST_SUPABASE_ANON_KEY", hide_env_values = true)]
+    pub anon_key: Option<String>,
+    /// Seconds to wait for Supabase Auth.
+    #[arg(long, default_value_t = 30)]
+    pub timeout: u64,
+    /// Print JSON (the user and the session's expiry; never the tokens).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `outpost logout`.
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// The project's anon or publishable key, to end the session on the server (without it,
+    /// the session is only deleted here).
+    #[arg(long, env = "OUTPOST_SUPABASE_ANON_KEY", hide_env_values = true)]
+    pub anon_key: Option<String>,
+    /// Seconds to wait for Supabase Auth.
+    #[arg(long, default_value_t = 10)]
+    pub timeout: u64,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `outpost backfill`, `bootstrap`, `verify`.
@@ -189,7 +243,8 @@ pub struct SyncArgs {
 /// `outpost sync status`.
 #[derive(Debug, Subcommand)]
 pub enum SyncCommand {
-    /// Outbox depth, lag, last push and pull (local only: no network).
+    /// Outbox depth, lag, last push and pull, and who is signed in until when (local only:
+    /// no network; never the tokens).
     Status {
         /// Print JSON.
         #[arg(long)]

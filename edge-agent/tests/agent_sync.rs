@@ -1,111 +1,41 @@
 //! The agent's background sync against the real PostgreSQL + pgvector that `scripts/test.sh`
-//! starts (`OUTPOST_TEST_PG_URL`), reached through a loopback proxy the test can switch off:
+//! starts (`OUTPOST_TEST_PG_URL`), reached through the fault proxy (`outpost_sync::faultproxy`), switched off and on:
 //! while the central store is down the agent reports it offline and keeps serving; when it
 //! returns, the agent is ready again and what was queued meanwhile is synced.
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use outpost_sync::faultproxy::{FaultProxy, Faults};
 use serde_json::json;
-use tokio::net::{TcpListener, TcpStream};
 
 use common::agent::{metric, Agent, Start};
+use common::central::Central;
 use common::{TestDb, TestResult};
 
-/// A loopback TCP proxy to the central Postgres that can be switched off: then it refuses new
-/// connections and cuts the open ones.
-struct Switch {
-    port: u16,
-    up: Arc<AtomicBool>,
-    open: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
-}
-
-impl Switch {
-    async fn start(target: String) -> std::io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let port = listener.local_addr()?.port();
-        let up = Arc::new(AtomicBool::new(false));
-        let open: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
-        let (up2, open2) = (up.clone(), open.clone());
-        tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                if !up2.load(Ordering::SeqCst) {
-                    continue; // dropped: the connection is refused
-                }
-                let target = target.clone();
-                let task = tokio::spawn(async move {
-                    if let Ok(mut server) = TcpStream::connect(&target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    }
-                });
-                if let Ok(mut open) = open2.lock() {
-                    open.push(task);
-                }
-            }
-        });
-        Ok(Self { port, up, open })
-    }
-
-    fn set(&self, up: bool) {
-        self.up.store(up, Ordering::SeqCst);
-        if !up {
-            if let Ok(mut open) = self.open.lock() {
-                for t in open.drain(..) {
-                    t.abort();
-                }
-            }
-        }
-    }
-}
-
-async fn admin(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
-    tokio::spawn(async move {
-        let _ = conn.await;
+/// Switches the proxy to the central Postgres on or off: off, it refuses new connections and
+/// drops the open ones.
+fn switch(proxy: &FaultProxy, up: bool) {
+    proxy.set(Faults {
+        refuse: !up,
+        ..Faults::default()
     });
-    Ok(client)
+    if !up {
+        proxy.sever();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_serves_while_the_central_store_is_down_and_syncs_when_it_returns() -> TestResult
 {
-    let server = std::env::var("OUTPOST_TEST_PG_URL").map_err(|_| {
-        "OUTPOST_TEST_PG_URL is not set: this test needs the real PostgreSQL + pgvector that scripts/test.sh starts (or: scripts/pg.sh start DIR)"
-    })?;
     // A central database of this test's own, migrated as Supabase would be.
-    let name = format!("agent_{}", uuid::Uuid::now_v7().simple());
-    admin(&server)
-        .await?
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await?;
-    let (base, _) = server.rsplit_once('/').ok_or("a URL with a database")?;
-    let db_url = format!("{base}/{name}");
-    let central = admin(&db_url).await?;
-    central
-        .batch_execute(include_str!(
-            "../../sync/tests/sql/supabase_auth_emulation.sql"
-        ))
-        .await?;
-    central
-        .batch_execute(include_str!(
-            "../../migrations/supabase/20261122000000_outpost_sync.sql"
-        ))
-        .await?;
-    let config: tokio_postgres::Config = db_url.parse()?;
-    let host = match config.get_hosts().first() {
-        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-        _ => "127.0.0.1".into(),
-    };
-    let target = format!(
-        "{host}:{}",
-        config.get_ports().first().copied().unwrap_or(5432)
-    );
-    let switch = Switch::start(target).await?;
+    let db_central = Central::new("agent").await?;
+    let central = common::central::connect(&db_central.url).await?;
+    let proxy = FaultProxy::start(db_central.addr).await?;
+    switch(&proxy, false);
     let user = uuid::Uuid::now_v7().to_string();
-    let via_switch = format!("postgres://postgres@127.0.0.1:{}/{name}", switch.port);
+    let via_switch = db_central.via(proxy.addr());
 
     let db = TestDb::new()?;
     let agent = Agent::start(Start {
@@ -151,7 +81,7 @@ async fn the_agent_serves_while_the_central_store_is_down_and_syncs_when_it_retu
     );
 
     // Back: ready and online again, the outbox drained, the document on the central store.
-    switch.set(true);
+    switch(&proxy, true);
     agent
         .until("the queued change to be synced", wait, || async {
             let (_, ready) = agent.get("/readyz").await?;
@@ -178,7 +108,7 @@ async fn the_agent_serves_while_the_central_store_is_down_and_syncs_when_it_retu
     );
 
     // Down again mid-flight: still serving.
-    switch.set(false);
+    switch(&proxy, false);
     let (status, _) = agent
         .post("/v1/search", &json!({ "query": "glaciers" }))
         .await?;

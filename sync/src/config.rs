@@ -2,11 +2,18 @@
 //!
 //! - Direct Postgres: `--central postgres://...` (or `OUTPOST_CENTRAL_URL`), acting as the user
 //!   whose id is `OUTPOST_CENTRAL_USER`, or the `sub` of `OUTPOST_SUPABASE_JWT`.
-//! - Supabase REST: `OUTPOST_SUPABASE_URL` + `OUTPOST_SUPABASE_ANON_KEY` + `OUTPOST_SUPABASE_JWT`.
+//! - Supabase REST: `OUTPOST_SUPABASE_URL` + `OUTPOST_SUPABASE_ANON_KEY` (a legacy anon key or
+//!   an `sb_publishable_…` key) + `OUTPOST_SUPABASE_JWT`, a fixed token that is never refreshed;
+//!   or, without `OUTPOST_SUPABASE_JWT`, the session `outpost login` stored
+//!   ([`crate::session`]), refreshed as it expires. A fixed JWT wins over a stored session.
 //!
 //! Secrets are never printed: [`CentralConfig::describe`] masks them.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::auth::AuthClient;
+use crate::session::{SessionStore, SessionTokens};
 
 use crate::central::Central;
 use crate::claims::is_uuid;
@@ -35,6 +42,17 @@ pub enum CentralConfig {
         anon_key: String,
         /// The user's JWT.
         jwt: String,
+    },
+    /// Supabase REST API as the user of the stored session, refreshed as it expires.
+    RestSession {
+        /// Project URL.
+        url: String,
+        /// The project's anon (publishable) key.
+        anon_key: String,
+        /// Where the session is stored.
+        store: SessionStore,
+        /// Who (for descriptions; the session file is authoritative).
+        user: String,
     },
 }
 
@@ -135,11 +153,24 @@ impl CentralConfig {
     /// # Errors
     /// [`Error::Config`] when nothing, or not enough, is configured.
     pub fn resolve(central: Option<&str>) -> Result<Self> {
+        Self::resolve_with_session(central, None)
+    }
+
+    /// As [`CentralConfig::resolve`], falling back on the session stored in `session` when no
+    /// JWT is set.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when nothing, or not enough, is configured; [`Error::Session`] for a
+    /// session file that cannot be read.
+    pub fn resolve_with_session(
+        central: Option<&str>,
+        session: Option<&SessionStore>,
+    ) -> Result<Self> {
         let flag = CentralSettings {
             central_url: central.map(str::to_string),
             ..Default::default()
         };
-        Self::from_settings(&CentralSettings::from_env().overlay(flag))
+        Self::from_settings_with_session(&CentralSettings::from_env().overlay(flag), session)
     }
 
     /// From settings: direct Postgres if `central_url` is set, else the REST API.
@@ -147,7 +178,26 @@ impl CentralConfig {
     /// # Errors
     /// [`Error::Config`] when nothing, or not enough, is configured.
     pub fn from_settings(s: &CentralSettings) -> Result<Self> {
+        Self::from_settings_with_session(s, None)
+    }
+
+    /// As [`CentralConfig::from_settings`]; without a JWT, the session stored in `session`
+    /// (if there is one) is the REST API's user, and direct Postgres acts as its user id.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when nothing, or not enough, is configured, or the session is for
+    /// another project; [`Error::Session`] for a session file that cannot be read.
+    pub fn from_settings_with_session(
+        s: &CentralSettings,
+        session: Option<&SessionStore>,
+    ) -> Result<Self> {
         let set = |v: &Option<String>| v.clone().filter(|v| !v.trim().is_empty());
+        let stored = match session {
+            Some(store) if set(&s.supabase_jwt).is_none() => {
+                store.load()?.map(|session| (store.clone(), session))
+            }
+            _ => None,
+        };
         if let Some(url) = set(&s.central_url) {
             if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
                 return Err(Error::Config(format!(
@@ -157,9 +207,10 @@ impl CentralConfig {
             }
             let user_id = set(&s.central_user)
                 .or_else(|| set(&s.supabase_jwt).and_then(|j| jwt_subject(&j)))
+                .or_else(|| stored.as_ref().map(|(_, session)| session.user_id.clone()))
                 .ok_or_else(|| {
                     Error::Config(
-                        "direct Postgres needs the user to act as: set OUTPOST_CENTRAL_USER (a user id) or OUTPOST_SUPABASE_JWT".into(),
+                        "direct Postgres needs the user to act as: set OUTPOST_CENTRAL_USER (a user id) or OUTPOST_SUPABASE_JWT, or run outpost login".into(),
                     )
                 })?;
             if !is_uuid(&user_id) {
@@ -169,16 +220,40 @@ impl CentralConfig {
             }
             return Ok(CentralConfig::Postgres { url, user_id });
         }
+        if let Some((store, session)) = stored {
+            let url = set(&s.supabase_url).unwrap_or_else(|| session.url.clone());
+            if url.trim_end_matches('/') != session.url.trim_end_matches('/') {
+                return Err(Error::Config(format!(
+                    "the stored session is for {} but OUTPOST_SUPABASE_URL is {url}; run outpost login again (or outpost logout)",
+                    session.url
+                )));
+            }
+            let anon_key = set(&s.supabase_anon_key).ok_or_else(|| {
+                Error::Config(
+                    "the Supabase REST API also needs OUTPOST_SUPABASE_ANON_KEY (the project's anon or publishable key)".into(),
+                )
+            })?;
+            let user = session.email.clone().unwrap_or(session.user_id.clone());
+            return Ok(CentralConfig::RestSession {
+                url,
+                anon_key,
+                store,
+                user,
+            });
+        }
         match (set(&s.supabase_url), set(&s.supabase_anon_key), set(&s.supabase_jwt)) {
             (Some(url), Some(anon_key), Some(jwt)) => Ok(CentralConfig::Rest { url, anon_key, jwt }),
             (None, None, None) => Err(Error::Config(
-                "no central store configured: pass --central postgres://... or set OUTPOST_SUPABASE_URL, OUTPOST_SUPABASE_ANON_KEY and OUTPOST_SUPABASE_JWT".into(),
+                "no central store configured: pass --central postgres://... or set OUTPOST_SUPABASE_URL and OUTPOST_SUPABASE_ANON_KEY and run outpost login (or set OUTPOST_SUPABASE_JWT)".into(),
             )),
             (url, key, jwt) => {
                 let missing: Vec<&str> = [
                     ("OUTPOST_SUPABASE_URL", url.is_none()),
                     ("OUTPOST_SUPABASE_ANON_KEY", key.is_none()),
-                    ("OUTPOST_SUPABASE_JWT", jwt.is_none()),
+                    (
+                        "OUTPOST_SUPABASE_JWT (or a session: outpost login)",
+                        jwt.is_none(),
+                    ),
                 ]
                 .into_iter()
                 .filter_map(|(k, m)| m.then_some(k))
@@ -197,27 +272,65 @@ impl CentralConfig {
             CentralConfig::Rest { url, .. } => {
                 format!("supabase REST {url} (anon key and JWT set)")
             }
+            CentralConfig::RestSession { url, user, .. } => {
+                format!("supabase REST {url} as {user} (signed in)")
+            }
         }
     }
 
-    /// Opens the transport (connections are made lazily, on the first call).
+    /// The session store behind this configuration, if it is a signed-in one.
+    pub fn session_store(&self) -> Option<&SessionStore> {
+        match self {
+            CentralConfig::RestSession { store, .. } => Some(store),
+            _ => None,
+        }
+    }
+
+    /// Opens the transport (connections are made lazily, on the first call; a session is read
+    /// now and refreshed on the first call if it must be).
     ///
     /// # Errors
-    /// [`Error::Config`].
+    /// [`Error::Config`]; [`Error::SignedOut`] when no session is stored or it has ended.
     pub fn open(&self, timeout: Duration) -> Result<Central> {
+        self.open_with_session(timeout).map(|(central, _)| central)
+    }
+
+    /// As [`CentralConfig::open`], also handing out the session the transport refreshes (for a
+    /// signed-in configuration), so that a long-running process can keep it fresh between
+    /// syncs through the same tokens.
+    ///
+    /// # Errors
+    /// As [`CentralConfig::open`].
+    pub fn open_with_session(
+        &self,
+        timeout: Duration,
+    ) -> Result<(Central, Option<Arc<SessionTokens>>)> {
         Ok(match self {
             #[cfg(feature = "postgres")]
-            CentralConfig::Postgres { url, user_id } => {
-                Central::new(PgTransport::new(url, user_id, timeout)?)
-            }
+            CentralConfig::Postgres { url, user_id } => (
+                Central::new(PgTransport::new(url, user_id, timeout)?),
+                None,
+            ),
             #[cfg(not(feature = "postgres"))]
             CentralConfig::Postgres { .. } => {
                 return Err(Error::Config(
                     "this build of Outpost has no direct Postgres transport (cargo feature `postgres`); use the Supabase REST API".into(),
                 ))
             }
-            CentralConfig::Rest { url, anon_key, jwt } => {
-                Central::new(RestTransport::new(url, anon_key, jwt, timeout)?)
+            CentralConfig::Rest { url, anon_key, jwt } => (
+                Central::new(RestTransport::new(url, anon_key, jwt, timeout)?),
+                None,
+            ),
+            CentralConfig::RestSession {
+                url,
+                anon_key,
+                store,
+                ..
+            } => {
+                let auth = AuthClient::new(url, anon_key, timeout)?;
+                let tokens = Arc::new(SessionTokens::open(store.clone(), auth)?);
+                let transport = RestTransport::with_tokens(url, anon_key, tokens.clone(), timeout)?;
+                (Central::new(transport), Some(tokens))
             }
         })
     }
@@ -234,5 +347,78 @@ mod tests {
             "postgres://app:***@db.example:5432/postgres"
         );
         assert_eq!(mask_url("postgres://app@db/x"), "postgres://app@db/x");
+    }
+
+    fn stored(dir: &std::path::Path) -> std::result::Result<SessionStore, Error> {
+        let store = SessionStore::new(dir);
+        store.lock()?.save(&crate::session::Session {
+            url: "https://p.supabase.co".into(),
+            user_id: "0190f0f0-0000-7000-8000-000000000001".into(),
+            email: Some("ada@example.com".into()),
+            access_token: "access".into(),
+            expires_at: 0,
+            expires_in: 3600,
+            refresh_token: "refresh".into(),
+            signed_out: None,
+        })?;
+        Ok(store)
+    }
+
+    #[test]
+    fn a_stored_session_is_used_when_no_jwt_is_set(
+    ) -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store = stored(dir.path())?;
+        let settings = CentralSettings {
+            supabase_url: Some("https://p.supabase.co".into()),
+            supabase_anon_key: Some("sb_publishable_x".into()),
+            ..Default::default()
+        };
+        let c = CentralConfig::from_settings_with_session(&settings, Some(&store))?;
+        assert!(matches!(c, CentralConfig::RestSession { .. }), "{c:?}");
+        assert_eq!(
+            c.describe(),
+            "supabase REST https://p.supabase.co as ada@example.com (signed in)"
+        );
+        assert!(!format!("{c:?}").contains("access") && !format!("{c:?}").contains("refresh"));
+        // The URL may come from the session alone.
+        let no_url = CentralSettings {
+            supabase_url: None,
+            ..settings.clone()
+        };
+        assert!(
+            CentralConfig::from_settings_with_session(&no_url, Some(&store))?
+                .session_store()
+                .is_some()
+        );
+        // A fixed JWT wins (backwards compatible), and no session store means none.
+        let with_jwt = CentralSettings {
+            supabase_jwt: Some("a.b.c".into()),
+            ..settings.clone()
+        };
+        let c = CentralConfig::from_settings_with_session(&with_jwt, Some(&store))?;
+        assert!(matches!(c, CentralConfig::Rest { .. }), "{c:?}");
+        assert!(CentralConfig::from_settings(&settings).is_err());
+        // A session of another project is refused, naming the way out.
+        let other = CentralSettings {
+            supabase_url: Some("https://q.supabase.co".into()),
+            ..settings.clone()
+        };
+        let e = CentralConfig::from_settings_with_session(&other, Some(&store))
+            .err()
+            .ok_or("accepted")?;
+        assert!(e.to_string().contains("outpost login"), "{e}");
+        // Direct Postgres acts as the session's user.
+        let pg = CentralSettings {
+            central_url: Some("postgres://h/db".into()),
+            ..Default::default()
+        };
+        match CentralConfig::from_settings_with_session(&pg, Some(&store))? {
+            CentralConfig::Postgres { user_id, .. } => {
+                assert_eq!(user_id, "0190f0f0-0000-7000-8000-000000000001")
+            }
+            c => return Err(format!("{c:?}").into()),
+        }
+        Ok(())
     }
 }

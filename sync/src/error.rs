@@ -29,7 +29,7 @@ pub enum Error {
         millis: u64,
     },
     /// The central store refused our credentials (HTTP 401/403, or a Postgres auth error).
-    #[error("{endpoint}: authentication failed ({detail}); check the JWT / API key or the database credentials")]
+    #[error("{endpoint}: authentication failed ({detail}); check the password, the JWT / API key or the database credentials")]
     Auth {
         /// Where.
         endpoint: String,
@@ -86,6 +86,40 @@ pub enum Error {
         /// Whether trying again may help (5xx, serialization failures, lost connections).
         transient: bool,
     },
+    /// The server refused one call as too large or too slow for it: HTTP 413, or a statement
+    /// cancelled by its `statement_timeout` (SQLSTATE 57014). The same work in smaller calls
+    /// may pass; the same call again will not.
+    #[error("{endpoint}: {what} was too large for the server: {detail}")]
+    TooLarge {
+        /// Where.
+        endpoint: String,
+        /// The call.
+        what: String,
+        /// What the server said.
+        detail: String,
+    },
+    /// The device's Supabase Auth session is gone for good (its refresh token was revoked,
+    /// reused or never existed, the session ended or the user was banned): only a new sign-in
+    /// helps. `code` is Supabase Auth's `error_code` (`refresh_token_not_found`,
+    /// `refresh_token_already_used`, `session_not_found`, `session_expired`, `user_banned`),
+    /// or `no_session` when no session is stored.
+    #[error("{endpoint}: signed out: run outpost login ({code}: {detail})")]
+    SignedOut {
+        /// Where (no secrets).
+        endpoint: String,
+        /// Supabase Auth's error code.
+        code: String,
+        /// What the server said.
+        detail: String,
+    },
+    /// The session file could not be read or written.
+    #[error("session file {path}: {detail}")]
+    Session {
+        /// The file.
+        path: String,
+        /// What failed.
+        detail: String,
+    },
     /// Configuration that cannot work.
     #[error("sync configuration: {0}")]
     Config(String),
@@ -94,7 +128,60 @@ pub enum Error {
     Local(#[from] outpost_core::Error),
 }
 
+/// What kind of failure an [`Error`] is, for callers that report or map it (the agent's
+/// `/v1/sync/status`, an exit status, an FFI error enum) without matching every variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The network or the server is unreachable or did not answer in time: retry later.
+    Offline,
+    /// The server refused the credentials (a key, a JWT, a password).
+    Auth,
+    /// The stored session is gone for good: sign in again (`outpost login`).
+    SignedOut,
+    /// The central schema is missing, outdated or of another dimension.
+    Schema,
+    /// The server refused or failed the call, or answered outside the protocol.
+    Server,
+    /// The configuration, or the session file, cannot work.
+    Config,
+    /// The local store failed.
+    Local,
+}
+
+impl ErrorKind {
+    /// A stable name (`offline`, `auth`, `signed_out`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Offline => "offline",
+            ErrorKind::Auth => "auth",
+            ErrorKind::SignedOut => "signed_out",
+            ErrorKind::Schema => "schema",
+            ErrorKind::Server => "server",
+            ErrorKind::Config => "config",
+            ErrorKind::Local => "local",
+        }
+    }
+}
+
 impl Error {
+    /// The kind of failure.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Offline { .. } | Error::Timeout { .. } => ErrorKind::Offline,
+            Error::Auth { .. } => ErrorKind::Auth,
+            Error::SignedOut { .. } => ErrorKind::SignedOut,
+            Error::SchemaMissing { .. }
+            | Error::SchemaOutdated { .. }
+            | Error::DimensionMismatch { .. } => ErrorKind::Schema,
+            Error::BadResponse { .. } | Error::Server { .. } | Error::TooLarge { .. } => {
+                ErrorKind::Server
+            }
+            Error::Session { .. } | Error::Config(_) => ErrorKind::Config,
+            Error::Local(_) => ErrorKind::Local,
+        }
+    }
+
     /// Whether a retry (after a backoff) may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {

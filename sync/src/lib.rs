@@ -6,11 +6,13 @@
 //! compares replicas. Both transports — the Supabase REST API ([`rest`]) and direct Postgres
 //! ([`pg`]), each a [`Transport`] — call the same SQL functions (`migrations/supabase/`,
 //! described in `docs/SYNC.md`), so row-level security and last-writer-wins are the server's,
-//! whichever way a device connects.
+//! whichever way a device connects. Over REST the user is the device's Supabase Auth session
+//! ([`session`], signed in and refreshed through [`auth`]) or a fixed JWT.
 
 // The modules in layers, top first; a module imports only from layers below its own:
-//   reconcile | config | central | pg, rest | transport | claims, backoff | error
-// `shim` (a test stand-in for PostgREST, over its own Postgres connection) imports none.
+//   reconcile | config | central | pg, rest | session | auth | transport | claims, backoff | error
+// `shim` (a test stand-in for Supabase's gateway, Auth and PostgREST, over its own Postgres
+// connection) and `faultproxy` (a test stand-in for a bad network) import none.
 pub mod reconcile;
 
 pub mod config;
@@ -20,6 +22,10 @@ pub mod central;
 #[cfg(feature = "postgres")]
 pub mod pg;
 pub mod rest;
+
+pub mod session;
+
+pub mod auth;
 
 pub mod transport;
 
@@ -31,12 +37,17 @@ pub mod error;
 #[cfg(feature = "shim")]
 pub mod shim;
 
+#[cfg(feature = "shim")]
+pub mod faultproxy;
+
+pub use auth::{AuthClient, AuthUser, TokenResponse};
 pub use backoff::Backoff;
 pub use central::{Central, CentralInfo, Outcome, PullPage, PushOutcome, SCHEMA_VERSION};
 pub use config::{CentralConfig, CentralSettings};
-pub use error::{Error, Result, MIGRATION};
+pub use error::{Error, ErrorKind, Result, MIGRATION};
 pub use reconcile::{
     check, pull, push, status, sync_once, verify, Step, SyncOptions, SyncReport, SyncStatus,
     VerifyReport,
 };
+pub use session::{Session, SessionInfo, SessionStore, SessionTokens, StaticToken, TokenProvider};
 pub use transport::{BoxFuture, Transport};

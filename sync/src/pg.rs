@@ -134,10 +134,12 @@ impl PgTransport {
             return Error::Auth { endpoint, detail };
         }
         if *code == SqlState::QUERY_CANCELED {
-            return Error::Timeout {
+            // The server's statement_timeout (set a little below the client's): the call was
+            // too much work for one statement, and smaller ones may pass.
+            return Error::TooLarge {
                 endpoint,
                 what: what.to_string(),
-                millis: self.timeout.as_millis() as u64,
+                detail,
             };
         }
         let class = &code.code()[..2];
@@ -212,7 +214,9 @@ impl PgTransport {
             Some(open) => guard.insert(open),
             None => guard.insert(self.connect().await?),
         };
-        let timeout_ms = self.timeout.as_millis();
+        // The server gives up first, so that a call too big for the time allowed is told apart
+        // from a server or network that stopped answering.
+        let timeout_ms = self.timeout.as_millis() * 9 / 10;
         let run = async {
             let tx = client.transaction().await?;
             tx.batch_execute(&format!(

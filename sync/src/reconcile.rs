@@ -10,17 +10,27 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use outpost_core::{hlc, Engine};
+use outpost_core::{hlc, Change, Engine, OutboxEntry};
 
 use crate::backoff::Backoff;
 use crate::central::{Central, CentralInfo, Outcome};
-use crate::error::Result;
+use crate::error::{Error, Result};
+
+/// The default cap on a push call's records, 2 MiB of JSON: about 450 chunks of 384-d vectors,
+/// well under a second of the server's work on the test Postgres, so that a small hosted project
+/// stays inside the `authenticated` role's 8-second `statement_timeout`.
+pub const DEFAULT_BATCH_BYTES: usize = 2 * 1024 * 1024;
 
 /// How to sync.
 #[derive(Debug, Clone)]
 pub struct SyncOptions {
     /// Outbox entities per push call.
     pub batch_size: usize,
+    /// Most bytes of records (as JSON) per push call; a record larger than this goes alone.
+    pub batch_bytes: usize,
+    /// How long a change the server refused on its own is set aside before it is tried again
+    /// (an edit of it is pushed at once).
+    pub park_for: Duration,
     /// Records per pull call.
     pub pull_page: usize,
     /// Retry policy for transient failures.
@@ -32,10 +42,13 @@ pub struct SyncOptions {
 }
 
 impl SyncOptions {
-    /// Defaults for `model` / `dims`: batches of 100, pull pages of 1,000.
+    /// Defaults for `model` / `dims`: batches of 100 records and at most
+    /// [`DEFAULT_BATCH_BYTES`], pull pages of 1,000, refused changes set aside for 15 minutes.
     pub fn new(model: impl Into<String>, dims: usize) -> Self {
         Self {
             batch_size: 100,
+            batch_bytes: DEFAULT_BATCH_BYTES,
+            park_for: Duration::from_secs(15 * 60),
             pull_page: 1000,
             backoff: Backoff::default(),
             model: model.into(),
@@ -74,6 +87,10 @@ pub struct SyncReport {
     pub push_duplicate: usize,
     /// Pushed records it had newer versions of.
     pub push_stale: usize,
+    /// Records the server refused even alone, set aside (see [`SyncStatus::parked`]).
+    pub parked: usize,
+    /// Push calls made (each within the batch's row and byte caps, or a part of a refused one).
+    pub push_calls: usize,
     /// Records pulled.
     pub pulled: usize,
     /// Chunk rows carried by them.
@@ -105,6 +122,9 @@ pub struct SyncStatus {
     pub last_pull_ms: Option<i64>,
     /// Pulled documents still waiting to be embedded here.
     pub pending_reembed: usize,
+    /// Changes the central store refused even alone, with its reason: they stay in the
+    /// outbox, do not hold up the rest, and are tried again when due or when edited.
+    pub parked: Vec<outpost_core::Parked>,
 }
 
 fn now_ms() -> i64 {
@@ -131,6 +151,7 @@ pub fn status(engine: &Engine) -> Result<SyncStatus> {
         last_push_ms: read("last_push_ms")?,
         last_pull_ms: read("last_pull_ms")?,
         pending_reembed: engine.pending_reembed_count()?,
+        parked: engine.parked()?,
     })
 }
 
@@ -154,23 +175,20 @@ pub async fn push(
         if batch.entries.is_empty() {
             break;
         }
-        if !batch.changes.is_empty() {
-            let outcomes = opts
-                .backoff
-                .retry("push", || central.push(&batch.changes))
-                .await?;
-            for o in &outcomes {
-                match o.outcome {
-                    Outcome::Applied => report.push_applied += 1,
-                    Outcome::Duplicate => report.push_duplicate += 1,
-                    Outcome::Stale => report.push_stale += 1,
-                }
+        let items = pair(batch);
+        // The longest prefix within the byte cap, and at least one record.
+        let mut bytes = 0;
+        let mut take = 0;
+        for (_, change) in &items {
+            let size = change.as_ref().map_or(0, wire_size);
+            if take > 0 && bytes + size > opts.batch_bytes {
+                break;
             }
-            report.pushed += batch.changes.len();
-            report.pushed_chunks += batch.changes.iter().map(|c| c.chunk_count()).sum::<usize>();
+            bytes += size;
+            take += 1;
         }
-        engine.acknowledge(&batch.entries)?;
-        done += batch.entries.len();
+        push_split(engine, central, opts, report, &items[..take]).await?;
+        done += take;
         progress(Step::Pushed {
             done: done.min(total.max(done)),
             total: total.max(done),
@@ -179,6 +197,93 @@ pub async fn push(
     engine.set_sync_state("last_push_ms", &now_ms().to_string())?;
     report.push_seconds += start.elapsed().as_secs_f64();
     Ok(())
+}
+
+/// Each outbox entry with its change record (`None` for an entity that no longer exists: its
+/// entry is only acknowledged).
+fn pair(batch: outpost_core::PushBatch) -> Vec<(OutboxEntry, Option<Change>)> {
+    let mut changes: std::collections::HashMap<(outpost_core::Kind, String), Change> = batch
+        .changes
+        .into_iter()
+        .map(|c| ((c.kind(), c.id().to_string()), c))
+        .collect();
+    batch
+        .entries
+        .into_iter()
+        .map(|e| {
+            let change = changes.remove(&(e.kind, e.id.clone()));
+            (e, change)
+        })
+        .collect()
+}
+
+/// The size of a record as a push sends it.
+fn wire_size(change: &Change) -> usize {
+    serde_json::to_vec(change).map_or(0, |v| v.len())
+}
+
+/// Pushes `items`, splitting a part the server refuses as too large or malformed into halves
+/// until the one record it cannot take is alone; that record is set aside
+/// ([`Engine::park`]) with the server's reason, and the rest goes on.
+async fn push_split(
+    engine: &Engine,
+    central: &Central,
+    opts: &SyncOptions,
+    report: &mut SyncReport,
+    items: &[(OutboxEntry, Option<Change>)],
+) -> Result<()> {
+    // Parts still to push, the next one last, so that records go in outbox order.
+    let mut parts = vec![items];
+    while let Some(part) = parts.pop() {
+        let entries: Vec<OutboxEntry> = part.iter().map(|(e, _)| e.clone()).collect();
+        let changes: Vec<Change> = part.iter().filter_map(|(_, c)| c.clone()).collect();
+        if changes.is_empty() {
+            engine.acknowledge(&entries)?;
+            continue;
+        }
+        report.push_calls += 1;
+        match opts.backoff.retry("push", || central.push(&changes)).await {
+            Ok(outcomes) => {
+                for o in &outcomes {
+                    match o.outcome {
+                        Outcome::Applied => report.push_applied += 1,
+                        Outcome::Duplicate => report.push_duplicate += 1,
+                        Outcome::Stale => report.push_stale += 1,
+                    }
+                }
+                report.pushed += changes.len();
+                report.pushed_chunks += changes.iter().map(Change::chunk_count).sum::<usize>();
+                engine.acknowledge(&entries)?;
+            }
+            Err(e) if refused_as_sent(&e) => {
+                if let [(entry, _)] = part {
+                    let until = now_ms() + opts.park_for.as_millis() as i64;
+                    tracing::warn!(kind = entry.kind.as_str(), id = %entry.id, error = %e, "set aside: the server refuses this change even alone");
+                    engine.park(entry, &e.to_string(), until)?;
+                    report.parked += 1;
+                } else {
+                    let (first, second) = part.split_at(part.len() / 2);
+                    parts.push(second);
+                    parts.push(first);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Whether the server refused this call for what it carried (too large, too slow, or a record
+/// it rejects), so that smaller calls may pass; not the network, the credentials or the schema.
+fn refused_as_sent(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::TooLarge { .. }
+            | Error::Server {
+                transient: false,
+                ..
+            }
+    )
 }
 
 /// The key of the pull cursor for `central` (endpoint and user) in the local sync state.

@@ -1,19 +1,29 @@
 //! Supabase REST transport ([`Transport`]): `POST {url}/rest/v1/rpc/<fn>` through PostgREST,
-//! for phones and untrusted devices. Sends the project's anon key as `apikey` and the user's JWT
-//! as the bearer token; the server applies row-level security for that user.
+//! for phones and untrusted devices. Sends the project's key (a legacy anon JWT or an
+//! `sb_publishable_…` key) as `apikey` — never as the bearer — and the user's access token as the
+//! bearer; the server applies row-level security for that user.
+//!
+//! The access token comes from a [`TokenProvider`] before each call: a fixed JWT, or the device's
+//! session, refreshed ahead of expiry. A call the server answers with 401 `PGRST301` (invalid
+//! JWT) or `PGRST303` (JWT expired) is retried once after a refresh.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::HeaderValue;
 use serde_json::Value;
 
-use crate::claims::jwt_subject;
 use crate::error::{Error, Result};
+use crate::session::{StaticToken, TokenProvider};
 use crate::transport::{BoxFuture, Transport};
+
+/// PostgREST's codes for a JWT it cannot accept (invalid, expired): worth one refresh.
+const REJECTED_JWT_CODES: &[&str] = &["PGRST301", "PGRST303"];
 
 /// A Supabase project reached over HTTPS.
 pub struct RestTransport {
     client: postgrest::Postgrest,
+    tokens: Arc<dyn TokenProvider>,
     endpoint: String,
     user_id: String,
     timeout: Duration,
@@ -29,31 +39,50 @@ impl std::fmt::Debug for RestTransport {
 }
 
 impl RestTransport {
-    /// A transport for the project at `url` (`https://<ref>.supabase.co`).
+    /// A transport for the project at `url` (`https://<ref>.supabase.co`) with a fixed JWT,
+    /// never refreshed.
     ///
     /// # Errors
     /// [`Error::Config`] for a URL that is not http(s), or a key or JWT that cannot be a header.
     pub fn new(url: &str, anon_key: &str, jwt: &str, timeout: Duration) -> Result<Self> {
+        if jwt.is_empty() || HeaderValue::from_str(jwt).is_err() {
+            return Err(Error::Config(
+                "the Supabase JWT is empty or has characters a header cannot carry".into(),
+            ));
+        }
+        Self::with_tokens(url, anon_key, Arc::new(StaticToken::new(jwt)), timeout)
+    }
+
+    /// A transport for the project at `url` whose bearer tokens come from `tokens` (the
+    /// device's session).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a URL that is not http(s), or a key that cannot be a header.
+    pub fn with_tokens(
+        url: &str,
+        anon_key: &str,
+        tokens: Arc<dyn TokenProvider>,
+        timeout: Duration,
+    ) -> Result<Self> {
         let url = url.trim_end_matches('/');
         if !(url.starts_with("https://") || url.starts_with("http://")) {
             return Err(Error::Config(format!(
                 "the Supabase URL '{url}' must start with https:// (or http:// on loopback)"
             )));
         }
-        for (name, value) in [("anon key", anon_key), ("JWT", jwt)] {
-            if value.is_empty() || HeaderValue::from_str(value).is_err() {
-                return Err(Error::Config(format!(
-                    "the Supabase {name} is empty or has characters a header cannot carry"
-                )));
-            }
+        if anon_key.is_empty() || HeaderValue::from_str(anon_key).is_err() {
+            return Err(Error::Config(
+                "the Supabase anon key is empty or has characters a header cannot carry".into(),
+            ));
         }
-        let client = postgrest::Postgrest::new(format!("{url}/rest/v1"))
-            .insert_header("apikey", anon_key)
-            .insert_header("Authorization", format!("Bearer {jwt}"));
+        // Only the key here: the bearer is the user's token, set per call.
+        let client =
+            postgrest::Postgrest::new(format!("{url}/rest/v1")).insert_header("apikey", anon_key);
         Ok(Self {
             client,
+            user_id: tokens.user_id().to_string(),
+            tokens,
             endpoint: url.to_string(),
-            user_id: jwt_subject(jwt).unwrap_or_default(),
             timeout,
         })
     }
@@ -63,7 +92,7 @@ impl RestTransport {
         &self.endpoint
     }
 
-    /// The `sub` of the JWT (empty if it cannot be read; the server still decides).
+    /// The user of the tokens (empty if it cannot be read; the server still decides).
     pub fn user_id(&self) -> &str {
         &self.user_id
     }
@@ -84,32 +113,69 @@ impl RestTransport {
         }
     }
 
-    /// Calls an RPC function with named arguments and returns its JSON result.
+    /// Calls an RPC function with named arguments and returns its JSON result. The token is
+    /// refreshed first when it is about to expire, and once more if the server rejects it.
     ///
     /// # Errors
-    /// [`Error::Offline`], [`Error::Timeout`], [`Error::Auth`] (401/403), [`Error::SchemaMissing`]
-    /// (PostgREST's "function not found"), [`Error::Server`] (other 4xx; 5xx and 429 are
-    /// transient), [`Error::BadResponse`] (a body that is not JSON).
+    /// [`Error::Offline`], [`Error::Timeout`], [`Error::Auth`] (401/403), [`Error::SignedOut`]
+    /// (the session is gone), [`Error::SchemaMissing`] (PostgREST's "function not found"),
+    /// [`Error::Server`] (other 4xx; 5xx and 429 are transient), [`Error::BadResponse`] (a body
+    /// that is not JSON).
     pub async fn call(&self, function: &str, args: Value) -> Result<Value> {
+        let body = args.to_string();
+        let token = self.tokens.access_token().await?;
+        match self.call_once(function, &body, &token).await {
+            Err((e, true)) => match self.tokens.refresh_rejected(&token).await? {
+                Some(fresh) => {
+                    tracing::debug!(
+                        function,
+                        "the server rejected the token; retrying once with a fresh one"
+                    );
+                    self.call_once(function, &body, &fresh)
+                        .await
+                        .map_err(|(e, _)| e)
+                }
+                None => Err(e),
+            },
+            other => other.map_err(|(e, _)| e),
+        }
+    }
+
+    /// One call with `token`; an error says whether the server rejected the token itself.
+    async fn call_once(
+        &self,
+        function: &str,
+        body: &str,
+        token: &str,
+    ) -> std::result::Result<Value, (Error, bool)> {
         let endpoint = self.endpoint.clone();
+        let plain = |e: Error| (e, false);
+        if HeaderValue::from_str(token).is_err() {
+            return Err(plain(Error::Config(
+                "the access token has characters a header cannot carry".into(),
+            )));
+        }
         let response = self
             .client
-            .rpc(function, args.to_string())
+            .rpc(function, body.to_string())
             .build()
+            .bearer_auth(token)
             .timeout(self.timeout)
             .send()
             .await
-            .map_err(|e| self.transport_error(function, e, ""))?;
+            .map_err(|e| plain(self.transport_error(function, e, "")))?;
         let status = response.status();
         let body = response
             .text()
             .await
-            .map_err(|e| self.transport_error(function, e, "reading the answer: "))?;
+            .map_err(|e| plain(self.transport_error(function, e, "reading the answer: ")))?;
         if status.is_success() {
-            return serde_json::from_str(&body).map_err(|e| Error::BadResponse {
-                endpoint,
-                what: function.to_string(),
-                detail: format!("{e} (HTTP {status}, {} bytes)", body.len()),
+            return serde_json::from_str(&body).map_err(|e| {
+                plain(Error::BadResponse {
+                    endpoint,
+                    what: function.to_string(),
+                    detail: format!("{e} (HTTP {status}, {} bytes)", body.len()),
+                })
             });
         }
         // PostgREST errors are {"code", "message", "details", "hint"}.
@@ -133,16 +199,31 @@ impl RestTransport {
                 .trim_end()
                 .to_string()
         };
-        match status.as_u16() {
-            401 | 403 => Err(Error::Auth { endpoint, detail }),
-            404 if code == "PGRST202" || code == "42883" => Err(Error::SchemaMissing { endpoint }),
-            s => Err(Error::Server {
+        let rejected = status.as_u16() == 401 && REJECTED_JWT_CODES.contains(&code.as_str());
+        Err(match status.as_u16() {
+            401 | 403 => (Error::Auth { endpoint, detail }, rejected),
+            404 if code == "PGRST202" || code == "42883" => {
+                plain(Error::SchemaMissing { endpoint })
+            }
+            // Too much for one call: the gateway's request-size limit, or the role's
+            // statement_timeout (PostgREST answers SQLSTATE 57014 with 500).
+            413 => plain(Error::TooLarge {
+                endpoint,
+                what: function.to_string(),
+                detail,
+            }),
+            _ if code == "57014" => plain(Error::TooLarge {
+                endpoint,
+                what: function.to_string(),
+                detail,
+            }),
+            s => plain(Error::Server {
                 endpoint,
                 what: function.to_string(),
                 detail,
                 transient: s == 408 || s == 429 || s >= 500,
             }),
-        }
+        })
     }
 }
 

@@ -1,19 +1,18 @@
 //! Sync on bad days: no network, connections cut in the middle of a push, servers that answer
 //! nonsense or nothing at all, refused credentials, and random interleavings of edits, clock
-//! skew and cut pushes on two devices. Every fault is played on 127.0.0.1: a closed port, a
-//! loopback TCP proxy in front of the test Postgres that cuts connections, and tiny raw HTTP
-//! servers.
+//! skew and cut pushes on two devices. Every fault is played on 127.0.0.1: a closed port, the
+//! fault proxy (`outpost_sync::faultproxy`) in front of the test Postgres cutting connections,
+//! and tiny raw HTTP servers.
 
 mod common;
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{local_only, user, Db, Device, RestApi, TestResult};
 use outpost_core::Engine;
+use outpost_sync::faultproxy::{Cut, FaultProxy, Faults};
 use outpost_sync::{Backoff, Central, Error, SyncOptions};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -74,147 +73,79 @@ fn via(url: &str, addr: SocketAddr) -> Result<String, Box<dyn std::error::Error>
     Ok(url.replacen(&target.to_string(), &addr.to_string(), 1))
 }
 
-/// How the proxy breaks one connection.
-#[derive(Debug, Clone, Copy)]
-enum Cut {
-    /// Forward this many bytes from the client, then drop both sides (a request cut short).
-    AfterBytes(usize),
-    /// Forward up to and including the client's n-th `COMMIT`, then drop both sides: the server
-    /// commits, and the client never hears about it (an answer lost on the way back).
-    AfterCommits(usize),
-}
-
-/// A loopback TCP proxy that breaks the next connections as planned and forwards the rest.
-struct Proxy {
-    addr: SocketAddr,
-    plan: Arc<Mutex<VecDeque<Cut>>>,
-    connections: Arc<AtomicUsize>,
-    cuts: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Proxy {
-    async fn start(target: SocketAddr) -> std::io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let plan = Arc::new(Mutex::new(VecDeque::new()));
-        let connections = Arc::new(AtomicUsize::new(0));
-        let cuts = Arc::new(AtomicUsize::new(0));
-        let task = tokio::spawn({
-            let (plan, connections, cuts) = (plan.clone(), connections.clone(), cuts.clone());
-            async move {
-                while let Ok((client, _)) = listener.accept().await {
-                    connections.fetch_add(1, Ordering::SeqCst);
-                    let cut = plan.lock().expect("plan").pop_front();
-                    let cuts = cuts.clone();
-                    tokio::spawn(async move {
-                        if let Ok(server) = TcpStream::connect(target).await {
-                            let _ = forward(client, server, cut, &cuts).await;
-                        }
-                    });
-                }
-            }
-        });
-        Ok(Self {
-            addr,
-            plan,
-            connections,
-            cuts,
-            task,
-        })
-    }
-
-    /// Breaks the next connections, one cut each, in order.
-    fn cut_next(&self, cuts: impl IntoIterator<Item = Cut>) {
-        self.plan.lock().expect("plan").extend(cuts);
-    }
-
-    fn connections(&self) -> usize {
-        self.connections.load(Ordering::SeqCst)
-    }
-
-    /// Connections actually cut so far.
-    fn cuts(&self) -> usize {
-        self.cuts.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// The simple-query message tokio-postgres sends to commit.
-const COMMIT: &[u8] = b"Q\0\0\0\x0bCOMMIT\0";
-
-/// Forwards one connection, cutting it as planned (and counting it in `cuts` if it was).
-async fn forward(
-    mut client: TcpStream,
-    mut server: TcpStream,
-    cut: Option<Cut>,
-    cuts: &AtomicUsize,
-) -> std::io::Result<()> {
-    let Some(cut) = cut else {
-        tokio::io::copy_bidirectional(&mut client, &mut server).await?;
+#[tokio::test]
+async fn a_slow_link_that_stalls_and_cuts_answers_mid_way_still_converges() -> TestResult {
+    if local_only(
+        "a_slow_link_that_stalls_and_cuts_answers_mid_way_still_converges",
+        "its fault proxy sits on a plaintext loopback connection",
+    ) {
         return Ok(());
-    };
-    let (mut from_client, to_client) = client.into_split();
-    let (mut from_server, mut to_server) = server.into_split();
-    let upstream = async {
-        let (mut sent, mut commits) = (0usize, 0usize);
-        let mut seen: Vec<u8> = Vec::new();
-        let mut buf = vec![0u8; 16 * 1024];
-        loop {
-            let n = from_client.read(&mut buf).await?;
-            if n == 0 {
-                return Ok::<_, std::io::Error>(false);
-            }
-            // How much of this read goes through before the cut, if the cut is in it.
-            let keep = match cut {
-                Cut::AfterBytes(limit) => (limit - sent < n).then_some(limit - sent),
-                Cut::AfterCommits(k) => {
-                    let start = seen.len();
-                    seen.extend_from_slice(&buf[..n]);
-                    let mut found = None;
-                    let mut at = start.saturating_sub(COMMIT.len() - 1);
-                    while let Some(i) = seen[at..].windows(COMMIT.len()).position(|w| w == COMMIT) {
-                        commits += 1;
-                        at += i + COMMIT.len();
-                        if commits == k {
-                            found = Some(at - start);
-                            break;
-                        }
-                    }
-                    found
-                }
-            };
-            let keep_n = keep.unwrap_or(n);
-            to_server.write_all(&buf[..keep_n]).await?;
-            sent += keep_n;
-            if keep.is_some() || matches!(cut, Cut::AfterBytes(l) if sent >= l) {
-                return Ok(true);
-            }
-        }
-    };
-    let downstream = async {
-        let mut to_client = to_client;
-        tokio::io::copy(&mut from_server, &mut to_client).await
-    };
-    let was_cut = tokio::select! {
-        cut = upstream => cut.unwrap_or(false),
-        _ = downstream => false,
-    };
-    if was_cut {
-        cuts.fetch_add(1, Ordering::SeqCst);
-        // The client sees its connection die. The server gets what was sent and then the end
-        // of the stream (not a reset), and its answers go nowhere.
-        drop(from_client);
-        to_server.shutdown().await?;
-        let mut nowhere = tokio::io::sink();
-        let drain = tokio::io::copy(&mut from_server, &mut nowhere);
-        let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
     }
+    let _turn = SERVER.lock().await;
+    let db = Db::new(true).await?;
+    let u = user();
+    let proxy = FaultProxy::start(pg_addr(&db.url)?).await?;
+    let central = |timeout| -> Result<Central, Error> {
+        Ok(Central::new(outpost_sync::pg::PgTransport::new(
+            &via(&db.url, proxy.addr()).map_err(|e| Error::Config(e.to_string()))?,
+            &u,
+            timeout,
+        )?))
+    };
+    // A phone on a poor link: 50 ms each way, 256 kB/s.
+    proxy.set(Faults {
+        latency: Duration::from_millis(50),
+        bytes_per_sec: Some(256 * 1024),
+        ..Faults::default()
+    });
+    let mut a = Device::new()?;
+    for n in 0..12 {
+        a.put(
+            &format!("notes/{n}.md"),
+            &format!("Note {n}.\n\nOn a slow link."),
+        )?;
+    }
+    let mut opts = quick(a.options(), 20_000);
+    opts.batch_size = 4;
+    let slow = central(Duration::from_secs(10))?;
+    let report = sync_with(&mut a, &slow, &opts).await?;
+    assert_eq!(report.push_applied, 12, "{report:?}");
+
+    // The link stalls: the call times out, nothing local changes, and once the link is back
+    // the next sync goes through.
+    a.put("notes/stalled.md", "Written while the link stalled.")?;
+    let before = snapshot(&a.engine)?;
+    proxy.set(Faults {
+        stalled: true,
+        ..proxy.faults()
+    });
+    let mut once = opts.clone();
+    once.backoff = Backoff::none();
+    let err = sync_with(&mut a, &central(Duration::from_millis(800))?, &once)
+        .await
+        .expect_err("stalled");
+    assert!(err.is_retryable(), "{err}");
+    assert_eq!(snapshot(&a.engine)?, before);
+    proxy.set(Faults {
+        stalled: false,
+        ..proxy.faults()
+    });
+
+    // Another device bootstraps, the answer of its first connection cut mid-way (the server's
+    // greeting and first answers arrive, then the stream ends), and converges on the retry.
+    let mut b = Device::new()?;
+    proxy.cut_next([Cut::ResponseAfterBytes(600)]);
+    common::settle(&db).await?;
+    let b_central = central(Duration::from_secs(10))?;
+    let b_report = sync_with(&mut b, &b_central, &opts).await?;
+    assert!(proxy.cuts() >= 1, "the answer was never cut");
+    assert!(b_report.pulled >= 12, "{b_report:?}");
+    sync_with(&mut a, &slow, &opts).await?;
+    common::settle(&db).await?;
+    sync_with(&mut b, &b_central, &opts).await?;
+    assert!(a.verify(&slow).await?.equal);
+    assert!(b.verify(&b_central).await?.equal);
+    assert_eq!(a.engine.checksums()?, b.engine.checksums()?);
     Ok(())
 }
 
@@ -427,9 +358,9 @@ async fn a_push_cut_mid_batch_is_resumed_without_duplicates() -> TestResult {
     let _turn = SERVER.lock().await;
     let db = Db::new(true).await?;
     let u = user();
-    let proxy = Proxy::start(pg_addr(&db.url)?).await?;
+    let proxy = FaultProxy::start(pg_addr(&db.url)?).await?;
     let through_proxy = Central::new(outpost_sync::pg::PgTransport::new(
-        &via(&db.url, proxy.addr)?,
+        &via(&db.url, proxy.addr())?,
         &u,
         Duration::from_secs(5),
     )?);
@@ -449,7 +380,7 @@ async fn a_push_cut_mid_batch_is_resumed_without_duplicates() -> TestResult {
     // quarter of the records' JSON each (and a little protocol besides), so the cut falls in
     // the third, whatever size the vectors print at.
     let payload = serde_json::to_string(&a.engine.outbox_batch(8)?.changes)?.len();
-    proxy.cut_next([Cut::AfterBytes(payload * 5 / 8)]);
+    proxy.cut_next([Cut::RequestAfterBytes(payload * 5 / 8)]);
     let mut once = opts.clone();
     once.backoff = Backoff::none();
     let err = sync_with(&mut a, &through_proxy, &once)
@@ -472,7 +403,7 @@ async fn a_push_cut_mid_batch_is_resumed_without_duplicates() -> TestResult {
     // pull lost.
     let mut b = Device::new()?;
     let b_central = Central::new(outpost_sync::pg::PgTransport::new(
-        &via(&db.url, proxy.addr)?,
+        &via(&db.url, proxy.addr())?,
         &u,
         Duration::from_secs(5),
     )?);
@@ -697,8 +628,8 @@ async fn refused_credentials_are_reported_once_and_not_retried() -> TestResult {
     ) {
         return Ok(());
     }
-    let proxy = Proxy::start(pg_addr(&db.url)?).await?;
-    let url = via(&db.url, proxy.addr)?.replacen("postgres@", "nobody@", 1);
+    let proxy = FaultProxy::start(pg_addr(&db.url)?).await?;
+    let url = via(&db.url, proxy.addr())?.replacen("postgres@", "nobody@", 1);
     let central = Central::new(outpost_sync::pg::PgTransport::new(
         &url,
         &user(),
@@ -747,7 +678,7 @@ fn text(rng: &mut StdRng) -> String {
 struct World {
     db: Db,
     api: RestApi,
-    proxy: Option<Proxy>,
+    proxy: Option<FaultProxy>,
 }
 
 /// One random run: two devices, ~30 operations, then a final round of syncs.
@@ -757,7 +688,7 @@ async fn random_run(world: &World, seed: u64, log: &mut Vec<String>) -> TestResu
     let pg = world.db.pg(&u);
     let rest = world.api.central(&u);
     let cutter = match &world.proxy {
-        Some(proxy) => Some((proxy, via(&world.db.url, proxy.addr)?)),
+        Some(proxy) => Some((proxy, via(&world.db.url, proxy.addr())?)),
         None => None,
     };
     let mut devices = [Device::new()?, Device::new()?];
@@ -835,7 +766,7 @@ async fn random_run(world: &World, seed: u64, log: &mut Vec<String>) -> TestResu
                     2 => {
                         let (proxy, proxy_url) = cutter.as_ref().expect("a proxy to cut with");
                         let cut = if rng.random_bool(0.5) {
-                            Cut::AfterBytes(rng.random_range(100..20_000))
+                            Cut::RequestAfterBytes(rng.random_range(100..20_000))
                         } else {
                             Cut::AfterCommits(rng.random_range(1..=3))
                         };
@@ -879,7 +810,7 @@ async fn random_run(world: &World, seed: u64, log: &mut Vec<String>) -> TestResu
     }
     // Leave no cut planned for the next run.
     if let Some(proxy) = &world.proxy {
-        proxy.plan.lock().expect("plan").clear();
+        proxy.clear_cuts();
     }
 
     let [a, b] = &mut devices;
@@ -909,7 +840,7 @@ async fn random_interleavings_of_edits_skew_and_cuts_converge() -> TestResult {
     let _turn = SERVER.lock().await;
     let db = Db::new(true).await?;
     let proxy = match common::target() {
-        common::Target::Local { .. } => Some(Proxy::start(pg_addr(&db.url)?).await?),
+        common::Target::Local { .. } => Some(FaultProxy::start(pg_addr(&db.url)?).await?),
         common::Target::Supabase(_) => None,
     };
     let world = World {

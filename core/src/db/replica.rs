@@ -155,12 +155,22 @@ pub(crate) fn outbox_oldest(conn: &Connection) -> Result<Option<i64>> {
     Ok(conn.query_row("SELECT min(hlc) FROM sync_outbox", [], |r| r.get(0))?)
 }
 
-/// The first `max` outbox rows by position. `path` names the database in the
+/// The first `max` outbox rows by position that are not parked at `now_ms` (a park holds until
+/// its `retry_after`, and only the row it was made for). `path` names the database in the
 /// [`Error::Corrupt`] of a row whose kind is unknown; rows after it are not read.
-pub(crate) fn outbox_rows(conn: &Connection, max: usize, path: &Path) -> Result<Vec<OutboxRow>> {
-    let mut stmt =
-        conn.prepare("SELECT seq, kind, entity_id, hlc FROM sync_outbox ORDER BY seq LIMIT ?1")?;
-    let rows = stmt.query_map([max as i64], |r| {
+pub(crate) fn outbox_rows(
+    conn: &Connection,
+    max: usize,
+    now_ms: i64,
+    path: &Path,
+) -> Result<Vec<OutboxRow>> {
+    let mut stmt = conn.prepare(
+        "SELECT o.seq, o.kind, o.entity_id, o.hlc FROM sync_outbox o
+         WHERE NOT EXISTS (SELECT 1 FROM sync_parked p
+                           WHERE p.seq = o.seq AND p.hlc = o.hlc AND p.retry_after > ?2)
+         ORDER BY o.seq LIMIT ?1",
+    )?;
+    let rows = stmt.query_map(params![max as i64, now_ms], |r| {
         Ok((
             r.get::<_, i64>(0)?,
             r.get::<_, String>(1)?,
@@ -192,10 +202,64 @@ pub(crate) fn delete_outbox_rows(
 ) -> Result<usize> {
     let mut removed = 0;
     let mut stmt = conn.prepare("DELETE FROM sync_outbox WHERE seq = ?1 AND hlc = ?2")?;
+    let mut unpark = conn.prepare("DELETE FROM sync_parked WHERE seq = ?1")?;
     for (seq, hlc) in rows {
         removed += stmt.execute(params![seq, hlc])?;
+        unpark.execute([seq])?;
     }
     Ok(removed)
+}
+
+/// Sets an outbox row aside until `retry_after` (Unix ms) with the server's `reason`, and
+/// forgets the parks of rows that are gone (pushed, or replaced by a newer edit).
+pub(crate) fn park_outbox_row(
+    conn: &Connection,
+    seq: i64,
+    hlc: i64,
+    reason: &str,
+    now_ms: i64,
+    retry_after: i64,
+) -> Result<()> {
+    conn.execute(
+        "INSERT OR REPLACE INTO sync_parked (seq, hlc, reason, parked_at, retry_after)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![seq, hlc, reason, now_ms, retry_after],
+    )?;
+    conn.execute(
+        "DELETE FROM sync_parked WHERE NOT EXISTS
+         (SELECT 1 FROM sync_outbox o WHERE o.seq = sync_parked.seq AND o.hlc = sync_parked.hlc)",
+        [],
+    )?;
+    Ok(())
+}
+
+/// A parked outbox row, as `outpost sync status` lists it.
+#[derive(Debug, Clone)]
+pub(crate) struct ParkedRow {
+    pub kind: String,
+    pub entity_id: String,
+    pub reason: String,
+    pub parked_at: i64,
+    pub retry_after: i64,
+}
+
+/// The parked outbox rows that still stand for their entity's queued change, oldest first.
+pub(crate) fn parked_rows(conn: &Connection) -> Result<Vec<ParkedRow>> {
+    let mut stmt = conn.prepare(
+        "SELECT o.kind, o.entity_id, p.reason, p.parked_at, p.retry_after
+         FROM sync_parked p JOIN sync_outbox o ON o.seq = p.seq AND o.hlc = p.hlc
+         ORDER BY p.parked_at, p.seq",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(ParkedRow {
+            kind: r.get(0)?,
+            entity_id: r.get(1)?,
+            reason: r.get(2)?,
+            parked_at: r.get(3)?,
+            retry_after: r.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Drops the queued outbox row of an entity, if any.

@@ -27,7 +27,7 @@ use crate::ingest::{
 use crate::model::{Collection, DocumentDetail, DocumentSummary, Kind, Stats};
 use crate::rag::context::{Builder, Context};
 use crate::rag::conversation::{Conversation, Message};
-use crate::replica::{ApplyReport, Change, OutboxEntry, PushBatch};
+use crate::replica::{ApplyReport, Change, OutboxEntry, Parked, PushBatch};
 use crate::search::{Filter, RrfParams, SearchHit, SearchMode, SearchRequest};
 
 mod admin;
@@ -796,6 +796,23 @@ impl Engine {
     /// Store failures.
     pub fn acknowledge(&self, entries: &[OutboxEntry]) -> Result<usize> {
         self.write(|store| store.acknowledge(entries))
+    }
+
+    /// Sets an outbox entry aside until `retry_after_ms` (Unix ms) with the server's reason:
+    /// the central store refused it even on its own, and it must not block the rest.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub fn park(&self, entry: &OutboxEntry, reason: &str, retry_after_ms: i64) -> Result<()> {
+        self.write(|store| store.park(entry, reason, retry_after_ms))
+    }
+
+    /// The outbox entries set aside, oldest first.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub fn parked(&self) -> Result<Vec<Parked>> {
+        self.read(|store| store.parked())
     }
 
     /// Queues every live entity for push (a first sync, or a central store started over).

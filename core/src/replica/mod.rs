@@ -185,6 +185,21 @@ pub struct OutboxEntry {
     pub hlc: i64,
 }
 
+/// An outbox entry set aside because the central store refused it on its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Parked {
+    /// Entity kind (`document`, `conversation`, `message`).
+    pub kind: String,
+    /// Entity id.
+    pub id: String,
+    /// What the server said.
+    pub reason: String,
+    /// When it was set aside, Unix ms.
+    pub parked_at_ms: i64,
+    /// When it is tried again (sooner if the entity changes), Unix ms.
+    pub retry_after_ms: i64,
+}
+
 /// The oldest outbox rows with the records to push for them.
 #[derive(Debug, Clone, Default)]
 pub struct PushBatch {
@@ -269,6 +284,44 @@ impl Store {
         Ok(sql::reembed_count(self.connection())? as usize)
     }
 
+    /// Sets `entry` aside until `retry_after_ms` (Unix ms) because the central store refused it
+    /// on its own, with the server's `reason`: later batches skip it, its outbox row stays, and
+    /// a newer edit of the entity (a new row) is pushed as usual.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn park(&mut self, entry: &OutboxEntry, reason: &str, retry_after_ms: i64) -> Result<()> {
+        let tx = sql::begin(self)?;
+        sql::park_outbox_row(
+            &tx,
+            entry.seq,
+            entry.hlc,
+            reason,
+            crate::db::now_ms(),
+            retry_after_ms,
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The outbox entries set aside (see [`Store::park`]) whose change is still the one
+    /// queued, oldest first.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn parked(&self) -> Result<Vec<Parked>> {
+        Ok(sql::parked_rows(self.connection())?
+            .into_iter()
+            .map(|r| Parked {
+                kind: r.kind,
+                id: r.entity_id,
+                reason: r.reason,
+                parked_at_ms: r.parked_at,
+                retry_after_ms: r.retry_after,
+            })
+            .collect())
+    }
+
     /// The oldest `max` outbox rows and their change records, read in one snapshot.
     ///
     /// # Errors
@@ -276,7 +329,7 @@ impl Store {
     pub fn outbox_batch(&mut self, max: usize) -> Result<PushBatch> {
         let path = self.path().to_path_buf();
         let tx = sql::begin(self)?;
-        let entries: Vec<OutboxEntry> = sql::outbox_rows(&tx, max, &path)?
+        let entries: Vec<OutboxEntry> = sql::outbox_rows(&tx, max, crate::db::now_ms(), &path)?
             .into_iter()
             .map(|r| OutboxEntry {
                 seq: r.seq,

@@ -277,8 +277,12 @@ impl Config {
                 .with_context(|| format!("watch.ignore pattern '{pattern}'"))?;
         }
         if !self.sync.central.is_empty() {
-            outpost_sync::CentralConfig::from_settings(&self.sync.central)
-                .context("sync.central")?;
+            let session = outpost_sync::SessionStore::new(outpost_models::outpost_home());
+            outpost_sync::CentralConfig::from_settings_with_session(
+                &self.sync.central,
+                Some(&session),
+            )
+            .context("sync.central")?;
         }
         Ok(())
     }

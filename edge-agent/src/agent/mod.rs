@@ -149,8 +149,13 @@ async fn serve(
     let sync = if config.sync.central.is_empty() {
         SyncHandle::off()
     } else {
-        let central = outpost_sync::CentralConfig::from_settings(&config.sync.central)
-            .context("sync.central")?;
+        // Without a JWT, the session `outpost login` stored in the Outpost home.
+        let session = outpost_sync::SessionStore::new(outpost_models::outpost_home());
+        let central = outpost_sync::CentralConfig::from_settings_with_session(
+            &config.sync.central,
+            Some(&session),
+        )
+        .context("sync.central")?;
         let setup = syncer::SyncSetup {
             central,
             engine: engines.engine().clone(),

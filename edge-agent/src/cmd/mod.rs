@@ -73,6 +73,8 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         Command::Eval(EvalCommand::Beir(args)) => eval::beir(args, open::load_bert(cli)?),
         Command::Import(cmd) => transfer::import(cli, cmd),
         Command::Export(cmd) => transfer::export(cli, cmd),
+        Command::Login(args) => sync::login(args),
+        Command::Logout(args) => sync::logout(args),
         Command::Sync(args) => sync::sync(cli, args),
         Command::Backfill(job) => sync::backfill(cli, job),
         Command::Bootstrap(job) => sync::bootstrap(cli, job),

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 
 pub mod agent;
+pub mod central;
 
 use serde_json::Value;
 

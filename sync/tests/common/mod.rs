@@ -415,3 +415,23 @@ pub async fn settle(db: &Db) -> TestResult {
     }
     Ok(())
 }
+
+/// The stand-in's side of this database (local target): its configuration and its users.
+impl Db {
+    /// The configuration of a stand-in (`outpost_sync::shim`) for this database, with the
+    /// local target's anon key and JWT secret and Supabase's defaults otherwise; a test changes
+    /// what it needs and starts it with `Shim::start_with`.
+    pub fn standin_config(&self) -> outpost_sync::shim::ShimConfig {
+        outpost_sync::shim::ShimConfig::new(&self.url, LOCAL_ANON_KEY, LOCAL_JWT_SECRET)
+    }
+
+    /// A confirmed user of the emulated Supabase Auth (`auth.users`) with `email` and
+    /// `password`, as the admin API makes one; returns its id.
+    pub async fn create_user(
+        &self,
+        email: &str,
+        password: &str,
+    ) -> Result<String, Box<dyn std::error::Error>> {
+        Ok(outpost_sync::shim::create_user(&self.url, email, password).await?)
+    }
+}
