@@ -364,6 +364,15 @@ impl Central {
         Ok(info)
     }
 
+    /// The bytes `change` takes in a push call, in the form this server is sent (JSON numbers
+    /// or base64 vectors): what the push's byte cap counts.
+    pub async fn push_size(&self, change: &Change) -> usize {
+        encode_changes(std::slice::from_ref(change), self.vector_format().await)
+            .ok()
+            .and_then(|v| serde_json::to_vec(&v).ok())
+            .map_or(0, |v| v.len())
+    }
+
     /// `outpost_push(changes)`: one outcome per record, in order.
     ///
     /// # Errors

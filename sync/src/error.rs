@@ -3,8 +3,9 @@
 /// Result alias of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// The name of the central migration this build needs.
-pub const MIGRATION: &str = "20261122000000_outpost_sync";
+/// The newest central migration this build knows (it still speaks to a server that has only
+/// the first, with vectors as JSON).
+pub const MIGRATION: &str = "20261205000000_outpost_vectors_base64";
 
 /// Sync failures. [`Error::is_retryable`] tells the transient ones (network, timeouts,
 /// overloaded server) from those that retrying cannot fix (authentication, schema, bad data).
@@ -37,13 +38,13 @@ pub enum Error {
         detail: String,
     },
     /// The central schema is not installed.
-    #[error("{endpoint}: the central schema is missing; apply migrations/supabase/{MIGRATION}.sql (supabase db push, or psql -f)")]
+    #[error("{endpoint}: the central schema is missing; apply every file of migrations/supabase in order, up to {MIGRATION}.sql (supabase db push, or psql -f)")]
     SchemaMissing {
         /// Where.
         endpoint: String,
     },
     /// The central schema is older than this build needs.
-    #[error("{endpoint}: central schema version {found} is older than this build needs ({needed}); apply migrations/supabase/{MIGRATION}.sql")]
+    #[error("{endpoint}: central schema version {found} is older than this build needs ({needed}); apply migrations/supabase in order, up to {MIGRATION}.sql")]
     SchemaOutdated {
         /// Where.
         endpoint: String,

@@ -180,7 +180,10 @@ pub async fn push(
         let mut bytes = 0;
         let mut take = 0;
         for (_, change) in &items {
-            let size = change.as_ref().map_or(0, wire_size);
+            let size = match change {
+                Some(c) => central.push_size(c).await,
+                None => 0,
+            };
             if take > 0 && bytes + size > opts.batch_bytes {
                 break;
             }
@@ -215,11 +218,6 @@ fn pair(batch: outpost_core::PushBatch) -> Vec<(OutboxEntry, Option<Change>)> {
             (e, change)
         })
         .collect()
-}
-
-/// The size of a record as a push sends it.
-fn wire_size(change: &Change) -> usize {
-    serde_json::to_vec(change).map_or(0, |v| v.len())
 }
 
 /// Pushes `items`, splitting a part the server refuses as too large or malformed into halves
