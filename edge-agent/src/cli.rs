@@ -535,6 +535,11 @@ pub struct BenchSyncArgs {
     /// Transports: pg, rest (through the loopback test shim, not a real PostgREST), or both.
     #[arg(long, default_value = "both", value_parser = ["pg", "rest", "both"])]
     pub transport: String,
+    /// Round-trip times to measure at, in ms, comma-separated: above 0, the device reaches the
+    /// central store (or the REST stand-in) through the loopback fault proxy with half of it
+    /// added each way.
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    pub rtt_ms: Vec<u64>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

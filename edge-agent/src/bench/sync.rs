@@ -16,6 +16,7 @@ use serde_json::{json, Map, Value};
 
 use outpost_core::{Engine, NewChunk, NewDocument};
 use outpost_sync::central::VectorFormat;
+use outpost_sync::faultproxy::{FaultProxy, Faults};
 use outpost_sync::{Backoff, Central, SyncOptions, SyncReport};
 
 use super::synth::{synthetic_model, Synth};
@@ -32,6 +33,7 @@ const ANON: &str = "outpost-bench-anon-key";
 #[derive(Debug, Serialize)]
 struct Row {
     transport: String,
+    rtt_ms: u64,
     vectors: VectorFormat,
     batch: usize,
     chunks: usize,
@@ -169,6 +171,35 @@ async fn truncate(url: &str) -> Result<()> {
     Ok(())
 }
 
+/// A fault proxy adding `rtt_ms` / 2 each way in front of `host:port` (none for 0), and the
+/// address to reach it at instead.
+async fn link(host_port: &str, rtt_ms: u64) -> Result<(Option<FaultProxy>, String)> {
+    if rtt_ms == 0 {
+        return Ok((None, host_port.to_string()));
+    }
+    let target = tokio::net::lookup_host(host_port)
+        .await?
+        .next()
+        .context("the central store's host has no address")?;
+    let proxy = FaultProxy::start(target).await?;
+    proxy.set(Faults {
+        latency: Duration::from_micros(rtt_ms * 500),
+        ..Faults::default()
+    });
+    let addr = proxy.addr().to_string();
+    Ok((Some(proxy), addr))
+}
+
+/// The `host:port` of a URL (`scheme://[user@]host:port/...`).
+fn host_port(url: &str) -> Result<String> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    let hp = rest.split(['/', '?']).next().unwrap_or(rest);
+    anyhow::ensure!(hp.contains(':'), "{url} names no port");
+    Ok(hp.to_string())
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn one(
     transport: &str,
     vectors: VectorFormat,
@@ -177,16 +208,25 @@ async fn one(
     chunks: usize,
     batch: usize,
     seed: u64,
+    rtt_ms: u64,
 ) -> Result<Run> {
     let user = uuid::Uuid::now_v7().to_string();
+    let direct = if transport == "pg" {
+        central_url
+    } else {
+        shim_url
+    };
+    let hp = host_port(direct)?;
+    let (_proxy, via) = link(&hp, rtt_ms).await?;
+    let url = direct.replacen(&hp, &via, 1);
     let central = match transport {
         "pg" => Central::Postgres(outpost_sync::pg::PgTransport::new(
-            central_url,
+            &url,
             &user,
             Duration::from_secs(300),
         )?),
         _ => Central::Rest(outpost_sync::rest::RestTransport::new(
-            shim_url,
+            &url,
             ANON,
             &outpost_sync::shim::sign_jwt(&user, SECRET)?,
             Duration::from_secs(300),
@@ -253,6 +293,7 @@ pub fn run(args: &BenchSyncArgs) -> Result<i32> {
             t => vec![t],
         };
         let mut rows = Vec::new();
+        for &rtt_ms in &args.rtt_ms {
         for (i, t) in transports.iter().enumerate() {
             for (j, &batch) in args.batch.iter().enumerate() {
               for &vectors in &formats {
@@ -264,6 +305,7 @@ pub fn run(args: &BenchSyncArgs) -> Result<i32> {
                     args.chunks,
                     batch.max(1),
                     (i * 100 + j) as u64,
+                    rtt_ms,
                 )
                 .await?;
                 let (push, pull) = (&run.push, &run.pull);
@@ -271,6 +313,7 @@ pub fn run(args: &BenchSyncArgs) -> Result<i32> {
                 let pull_rate = args.chunks as f64 / pull.pull_seconds;
                 let row = Row {
                     transport: t.to_string(),
+                    rtt_ms,
                     vectors,
                     batch,
                     chunks: args.chunks,
@@ -285,8 +328,8 @@ pub fn run(args: &BenchSyncArgs) -> Result<i32> {
                 };
                 if !args.json {
                     eprintln!(
-                        "{:<5} {:<6} batch {:>4}: push {:>8.0} rows/s ({:.2} s, {:.2}× COPY, {:.0} B/chunk)  pull+apply {:>8.0} rows/s ({:.2} s, {:.2}× COPY, {:.0} B/chunk)",
-                        row.transport, row.vectors.as_str(), row.batch, row.push_rows_per_s, row.push_seconds,
+                        "{:<5} {:>3} ms {:<6} batch {:>4}: push {:>8.0} rows/s ({:.2} s, {:.2}× COPY, {:.0} B/chunk)  pull+apply {:>8.0} rows/s ({:.2} s, {:.2}× COPY, {:.0} B/chunk)",
+                        row.transport, row.rtt_ms, row.vectors.as_str(), row.batch, row.push_rows_per_s, row.push_seconds,
                         row.push_vs_copy, row.push_bytes_per_chunk, row.pull_rows_per_s, row.pull_seconds,
                         row.pull_vs_copy, row.pull_bytes_per_chunk
                     );
@@ -294,6 +337,7 @@ pub fn run(args: &BenchSyncArgs) -> Result<i32> {
                 rows.push(row);
               }
             }
+        }
         }
         if args.json {
             print_json(&json!({
