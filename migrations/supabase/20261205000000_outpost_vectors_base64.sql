@@ -408,17 +408,22 @@ end
 $$;
 
 -- ---------------------------------------------------------------------------------------------
--- outpost_pull: as version 1, with `vector_format` ('json', the default, or 'base64'). The new
--- argument makes it a new function: the three-argument one goes, so that a call by name
--- resolves to exactly one function (PostgREST refuses overloads it cannot tell apart).
+-- outpost_pull: as version 1, with `vector_format` ('json', the default, or 'base64') and
+-- `max_bytes`: a page stops before the record that would take it past that many bytes of
+-- records (as jsonb text), and always holds at least one, so that a page of large documents
+-- stays small enough for a phone and for the statement timeout (null: rows only, as before).
+-- The new arguments make it a new function: the three-argument one goes, so that a call by
+-- name resolves to exactly one function (PostgREST refuses overloads it cannot tell apart).
 
 drop function if exists public.outpost_pull(text, integer, text);
+drop function if exists public.outpost_pull(text, integer, text, text);
 
 create or replace function public.outpost_pull(
     cursor text default null,
     max_rows integer default 1000,
     exclude_device text default null,
-    vector_format text default 'json')
+    vector_format text default 'json',
+    max_bytes integer default null)
 returns jsonb
 language plpgsql
 stable
@@ -437,6 +442,7 @@ declare
     v_last    text;
     v_changes jsonb;
     v_b64     boolean;
+    v_bytes   bigint;
 begin
     if v_owner is null then
         raise exception 'outpost_pull: no authenticated user (auth.uid() is null); call it with a user''s JWT'
@@ -457,6 +463,7 @@ begin
     end if;
     v_b64 := coalesce(vector_format = 'base64', false);
     v_lim := least(greatest(coalesce(max_rows, 1000), 1), 10000);
+    v_bytes := case when max_bytes is null then null else greatest(max_bytes, 1) end;
     -- Transactions below the oldest one still running have all finished: a row stamped with one
     -- of them can no longer appear behind the cursor.
     v_xmin := pg_snapshot_xmin(pg_current_snapshot());
@@ -484,12 +491,13 @@ begin
         select kind, id, change_xid, change_seq, device,
                row_number() over (order by change_xid, change_seq) as rn
           from (select * from candidates order by change_xid, change_seq limit v_lim + 1) as s
-    )
-    select count(*) > v_lim,
-           (array_agg(change_xid::text || ':' || change_seq::text order by rn desc)
-                filter (where rn <= v_lim))[1],
-           coalesce(jsonb_agg(
-               case kind
+    ),
+    -- Each record of the page (null for a row of the excluded device, which the cursor still
+    -- passes), with the bytes of the page up to and including it.
+    recs as (
+        select rn, change_xid, change_seq,
+               case when exclude_device is not null and device = exclude_device then null
+               else case kind
                when 'document' then (
                    select jsonb_build_object(
                        'kind', 'document', 'id', d.id, 'hlc', d.hlc, 'device', d.device,
@@ -535,12 +543,21 @@ begin
                                else jsonb_build_object('embedding', m.embedding::text::jsonb) end
                      from public.outpost_messages m
                     where m.owner = v_owner and m.id = page.id)
-               end
-               order by rn)
-               filter (where rn <= v_lim and (exclude_device is null or device <> exclude_device)),
-               '[]'::jsonb)
-      into v_more, v_last, v_changes
-      from page;
+               end end as rec
+          from page
+         where rn <= v_lim
+    ),
+    sized as (
+        select *, sum(octet_length(rec::text)) over (order by rn) as upto from recs
+    ),
+    -- A prefix: sizes only grow, and the first row is always kept.
+    kept as (
+        select * from sized where v_bytes is null or rn = 1 or coalesce(upto, 0) <= v_bytes
+    )
+    select (select count(*) from page) > (select count(*) from kept),
+           (select change_xid::text || ':' || change_seq::text from kept order by rn desc limit 1),
+           coalesce((select jsonb_agg(rec order by rn) from kept where rec is not null), '[]'::jsonb)
+      into v_more, v_last, v_changes;
 
     return jsonb_build_object(
         'changes', v_changes,
@@ -555,13 +572,13 @@ $$;
 revoke all on function public.outpost_f32_decode(bytea) from public, anon, authenticated, service_role;
 revoke all on function public.outpost_info() from public, anon, authenticated, service_role;
 revoke all on function public.outpost_push(jsonb) from public, anon, authenticated, service_role;
-revoke all on function public.outpost_pull(text, integer, text, text)
+revoke all on function public.outpost_pull(text, integer, text, text, integer)
     from public, anon, authenticated, service_role;
 
 grant execute on function public.outpost_f32_decode(bytea) to authenticated, service_role;
 grant execute on function public.outpost_info() to anon, authenticated, service_role;
 grant execute on function public.outpost_push(jsonb) to authenticated, service_role;
-grant execute on function public.outpost_pull(text, integer, text, text) to authenticated, service_role;
+grant execute on function public.outpost_pull(text, integer, text, text, integer) to authenticated, service_role;
 
 -- Leave the session as it was.
 reset search_path;

@@ -268,6 +268,12 @@ impl Central {
         }
     }
 
+    /// Whether `outpost_info()` said the server speaks schema version 2 (base64 vectors,
+    /// byte-capped pull pages); [`Central::vector_format`] asks it first.
+    fn learnt_v2(&self) -> bool {
+        VectorFormat::from_code(self.learnt.load(Ordering::Relaxed)) == Some(VectorFormat::Base64)
+    }
+
     /// Direct Postgres (trusted gateways, bulk loads). Same as [`Central::new`]; the name is
     /// kept from when `Central` was an enum of the two transports, for the callers that still
     /// construct it this way.
@@ -407,7 +413,9 @@ impl Central {
         Ok(outcomes)
     }
 
-    /// `outpost_pull(cursor, max_rows, exclude_device)`.
+    /// `outpost_pull(cursor, max_rows, exclude_device[, vector_format, max_bytes])`: a page of at
+    /// most `max_rows` records and, from schema version 2, at most `max_bytes` of them (always
+    /// at least one record).
     ///
     /// # Errors
     /// Transport errors; [`Error::BadResponse`] for a page that does not parse (a record that
@@ -416,12 +424,16 @@ impl Central {
         &self,
         cursor: &str,
         max_rows: usize,
+        max_bytes: Option<usize>,
         exclude_device: &str,
     ) -> Result<PullPage> {
         let mut args = serde_json::json!({ "cursor": cursor, "max_rows": max_rows, "exclude_device": exclude_device });
         // Only when it is not the default, which is all a server before version 2 knows.
         if self.vector_format().await == VectorFormat::Base64 {
             args["vector_format"] = Value::from(VectorFormat::Base64.as_str());
+        }
+        if let Some(max) = max_bytes.filter(|_| self.learnt_v2()) {
+            args["max_bytes"] = Value::from(max.min(i32::MAX as usize));
         }
         let v = self.call("outpost_pull", args).await?;
         #[derive(Deserialize)]
@@ -622,7 +634,7 @@ mod tests {
         );
 
         let page = serde_json::json!({ "changes": [], "next_cursor": "nocolon", "more": false });
-        let e = Central::new(Canned(page)).pull("0:0", 10, "dev").await;
+        let e = Central::new(Canned(page)).pull("0:0", 10, None, "dev").await;
         assert_eq!(
             bad_response(e.expect_err("a cursor without ':'")),
             "outpost_pull"
@@ -883,7 +895,7 @@ mod tests {
             }
             // Learnt before the first push, once.
             central.push(std::slice::from_ref(&doc)).await?;
-            let pulled = central.pull("", 10, "dev").await?;
+            let pulled = central.pull("", 10, None, "dev").await?;
             assert_eq!(
                 pulled.changes.iter().map(bits).collect::<Vec<_>>(),
                 vec![bits(&doc)]

@@ -21,6 +21,10 @@ use crate::error::{Error, Result};
 /// stays inside the `authenticated` role's 8-second `statement_timeout`.
 pub const DEFAULT_BATCH_BYTES: usize = 2 * 1024 * 1024;
 
+/// The default cap on a pull page, 4 MiB of records: a page a phone parses and applies in one
+/// transaction without holding much memory.
+pub const DEFAULT_PULL_BYTES: usize = 4 * 1024 * 1024;
+
 /// How to sync.
 #[derive(Debug, Clone)]
 pub struct SyncOptions {
@@ -33,6 +37,9 @@ pub struct SyncOptions {
     pub park_for: Duration,
     /// Records per pull call.
     pub pull_page: usize,
+    /// Most bytes of records per pull page (a server before schema version 2 caps by rows
+    /// only); a larger record comes alone.
+    pub pull_bytes: usize,
     /// Retry policy for transient failures.
     pub backoff: Backoff,
     /// The local model id (pulled vectors of other models are re-embedded).
@@ -50,6 +57,7 @@ impl SyncOptions {
             batch_bytes: DEFAULT_BATCH_BYTES,
             park_for: Duration::from_secs(15 * 60),
             pull_page: 1000,
+            pull_bytes: DEFAULT_PULL_BYTES,
             backoff: Backoff::default(),
             model: model.into(),
             dims,
@@ -309,7 +317,12 @@ pub async fn pull(
         let page = opts
             .backoff
             .retry("pull", || {
-                central.pull(&cursor, opts.pull_page.max(1), device)
+                central.pull(
+                    &cursor,
+                    opts.pull_page.max(1),
+                    Some(opts.pull_bytes),
+                    device,
+                )
             })
             .await?;
         let applied = engine.apply_pulled(

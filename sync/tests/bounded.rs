@@ -219,3 +219,44 @@ async fn over_rest_a_request_too_large_and_a_statement_timeout_set_the_record_as
     assert_eq!(a.engine.outbox_depth()?, 2);
     Ok(())
 }
+
+#[tokio::test]
+async fn pull_pages_keep_within_the_byte_cap_and_a_larger_record_comes_alone() -> TestResult {
+    let db = Db::new(true).await?;
+    let u = user();
+    let central = db.pg(&u);
+    let mut a = Device::new()?;
+    for n in 0..6 {
+        a.put(&format!("notes/{n}.md"), &format!("Note {n}."))?;
+    }
+    let long: String = (0..40).map(|p| format!("Paragraph {p}.\n\n")).collect();
+    a.put("notes/long.md", &long)?;
+    outpost_sync::sync_once(&a.sync_engine()?, &central, &opts(&a), &mut |_| {}).await?;
+    common::settle(&db).await?;
+
+    // A whole page by rows alone, then pages of at most 6 kB: the long document (some 40
+    // vectors) exceeds that and comes alone; the small ones share pages.
+    central.check(&a.options().model, a.options().dims).await?;
+    let all = central.pull("", 100, None, "").await?;
+    assert_eq!((all.changes.len(), all.more), (7, false));
+    let (mut cursor, mut pages) = (String::new(), Vec::new());
+    loop {
+        let page = central.pull(&cursor, 100, Some(6_000), "").await?;
+        pages.push(page.changes.len());
+        cursor = page.next_cursor;
+        if !page.more {
+            break;
+        }
+    }
+    assert_eq!(pages.iter().sum::<usize>(), 7, "{pages:?}");
+    assert!(pages.len() >= 3 && pages.contains(&1), "{pages:?}");
+
+    // A device pulling with the cap gets everything, exactly once.
+    let b = Device::new()?;
+    let mut o = opts(&b);
+    o.pull_bytes = 6_000;
+    let report = outpost_sync::sync_once(&b.sync_engine()?, &central, &o, &mut |_| {}).await?;
+    assert_eq!(report.pulled, 7, "{report:?}");
+    assert!(b.verify(&central).await?.equal);
+    Ok(())
+}

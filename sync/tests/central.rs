@@ -286,7 +286,7 @@ async fn a_replayed_push_is_all_duplicates_and_moves_nothing() -> TestResult {
         let checksums = central.checksums().await?;
         let someone_else = user();
         common::settle(&db).await?;
-        let page = central.pull("", 1000, &someone_else).await?;
+        let page = central.pull("", 1000, None, &someone_else).await?;
         assert_eq!(page.changes.len(), 4);
 
         // The same records again, as after an answer lost on the way back.
@@ -297,7 +297,9 @@ async fn a_replayed_push_is_all_duplicates_and_moves_nothing() -> TestResult {
             "{again:?}"
         );
         assert_eq!(central.checksums().await?, checksums);
-        let after = central.pull(&page.next_cursor, 1000, &someone_else).await?;
+        let after = central
+            .pull(&page.next_cursor, 1000, None, &someone_else)
+            .await?;
         assert!(after.changes.is_empty(), "a replay bumped change positions");
         assert_eq!(after.next_cursor, page.next_cursor);
     }
@@ -330,7 +332,11 @@ async fn one_users_rows_are_invisible_and_untouchable_for_another() -> TestResul
         let mut bob = Device::new()?;
         let report = bob.sync(&central).await?;
         assert_eq!(report.pulled, 0);
-        assert!(central.pull("", 1000, &user()).await?.changes.is_empty());
+        assert!(central
+            .pull("", 1000, None, &user())
+            .await?
+            .changes
+            .is_empty());
         assert!(bob.verify(&central).await?.equal);
     }
 

@@ -123,7 +123,7 @@ async fn pulled_vectors(
     let mut cursor = String::new();
     loop {
         // Another device: nothing is held back as our own.
-        let page = central.pull(&cursor, 1000, &user()).await?;
+        let page = central.pull(&cursor, 1000, None, &user()).await?;
         for change in &page.changes {
             match change {
                 Change::Document(d) => {
