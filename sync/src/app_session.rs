@@ -266,8 +266,10 @@ mod tests {
 
     const USER: &str = "0190f0f0-0000-7000-8000-000000000001";
 
-    /// An unsigned JWT for `sub`, issued now and living `ttl` seconds (`iat` shifted by `age`).
+    /// An unsigned JWT for `sub`, issued `age` seconds ago and living `ttl` seconds; each one
+    /// different (`jti`).
     fn jwt(sub: &str, ttl: i64, age: i64) -> String {
+        static SERIAL: AtomicUsize = AtomicUsize::new(0);
         use base64::Engine as _;
         let b64 = |v: &Value| {
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string().as_bytes())
@@ -276,7 +278,8 @@ mod tests {
         format!(
             "{}.{}.sig",
             b64(&json!({"alg": "HS256"})),
-            b64(&json!({"sub": sub, "iat": iat, "exp": iat + ttl}))
+            b64(&json!({"sub": sub, "iat": iat, "exp": iat + ttl,
+                        "jti": SERIAL.fetch_add(1, Ordering::SeqCst)}))
         )
     }
 
@@ -389,17 +392,19 @@ mod tests {
         Ok(())
     }
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn a_rejected_token_is_refreshed_once_and_concurrent_callers_share_it() -> TestResult {
         let (auth, fake) = fake_auth().await?;
         let (listener, seen) = recorder();
         let access = jwt(USER, 3600, 0);
         let session = Arc::new(AppSession::new(auth, &access, "r0", Some(listener))?);
         // Eight calls find their (valid-looking) token rejected at once: one refresh.
-        let calls = (0..8).map(|_| {
-            let (session, access) = (session.clone(), access.clone());
-            tokio::spawn(async move { session.refresh_rejected(&access).await })
-        });
+        let calls: Vec<_> = (0..8)
+            .map(|_| {
+                let (session, access) = (session.clone(), access.clone());
+                tokio::spawn(async move { session.refresh_rejected(&access).await })
+            })
+            .collect();
         let mut tokens = Vec::new();
         for call in calls {
             tokens.push(call.await??.ok_or("no token")?);
@@ -407,6 +412,19 @@ mod tests {
         assert_eq!(fake.refreshes.load(Ordering::SeqCst), 1);
         assert!(tokens.iter().all(|t| *t == tokens[0] && *t != access));
         assert_eq!(pairs(&seen).len(), 1);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_listener_that_panics_does_not_lose_the_new_tokens() -> TestResult {
+        let (auth, fake) = fake_auth().await?;
+        let listener: RotationListener = Box::new(|_| panic!("the app's storage failed"));
+        let session = AppSession::new(auth, &jwt(USER, 3600, 4000), "r0", Some(listener))?;
+        // r0 is spent at the server: the new pair is the only one that works now.
+        let fresh = session.access_token().await?;
+        assert_eq!(session.access_token().await?, fresh);
+        assert_eq!(session.state.lock().await.refresh_token, "r1");
+        assert_eq!(fake.refreshes.load(Ordering::SeqCst), 1);
         Ok(())
     }
 
