@@ -79,8 +79,15 @@ impl From<outpost_sync::Error> for OutpostError {
     fn from(e: outpost_sync::Error) -> Self {
         match e {
             outpost_sync::Error::Local(inner) => inner.into(),
-            e @ outpost_sync::Error::SignedOut { .. } => Self::SignedOut {
-                detail: e.to_string(),
+            // Not sync's own text, which tells a CLI user to run `outpost login`.
+            outpost_sync::Error::SignedOut {
+                endpoint,
+                code,
+                detail,
+            } => Self::SignedOut {
+                detail: format!(
+                    "{endpoint}: signed out ({code}: {detail}): sign the user in again and call set_session"
+                ),
             },
             other => Self::Sync {
                 message: other.to_string(),
@@ -626,5 +633,22 @@ mod tests {
         );
         // The boundary still works afterwards.
         assert_eq!(guard("after", || Ok(3)).ok(), Some(3));
+    }
+
+    #[test]
+    fn a_signed_out_session_says_what_the_app_should_do() {
+        let e = OutpostError::from(outpost_sync::Error::SignedOut {
+            endpoint: "https://p.supabase.co".into(),
+            code: "refresh_token_already_used".into(),
+            detail: "Invalid Refresh Token: Already Used".into(),
+        });
+        match e {
+            OutpostError::SignedOut { detail } => {
+                assert!(detail.contains("refresh_token_already_used"), "{detail}");
+                assert!(detail.contains("set_session"), "{detail}");
+                assert!(!detail.contains("outpost login"), "{detail}");
+            }
+            other => panic!("expected SignedOut, got {other:?}"),
+        }
     }
 }
