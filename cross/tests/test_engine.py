@@ -181,8 +181,8 @@ def psql():
 
 
 def central_database():
-    """A new database on the test Postgres with Supabase's auth emulated and the central schema
-    applied; its superuser URL."""
+    """A new database on the test Postgres with Supabase's auth emulated and the central
+    migrations applied; its superuser URL."""
     # Never skipped: without the test Postgres these tests fail.
     server = os.environ.get("OUTPOST_TEST_PG_URL")
     if not server:
@@ -191,10 +191,9 @@ def central_database():
     subprocess.run([psql(), "-X", "-q", "-d", server, "-c", f"CREATE DATABASE {name}"], check=True)
     url = server.rsplit("/", 1)[0] + "/" + name
     env = dict(os.environ, PGOPTIONS="-c client_min_messages=warning")
-    for sql in (
-        ROOT / "sync/tests/sql/supabase_auth_emulation.sql",
-        ROOT / "migrations/supabase/20261122000000_outpost_sync.sql",
-    ):
+    # Every migration, oldest first, as `supabase db push` applies them.
+    migrations = sorted((ROOT / "migrations/supabase").glob("*.sql"))
+    for sql in [ROOT / "sync/tests/sql/supabase_auth_emulation.sql", *migrations]:
         subprocess.run(
             [psql(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-f", str(sql)],
             check=True, env=env, capture_output=True,
