@@ -319,16 +319,18 @@ class AppSessionTest(unittest.TestCase):
         return op.CentralConfig(supabase_url=self.url, anon_key=self.ANON, timeout_s=10)
 
     def test_the_apps_session_is_refreshed_handed_back_and_a_spent_token_signs_out(self):
-        login = self.sign_in()
-        first_access, first_refresh = login["access_token"], login["refresh_token"]
         with tempfile.TemporaryDirectory() as d:
             a = op.Engine.open(os.path.join(d, "a.db"), config())
+            b = op.Engine.open(os.path.join(d, "b.db"), config())
             # Without a session, a REST sync without a jwt is the documented signed-out error.
             a.ingest_text("Lighthouses warn ships off the rocks.", None, "notes/light", None)
             with self.assertRaises(op.OutpostError.SignedOut) as none:
                 a.sync_now(self.central())
             self.assertIn("set_session", str(none.exception))
 
+            # Signed in just now: the token has seconds to live, more than the margin.
+            login = self.sign_in()
+            first_access, first_refresh = login["access_token"], login["refresh_token"]
             app = Recorder()
             a.set_session(first_access, first_refresh, app)
             report = a.sync_now(self.central())
@@ -353,7 +355,6 @@ class AppSessionTest(unittest.TestCase):
 
             # A second engine given the first refresh token, long spent (two rotations ago, past
             # the reuse interval): the server takes it for a stolen token and ends the session.
-            b = op.Engine.open(os.path.join(d, "b.db"), config())
             stale = Recorder()
             b.set_session(first_access, first_refresh, stale)
             with self.assertRaises(op.OutpostError.SignedOut) as spent:
