@@ -339,12 +339,12 @@ class AppSessionTest(unittest.TestCase):
 
             # Past the access token's expiry: the next sync refreshes first, tells the app the
             # new pair, and succeeds with it.
-            for round in (1, 2):
+            for n in (1, 2):
                 time.sleep(self.TTL_S + 1)
-                a.ingest_text(f"Round {round}: the lamp turns every ten seconds.", None, None, None)
+                a.ingest_text(f"Round {n}: the lamp turns every ten seconds.", None, None, None)
                 report = a.sync_now(self.central())
                 self.assertEqual((report.pushed, report.push_applied), (1, 1))
-                self.assertGreaterEqual(len(app.pairs), round, "the rotation reached the app")
+                self.assertGreaterEqual(len(app.pairs), n, "the rotation reached the app")
             self.assertEqual(a.sync_status().outbox_depth, 0)
             refreshes = {r for _, r, _ in app.pairs}
             self.assertEqual(len(refreshes), len(app.pairs), "every refresh token is new")
