@@ -105,7 +105,11 @@ count "all tests"
 # The sync tests once more, in their real-Supabase mode against a stand-in project.
 step "test (supabase mode)" sync/tests/supabase-mode.sh --features outpost-core/failpoints
 count "sync tests against a stand-in Supabase project"
-# The library through its generated Python bindings (a real foreign-language client).
+# The library through its generated Python bindings (a real foreign-language client). Its
+# app-session tests sign in at the Supabase stand-in (sync/examples/rest_shim.rs), which they
+# start themselves from OUTPOST_REST_SHIM.
 OUTPOST_FFI_PROFILE=debug step "bindings" cross/scripts/bindings.sh "$bindings"
+step "rest shim" cargo build --quiet -p outpost-sync --features shim --example rest_shim
+export OUTPOST_REST_SHIM="${CARGO_TARGET_DIR:-$PWD/target}/debug/examples/rest_shim"
 PYTHONPATH="$bindings/python" step "python (ffi)" python3 -m unittest discover -s cross/tests
 grep -E '^Ran [0-9]+ tests' "$log" | sed 's/^Ran \([0-9]*\) tests.*/python tests of the library: \1 passed/'

@@ -2,7 +2,9 @@
 //! for Kotlin, Swift and Python generated from this library (`cross/scripts/bindings.sh`).
 //!
 //! One [`Engine`] object per database file: open, ingest text or files, search, build RAG
-//! context, delete, conversations, sync with a central Supabase store, status and stats. It is
+//! context, delete, conversations, sync with a central Supabase store (as the user of a session
+//! the app owns and hands over with [`Engine::set_session`], refreshed here and handed back to
+//! the app's [`SessionListener`] at every rotation), status and stats. It is
 //! `Send + Sync`: searches run in parallel on reading connections while one writing connection
 //! takes ingests and other writes. Every call returns owned records; every failure is an
 //! [`OutpostError`] with a readable message, and a panic inside a call is caught and reported as
@@ -19,7 +21,7 @@ mod records;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use outpost_core::{IngestOptions, SearchMode, SearchOptions};
@@ -47,6 +49,11 @@ pub enum OutpostError {
     /// Sync failed: offline, refused credentials, a central schema to migrate, a bad answer.
     #[error("{message}")]
     Sync { message: String },
+    /// The user's session is gone for good: the refresh token was spent elsewhere, revoked,
+    /// signed out, or no session was set. Only a new sign-in helps; then `set_session` again.
+    /// (`detail`, not `message`: Kotlin's exceptions have a `message` of their own.)
+    #[error("{detail}")]
+    SignedOut { detail: String },
     /// The call was cancelled with `Engine.cancel()`.
     #[error("{message}")]
     Cancelled { message: String },
@@ -72,6 +79,16 @@ impl From<outpost_sync::Error> for OutpostError {
     fn from(e: outpost_sync::Error) -> Self {
         match e {
             outpost_sync::Error::Local(inner) => inner.into(),
+            // Not sync's own text, which tells a CLI user to run `outpost login`.
+            outpost_sync::Error::SignedOut {
+                endpoint,
+                code,
+                detail,
+            } => Self::SignedOut {
+                detail: format!(
+                    "{endpoint}: signed out ({code}: {detail}): sign the user in again and call set_session"
+                ),
+            },
             other => Self::Sync {
                 message: other.to_string(),
             },
@@ -98,6 +115,28 @@ fn guard<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
     }
 }
 
+/// What the app is told at every rotation of the session it handed over with
+/// [`Engine::set_session`]: the new pair, before its access token is used. Store the refresh
+/// token (the old one is spent) and update the app's own Supabase client with it.
+#[uniffi::export(callback_interface)]
+pub trait SessionListener: Send + Sync {
+    /// The new access token, the new refresh token, and when the access token expires (Unix
+    /// seconds, its `exp`).
+    fn on_session(&self, access_token: String, refresh_token: String, expires_at_s: i64);
+}
+
+/// The session the app handed over: its tokens until the first REST sync names the project,
+/// then the session refreshing itself.
+enum AppLogin {
+    None,
+    Pending {
+        access_token: String,
+        refresh_token: String,
+        listener: Option<Box<dyn SessionListener>>,
+    },
+    Open(Arc<outpost_sync::AppSession>),
+}
+
 /// An open Outpost database with its embedding model.
 #[derive(uniffi::Object)]
 pub struct Engine {
@@ -106,6 +145,11 @@ pub struct Engine {
     inner: outpost_core::Engine,
     /// Bumped by [`Engine::cancel`]; a long call stops when it changes under it.
     cancel_epoch: AtomicU64,
+    /// The app's session, if it set one.
+    login: Mutex<AppLogin>,
+    /// The runtime syncs run on, made at the first sync and kept: the session's HTTP client
+    /// keeps its connections across syncs.
+    runtime: OnceLock<tokio::runtime::Runtime>,
 }
 
 fn mode(name: &str) -> Result<SearchMode> {
@@ -153,6 +197,8 @@ impl Engine {
                     .unwrap_or_else(|| outpost_core::DEFAULT_COLLECTION.into()),
                 inner,
                 cancel_epoch: AtomicU64::new(0),
+                login: Mutex::new(AppLogin::None),
+                runtime: OnceLock::new(),
             }))
         })
     }
@@ -331,15 +377,70 @@ impl Engine {
         })
     }
 
+    /// Hands over the user's Supabase session, as the app's own Supabase client holds it
+    /// (supabase-kt's `currentSessionOrNull()`, supabase-swift's `auth.session`): REST syncs
+    /// whose [`CentralConfig`] has no `jwt` then act as this user. Outpost refreshes the
+    /// session as it expires (or when the server refuses its token), one refresh at a time,
+    /// and hands each new pair to `listener` before using it: store the refresh token there,
+    /// since the old one is spent. The project is the one the next sync names
+    /// (`supabase_url`, `anon_key`). Replaces any session set before.
+    ///
+    /// Leave the refreshing to Outpost while it holds the session (or call `set_session` again
+    /// after every refresh of the app's own): two clients spending one refresh token make the
+    /// server revoke the session.
+    pub fn set_session(
+        &self,
+        access_token: String,
+        refresh_token: String,
+        listener: Option<Box<dyn SessionListener>>,
+    ) -> Result<()> {
+        guard("set_session", || {
+            let valid = |t: &str| !t.trim().is_empty();
+            if !valid(&access_token) || !valid(&refresh_token) {
+                return Err(OutpostError::InvalidInput {
+                    message: "set_session needs the access token and the refresh token".into(),
+                });
+            }
+            if outpost_sync::claims::access_claims(&access_token).is_none() {
+                return Err(OutpostError::InvalidInput {
+                    message: "the access token is not a JWT with `sub` and `exp` claims (pass the session's access token, not the refresh token or the anon key)".into(),
+                });
+            }
+            *self.login_slot() = AppLogin::Pending {
+                access_token,
+                refresh_token,
+                listener,
+            };
+            Ok(())
+        })
+    }
+
+    /// Forgets the session set with [`Engine::set_session`] (the app signed out): REST syncs
+    /// without a `jwt` then fail with `OutpostError.SignedOut`. A sync already running
+    /// finishes with it.
+    pub fn clear_session(&self) {
+        *self.login_slot() = AppLogin::None;
+    }
+
     /// Pushes local changes to the central store and pulls the others'; stops early when
-    /// cancelled (what was acknowledged stays acknowledged).
+    /// cancelled (what was acknowledged stays acknowledged). Through the REST API
+    /// (`supabase_url`, `anon_key`) without a `jwt`, as the user of the session set with
+    /// [`Engine::set_session`]; a session that has ended is `OutpostError.SignedOut`.
     pub fn sync_now(&self, central: CentralConfig) -> Result<SyncReport> {
         guard("sync_now", || {
             let epoch = self.cancel_epoch.load(Ordering::SeqCst);
-            let settings = outpost_sync::CentralSettings::from(central.clone());
-            let config = outpost_sync::CentralConfig::from_settings(&settings)?;
-            let central_store =
-                config.open(Duration::from_secs(u64::from(central.timeout_s.max(1))))?;
+            let timeout = Duration::from_secs(u64::from(central.timeout_s.max(1)));
+            let central_store = match self.app_session(&central, timeout)? {
+                Some((url, anon_key, session)) => {
+                    outpost_sync::Central::new(outpost_sync::rest::RestTransport::with_tokens(
+                        &url, &anon_key, session, timeout,
+                    )?)
+                }
+                None => {
+                    let settings = outpost_sync::CentralSettings::from(central.clone());
+                    outpost_sync::CentralConfig::from_settings(&settings)?.open(timeout)?
+                }
+            };
             let mut opts = outpost_sync::SyncOptions::new(
                 self.inner.embedder().model_id(),
                 self.inner.embedder().dims(),
@@ -350,12 +451,7 @@ impl Engine {
                 max: Duration::from_secs(2),
                 give_up_after: Some(Duration::from_secs(u64::from(central.timeout_s.max(1)))),
             };
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| OutpostError::Internal {
-                    message: format!("starting the sync runtime: {e}"),
-                })?;
+            let rt = self.runtime()?;
             // Sync takes the writer only for each batch it applies: searches and writes go
             // on meanwhile.
             let report = rt.block_on(async {
@@ -398,6 +494,105 @@ impl Engine {
 }
 
 impl Engine {
+    fn login_slot(&self) -> std::sync::MutexGuard<'_, AppLogin> {
+        // Nothing panics while holding it; a poisoned slot is still a valid one.
+        self.login.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The runtime syncs run on: one worker thread for the HTTP connections' tasks; each sync
+    /// runs on its caller's thread.
+    fn runtime(&self) -> Result<&tokio::runtime::Runtime> {
+        if let Some(rt) = self.runtime.get() {
+            return Ok(rt);
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("outpost-sync")
+            .enable_all()
+            .build()
+            .map_err(|e| OutpostError::Internal {
+                message: format!("starting the sync runtime: {e}"),
+            })?;
+        // Two first syncs at once: one runtime is kept, the other dropped here, unused.
+        Ok(self.runtime.get_or_init(|| rt))
+    }
+
+    /// The app's session for a sync to `central`, when `central` names the REST API without a
+    /// `jwt`: (project URL, key, session), the session opened for that project at its first
+    /// sync. `None` for direct Postgres or a fixed JWT.
+    #[allow(clippy::type_complexity)]
+    fn app_session(
+        &self,
+        central: &CentralConfig,
+        timeout: Duration,
+    ) -> Result<Option<(String, String, Arc<dyn outpost_sync::TokenProvider>)>> {
+        let set = |v: &Option<String>| v.clone().filter(|v| !v.trim().is_empty());
+        let (Some(url), Some(anon_key), None, None) = (
+            set(&central.supabase_url),
+            set(&central.anon_key),
+            set(&central.jwt),
+            set(&central.postgres_url),
+        ) else {
+            return Ok(None);
+        };
+        let mut slot = self.login_slot();
+        let session = match std::mem::replace(&mut *slot, AppLogin::None) {
+            AppLogin::None => {
+                return Err(OutpostError::SignedOut {
+                    detail: format!(
+                        "no session for {url}: sign the user in with the app's Supabase client and call set_session (or pass a jwt)"
+                    ),
+                })
+            }
+            AppLogin::Open(session) => {
+                *slot = AppLogin::Open(session.clone());
+                let wanted = url.trim_end_matches('/');
+                if session.url() != wanted {
+                    return Err(OutpostError::Sync {
+                        message: format!(
+                            "the session was set for {} but this sync names {wanted}: call set_session with a session of that project",
+                            session.url()
+                        ),
+                    });
+                }
+                session
+            }
+            AppLogin::Pending {
+                access_token,
+                refresh_token,
+                listener,
+            } => {
+                let auth = match outpost_sync::AuthClient::new(&url, &anon_key, timeout) {
+                    Ok(auth) => auth,
+                    Err(e) => {
+                        // A bad URL or key: the session waits for a sync that names a good one.
+                        *slot = AppLogin::Pending {
+                            access_token,
+                            refresh_token,
+                            listener,
+                        };
+                        return Err(e.into());
+                    }
+                };
+                let rotated = listener.map(|l| {
+                    Box::new(move |pair: outpost_sync::TokenPair| {
+                        l.on_session(pair.access_token, pair.refresh_token, pair.expires_at)
+                    }) as outpost_sync::RotationListener
+                });
+                // Tokens that cannot be a session leave none (set_session checked the claims).
+                let session = Arc::new(outpost_sync::AppSession::new(
+                    auth,
+                    &access_token,
+                    &refresh_token,
+                    rotated,
+                )?);
+                *slot = AppLogin::Open(session.clone());
+                session
+            }
+        };
+        Ok(Some((url, anon_key, session)))
+    }
+
     fn ingest_options(&self) -> IngestOptions {
         IngestOptions {
             collection: self.collection.clone(),
@@ -438,5 +633,22 @@ mod tests {
         );
         // The boundary still works afterwards.
         assert_eq!(guard("after", || Ok(3)).ok(), Some(3));
+    }
+
+    #[test]
+    fn a_signed_out_session_says_what_the_app_should_do() {
+        let e = OutpostError::from(outpost_sync::Error::SignedOut {
+            endpoint: "https://p.supabase.co".into(),
+            code: "refresh_token_already_used".into(),
+            detail: "Invalid Refresh Token: Already Used".into(),
+        });
+        match e {
+            OutpostError::SignedOut { detail } => {
+                assert!(detail.contains("refresh_token_already_used"), "{detail}");
+                assert!(detail.contains("set_session"), "{detail}");
+                assert!(!detail.contains("outpost login"), "{detail}");
+            }
+            other => panic!("expected SignedOut, got {other:?}"),
+        }
     }
 }

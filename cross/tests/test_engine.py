@@ -3,10 +3,14 @@
 A real foreign-language client: it loads the built liboutpost_ffi through the generated Python
 module and exercises open, ingest, search, context, conversations, errors, a panic caught at
 the boundary, threads, cancellation, and sync against the real PostgreSQL + pgvector that
-scripts/test.sh starts (OUTPOST_TEST_PG_URL).
+scripts/test.sh starts (OUTPOST_TEST_PG_URL), directly and through the Supabase stand-in
+(OUTPOST_REST_SHIM, the rest_shim example) as the user of a session the app signed in.
 
-    PYTHONPATH=target/bindings/python OUTPOST_HOME=... python3 -m unittest discover -s cross/tests
+    PYTHONPATH=target/bindings/python OUTPOST_HOME=... OUTPOST_TEST_PG_URL=... \
+        OUTPOST_REST_SHIM=target/debug/examples/rest_shim python3 -m unittest discover -s cross/tests
 """
+
+import json
 
 import os
 import pathlib
@@ -15,6 +19,8 @@ import tempfile
 import threading
 import time
 import unittest
+import urllib.error
+import urllib.request
 import uuid
 
 import outpost_ffi as op
@@ -174,27 +180,33 @@ def psql():
     return os.path.join(out.stdout.strip(), "psql")
 
 
+def central_database():
+    """A new database on the test Postgres with Supabase's auth emulated and the central
+    migrations applied; its superuser URL."""
+    # Never skipped: without the test Postgres these tests fail.
+    server = os.environ.get("OUTPOST_TEST_PG_URL")
+    if not server:
+        raise RuntimeError("OUTPOST_TEST_PG_URL is not set: run scripts/test.sh, which starts the test Postgres")
+    name = "ffi_" + uuid.uuid4().hex
+    subprocess.run([psql(), "-X", "-q", "-d", server, "-c", f"CREATE DATABASE {name}"], check=True)
+    url = server.rsplit("/", 1)[0] + "/" + name
+    env = dict(os.environ, PGOPTIONS="-c client_min_messages=warning")
+    # Every migration, oldest first, as `supabase db push` applies them.
+    migrations = sorted((ROOT / "migrations/supabase").glob("*.sql"))
+    for sql in [ROOT / "sync/tests/sql/supabase_auth_emulation.sql", *migrations]:
+        subprocess.run(
+            [psql(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-f", str(sql)],
+            check=True, env=env, capture_output=True,
+        )
+    return url
+
+
 class SyncTest(unittest.TestCase):
     """Two devices, each an Engine on its own file, sync through the real central Postgres."""
 
     @classmethod
     def setUpClass(cls):
-        # Never skipped: without the test Postgres these tests fail.
-        server = os.environ.get("OUTPOST_TEST_PG_URL")
-        if not server:
-            raise RuntimeError("OUTPOST_TEST_PG_URL is not set: run scripts/test.sh, which starts the test Postgres")
-        name = "ffi_" + uuid.uuid4().hex
-        subprocess.run([psql(), "-X", "-q", "-d", server, "-c", f"CREATE DATABASE {name}"], check=True)
-        cls.url = server.rsplit("/", 1)[0] + "/" + name
-        env = dict(os.environ, PGOPTIONS="-c client_min_messages=warning")
-        for sql in (
-            ROOT / "sync/tests/sql/supabase_auth_emulation.sql",
-            ROOT / "migrations/supabase/20261122000000_outpost_sync.sql",
-        ):
-            subprocess.run(
-                [psql(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", cls.url, "-f", str(sql)],
-                check=True, env=env, capture_output=True,
-            )
+        cls.url = central_database()
 
     def test_two_devices_converge_through_the_central_store(self):
         user = str(uuid.uuid4())
@@ -228,6 +240,146 @@ class SyncTest(unittest.TestCase):
                 a.sync_now(down)
             self.assertIn("127.0.0.1:9", str(err.exception))
             self.assertEqual(a.sync_status().outbox_depth, 1)
+
+
+class Recorder:
+    """A SessionListener that records every pair it is handed, as an app would store it."""
+
+    def __init__(self):
+        self.pairs = []
+
+    def on_session(self, access_token, refresh_token, expires_at_s):
+        self.pairs.append((access_token, refresh_token, expires_at_s))
+
+
+class AppSessionTest(unittest.TestCase):
+    """The app signs in with its own Supabase client (here: a plain HTTP POST) and hands the
+    session to the engine, which syncs over the REST API as that user, refreshes the short-lived
+    access token itself and hands every rotated pair back; a spent refresh token is the
+    documented SignedOut error. Against the Supabase stand-in (sync/examples/rest_shim.rs) in
+    front of the real test Postgres."""
+
+    ANON = "standin-anon-key"
+    SECRET = "standin-jwt-secret-standin-jwt-secret"
+    EMAIL, PASSWORD = "ada@example.com", "correct horse battery"
+    TTL_S = 4  # access tokens live 4 s: the client refreshes them 1 s ahead (a quarter)
+    REUSE_S = 1  # a spent refresh token is reuse one second after its use
+
+    @classmethod
+    def setUpClass(cls):
+        # Never skipped: without the stand-in these tests fail.
+        shim = os.environ.get("OUTPOST_REST_SHIM")
+        if not shim or not os.access(shim, os.X_OK):
+            raise RuntimeError(
+                "OUTPOST_REST_SHIM is not an executable (got %r): run scripts/test.sh, which builds "
+                "it (cargo build -p outpost-sync --features shim --example rest_shim)" % shim
+            )
+        db = central_database()
+        env = dict(
+            os.environ,
+            OUTPOST_SHIM_ACCESS_TTL_S=str(cls.TTL_S),
+            OUTPOST_SHIM_REUSE_INTERVAL_S=str(cls.REUSE_S),
+            # No grace on `exp` (PostgREST allows 30 s): an access token used after it expired
+            # is refused, so the client's own refresh is what keeps syncs working.
+            OUTPOST_SHIM_JWT_CLOCK_SKEW_S="0",
+            OUTPOST_SHIM_CREATE_USER=f"{cls.EMAIL}:{cls.PASSWORD}",
+        )
+        cls.shim = subprocess.Popen(
+            [shim, db, cls.ANON, cls.SECRET], env=env, stdout=subprocess.PIPE, text=True
+        )
+        line = cls.shim.stdout.readline().strip()  # the URL once it serves
+        if not line.startswith("http://"):
+            cls.shim.kill()
+            raise RuntimeError(f"the REST stand-in did not start (exit {cls.shim.wait()}): {line!r}")
+        cls.url = line
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.shim.terminate()
+        cls.shim.wait(timeout=10)
+
+    def sign_in(self):
+        """What the app's Supabase client does: the password grant of the Auth API."""
+        request = urllib.request.Request(
+            f"{self.url}/auth/v1/token?grant_type=password",
+            data=json.dumps({"email": self.EMAIL, "password": self.PASSWORD}).encode(),
+            headers={"apikey": self.ANON, "Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                return json.load(answer)
+        except urllib.error.HTTPError as e:
+            raise AssertionError(
+                f"sign-in refused: HTTP {e.code} {e.read().decode(errors='replace')} (did the "
+                "stand-in create the user? OUTPOST_SHIM_CREATE_USER needs a current rest_shim)"
+            ) from e
+
+    def central(self):
+        return op.CentralConfig(supabase_url=self.url, anon_key=self.ANON, timeout_s=10)
+
+    def test_the_apps_session_is_refreshed_handed_back_and_a_spent_token_signs_out(self):
+        with tempfile.TemporaryDirectory() as d:
+            a = op.Engine.open(os.path.join(d, "a.db"), config())
+            b = op.Engine.open(os.path.join(d, "b.db"), config())
+            # Without a session, a REST sync without a jwt is the documented signed-out error.
+            a.ingest_text("Lighthouses warn ships off the rocks.", None, "notes/light", None)
+            with self.assertRaises(op.OutpostError.SignedOut) as none:
+                a.sync_now(self.central())
+            self.assertIn("set_session", str(none.exception))
+
+            # Signed in just now: the token has seconds to live, more than the margin.
+            login = self.sign_in()
+            first_access, first_refresh = login["access_token"], login["refresh_token"]
+            app = Recorder()
+            a.set_session(first_access, first_refresh, app)
+            report = a.sync_now(self.central())
+            self.assertEqual((report.pushed, report.push_applied), (1, 1))
+            self.assertEqual(app.pairs, [], "a fresh token is used as it is")
+
+            # Past the access token's expiry: the next sync refreshes first, tells the app the
+            # new pair, and succeeds with it.
+            for n in (1, 2):
+                time.sleep(self.TTL_S + 1)
+                a.ingest_text(f"Round {n}: the lamp turns every ten seconds.", None, None, None)
+                report = a.sync_now(self.central())
+                self.assertEqual((report.pushed, report.push_applied), (1, 1))
+                self.assertGreaterEqual(len(app.pairs), n, "the rotation reached the app")
+            self.assertEqual(a.sync_status().outbox_depth, 0)
+            refreshes = {r for _, r, _ in app.pairs}
+            self.assertEqual(len(refreshes), len(app.pairs), "every refresh token is new")
+            self.assertNotIn(first_refresh, refreshes)
+            access, _, expires_at = app.pairs[-1]
+            self.assertNotEqual(access, first_access)
+            self.assertGreater(expires_at, time.time())
+
+            # A second engine given the first refresh token, long spent (two rotations ago, past
+            # the reuse interval): the server takes it for a stolen token and ends the session.
+            stale = Recorder()
+            b.set_session(first_access, first_refresh, stale)
+            with self.assertRaises(op.OutpostError.SignedOut) as spent:
+                b.sync_now(self.central())
+            self.assertIn("refresh_token_already_used", str(spent.exception))
+            self.assertEqual(stale.pairs, [])
+
+            # The whole session went with it: once its access token expires, the first engine
+            # is signed out too, and stays so until the app signs in again.
+            time.sleep(self.TTL_S + 1)
+            a.ingest_text("After the theft.", None, None, None)
+            with self.assertRaises(op.OutpostError.SignedOut):
+                a.sync_now(self.central())
+            relogin = self.sign_in()
+            a.set_session(relogin["access_token"], relogin["refresh_token"], app)
+            self.assertEqual(a.sync_now(self.central()).pushed, 1)
+
+            # clear_session: the app signed out.
+            a.clear_session()
+            with self.assertRaises(op.OutpostError.SignedOut):
+                a.sync_now(self.central())
+
+            # Bad input is refused at once, not at the next sync.
+            with self.assertRaises(op.OutpostError.InvalidInput):
+                a.set_session(first_refresh, first_access, None)
 
 
 if __name__ == "__main__":

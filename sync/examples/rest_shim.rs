@@ -11,7 +11,9 @@
 //! settings (Supabase's defaults otherwise): `OUTPOST_SHIM_ACCESS_TTL_S` (access-token lifetime),
 //! `OUTPOST_SHIM_REUSE_INTERVAL_S` (refresh-token reuse interval), `OUTPOST_SHIM_MAX_BODY_BYTES`
 //! (request-body limit), `OUTPOST_SHIM_PUBLISHABLE_KEY` (an `sb_publishable_…` key accepted
-//! beside ANON_KEY).
+//! beside ANON_KEY), `OUTPOST_SHIM_JWT_CLOCK_SKEW_S` (the skew allowed on `exp`; PostgREST's
+//! 30 s otherwise), `OUTPOST_SHIM_CREATE_USER` (`EMAIL:PASSWORD`: a user created before the URL
+//! is printed, to sign in as).
 
 use std::io::Write as _;
 use std::time::Duration;
@@ -42,6 +44,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Ok(key) = std::env::var("OUTPOST_SHIM_PUBLISHABLE_KEY") {
         if !key.is_empty() {
             config.anon_keys.push(key);
+        }
+    }
+    if let Some(s) = env_number("OUTPOST_SHIM_JWT_CLOCK_SKEW_S")? {
+        config.jwt_clock_skew = Duration::from_secs(s);
+    }
+    if let Ok(user) = std::env::var("OUTPOST_SHIM_CREATE_USER") {
+        if !user.is_empty() {
+            let (email, password) = user
+                .split_once(':')
+                .ok_or("OUTPOST_SHIM_CREATE_USER takes EMAIL:PASSWORD")?;
+            outpost_sync::shim::create_user(db_url, email, password).await?;
         }
     }
     let shim = outpost_sync::shim::Shim::start_with(config).await?;

@@ -7,10 +7,11 @@
 //! ([`pg`]), each a [`Transport`] — call the same SQL functions (`migrations/supabase/`,
 //! described in `docs/SYNC.md`), so row-level security and last-writer-wins are the server's,
 //! whichever way a device connects. Over REST the user is the device's Supabase Auth session
-//! ([`session`], signed in and refreshed through [`auth`]) or a fixed JWT.
+//! ([`session`], signed in and refreshed through [`auth`]), a session the app owns and hands
+//! over ([`app_session`], refreshed in memory, each rotation handed back), or a fixed JWT.
 
 // The modules in layers, top first; a module imports only from layers below its own:
-//   reconcile | config | central | pg, rest | session | auth | transport | claims, backoff | error
+//   reconcile | config | central | pg, rest | app_session | session | auth | transport | claims, backoff | error
 // `shim` (a test stand-in for Supabase's gateway, Auth and PostgREST, over its own Postgres
 // connection) and `faultproxy` (a test stand-in for a bad network) import none.
 pub mod reconcile;
@@ -22,6 +23,8 @@ pub mod central;
 #[cfg(feature = "postgres")]
 pub mod pg;
 pub mod rest;
+
+pub mod app_session;
 
 pub mod session;
 
@@ -40,6 +43,7 @@ pub mod shim;
 #[cfg(feature = "shim")]
 pub mod faultproxy;
 
+pub use app_session::{AppSession, RotationListener, TokenPair};
 pub use auth::{AuthClient, AuthUser, TokenResponse};
 pub use backoff::Backoff;
 pub use central::{Central, CentralInfo, Outcome, PullPage, PushOutcome, SCHEMA_VERSION};
