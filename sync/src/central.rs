@@ -634,7 +634,9 @@ mod tests {
         );
 
         let page = serde_json::json!({ "changes": [], "next_cursor": "nocolon", "more": false });
-        let e = Central::new(Canned(page)).pull("0:0", 10, None, "dev").await;
+        let e = Central::new(Canned(page))
+            .pull("0:0", 10, None, "dev")
+            .await;
         assert_eq!(
             bad_response(e.expect_err("a cursor without ':'")),
             "outpost_pull"
