@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -20,15 +19,26 @@ use common::{arg, exit_code, python_sqlite, TestDb, TestResult};
 
 const FILES: usize = 120;
 
-/// A folder of `FILES` notes of a few chunks each.
-fn notes(dir: &Path) -> TestResult {
+/// A device that ingested `FILES` notes of a few chunks each (the files are gone afterwards:
+/// sync reads only the database).
+fn device_with_notes() -> TestResult<TestDb> {
+    let db = TestDb::new()?;
+    let folder = tempfile::tempdir()?;
     for f in 0..FILES {
         let text: String = (0..6)
             .map(|p| format!("Paragraph {p} of note {f}: moraines, meltwater and the ice.\n\n"))
             .collect();
-        std::fs::write(dir.join(format!("n{f:03}.md")), text)?;
+        std::fs::write(folder.path().join(format!("n{f:03}.md")), text)?;
     }
-    Ok(())
+    let out = db
+        .command(&["--embedder", "hash", "ingest", arg(folder.path())])
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(db)
 }
 
 /// `outpost --embedder hash --db DB ARGS` against `url` as `user`, not yet waited for.
@@ -135,17 +145,7 @@ async fn a_sync_killed_mid_push_resumes_without_loss_or_duplicates() -> TestResu
     let proxy = FaultProxy::start(central.addr).await?;
     let url = central.via(proxy.addr());
     let user = uuid::Uuid::now_v7().to_string();
-    let db = TestDb::new()?;
-    let folder = tempfile::tempdir()?;
-    notes(folder.path())?;
-    let out = db
-        .command(&["--embedder", "hash", "ingest", arg(folder.path())])
-        .output()?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let db = device_with_notes()?;
 
     // A slow link, and small batches: the push commits batch after batch, and is killed
     // after the first ones are on the server.
@@ -179,17 +179,7 @@ async fn a_bootstrap_killed_mid_pull_resumes_without_loss_or_duplicates() -> Tes
     let user = uuid::Uuid::now_v7().to_string();
 
     // One device puts everything on the central store.
-    let first = TestDb::new()?;
-    let folder = tempfile::tempdir()?;
-    notes(folder.path())?;
-    let out = first
-        .command(&["--embedder", "hash", "ingest", arg(folder.path())])
-        .output()?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let first = device_with_notes()?;
     run(&first, &url, &user, &["sync", "--once"])?;
     assert_eq!(central_documents(&central, &user).await?, FILES as i64);
 

@@ -28,6 +28,18 @@ create trigger test_refuse before insert or update on public.outpost_documents
   for each row execute function public.test_refuse();
 "#;
 
+/// A device holding six one-line notes and, last, a note of some 40 paragraphs (as many
+/// vectors), far larger than each of the others.
+fn six_notes_and_a_long_one() -> Result<Device, Box<dyn std::error::Error>> {
+    let mut a = Device::new()?;
+    for n in 0..6 {
+        a.put(&format!("notes/{n}.md"), &format!("Note {n}."))?;
+    }
+    let long: String = (0..40).map(|p| format!("Paragraph {p}.\n\n")).collect();
+    a.put("notes/long.md", &long)?;
+    Ok(a)
+}
+
 fn opts(device: &Device) -> SyncOptions {
     let mut o = device.options();
     o.backoff = Backoff {
@@ -136,12 +148,7 @@ async fn push_calls_keep_within_the_byte_cap_and_a_larger_record_goes_alone() ->
     let db = Db::new(true).await?;
     let u = user();
     let central = db.pg(&u);
-    let mut a = Device::new()?;
-    for n in 0..6 {
-        a.put(&format!("notes/{n}.md"), &format!("Note {n}."))?;
-    }
-    let long: String = (0..40).map(|p| format!("Paragraph {p}.\n\n")).collect();
-    a.put("notes/long.md", &long)?;
+    let a = six_notes_and_a_long_one()?;
     let batch = a.engine.outbox_batch(100)?;
     let small = central.push_size(&batch.changes[0]).await;
     let large = central.push_size(&batch.changes[6]).await;
@@ -225,12 +232,7 @@ async fn pull_pages_keep_within_the_byte_cap_and_a_larger_record_comes_alone() -
     let db = Db::new(true).await?;
     let u = user();
     let central = db.pg(&u);
-    let mut a = Device::new()?;
-    for n in 0..6 {
-        a.put(&format!("notes/{n}.md"), &format!("Note {n}."))?;
-    }
-    let long: String = (0..40).map(|p| format!("Paragraph {p}.\n\n")).collect();
-    a.put("notes/long.md", &long)?;
+    let a = six_notes_and_a_long_one()?;
     outpost_sync::sync_once(&a.sync_engine()?, &central, &opts(&a), &mut |_| {}).await?;
     common::settle(&db).await?;
 
