@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use outpost_sync::faultproxy::{FaultProxy, Faults};
 use serde_json::Value;
 
-use common::central::Central;
+use common::central::{outpost_as, Central};
 use common::{arg, exit_code, python_sqlite, TestDb, TestResult};
 
 const FILES: usize = 120;
@@ -43,11 +43,7 @@ fn device_with_notes() -> TestResult<TestDb> {
 
 /// `outpost --embedder hash --db DB ARGS` against `url` as `user`, not yet waited for.
 fn spawn(db: &TestDb, url: &str, user: &str, args: &[&str]) -> TestResult<Child> {
-    Ok(db
-        .command(&[&["--embedder", "hash"], args].concat())
-        .env("OUTPOST_CENTRAL_URL", url)
-        .env("OUTPOST_CENTRAL_USER", user)
-        .env_remove("OUTPOST_SUPABASE_URL")
+    Ok(outpost_as(db, url, user, args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?)

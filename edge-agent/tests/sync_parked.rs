@@ -5,11 +5,9 @@
 
 mod common;
 
-use std::process::Stdio;
-
 use serde_json::Value;
 
-use common::central::Central;
+use common::central::{outpost_as, Central};
 use common::{arg, TestDb, TestResult};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,12 +36,7 @@ async fn a_refused_document_is_set_aside_and_listed_by_sync_status() -> TestResu
         std::fs::write(folder.path().join(name), format!("The note {name}."))?;
     }
     let run = |args: &[&str]| -> TestResult<(i32, String, String)> {
-        let out = db
-            .command(&[&["--embedder", "hash"], args].concat())
-            .env("OUTPOST_CENTRAL_URL", &central.url)
-            .env("OUTPOST_CENTRAL_USER", &user)
-            .stdin(Stdio::null())
-            .output()?;
+        let out = outpost_as(&db, &central.url, &user, args).output()?;
         Ok((
             common::exit_code(out.status),
             String::from_utf8(out.stdout)?,

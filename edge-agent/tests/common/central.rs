@@ -3,8 +3,9 @@
 //! emulated and every migration of `migrations/supabase` applied, in order.
 
 use std::net::SocketAddr;
+use std::process::Command;
 
-use super::TestResult;
+use super::{TestDb, TestResult};
 
 /// A fresh central database.
 pub struct Central {
@@ -74,4 +75,14 @@ impl Central {
     pub async fn scalar(&self, sql: &str) -> TestResult<i64> {
         Ok(connect(&self.url).await?.query_one(sql, &[]).await?.get(0))
     }
+}
+
+/// `outpost --embedder hash --db DB ARGS` syncing with the central store at `url` (direct
+/// Postgres) as `user`, whatever central store the test's environment names.
+pub fn outpost_as(db: &TestDb, url: &str, user: &str, args: &[&str]) -> Command {
+    let mut cmd = db.command(&[&["--embedder", "hash"], args].concat());
+    cmd.env("OUTPOST_CENTRAL_URL", url)
+        .env("OUTPOST_CENTRAL_USER", user)
+        .env_remove("OUTPOST_SUPABASE_URL");
+    cmd
 }
