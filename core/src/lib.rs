@@ -45,5 +45,7 @@ pub use model::{
 };
 pub use rag::context::{Citation, Context};
 pub use rag::conversation::{Conversation, Message};
-pub use replica::{ApplyReport, Change, OutboxEntry, Parked, PushBatch};
+pub use replica::{
+    ApplyReport, Change, ChunkChange, DocumentChange, OutboxEntry, Parked, PushBatch,
+};
 pub use search::{Filter, FilterOp, RrfParams, SearchHit, SearchMode, SearchRequest};

@@ -17,7 +17,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use outpost_core::Change;
+use outpost_core::{Change, ChunkChange, DocumentChange};
 
 use crate::error::{Error, Result};
 #[cfg(feature = "postgres")]
@@ -42,6 +42,10 @@ pub struct CentralInfo {
     /// `"base64"`); absent before schema version 2, whose functions know only `"json"`.
     #[serde(default)]
     pub vector_formats: Vec<String>,
+    /// Whether `outpost_stage` / `outpost_push_staged` exist (schema version 3): a document too
+    /// large for one call goes in parts, committed at once.
+    #[serde(default)]
+    pub staged_push: bool,
 }
 
 impl CentralInfo {
@@ -202,6 +206,8 @@ pub struct Central {
     forced: Option<VectorFormat>,
     /// The server's best form ([`VectorFormat::code`]) once `outpost_info()` said it; 0 before.
     learnt: AtomicU8,
+    /// Whether the server takes staged pushes, once `outpost_info()` said: 0 before, 1 no, 2 yes.
+    staged: AtomicU8,
     /// Bytes moved per function, when counting ([`Central::measure_wire`]).
     wire: Option<Mutex<BTreeMap<String, WireBytes>>>,
 }
@@ -219,6 +225,7 @@ impl Central {
             transport: Box::new(transport),
             forced: None,
             learnt: AtomicU8::new(0),
+            staged: AtomicU8::new(0),
             wire: None,
         }
     }
@@ -265,6 +272,16 @@ impl Central {
                 tracing::debug!(endpoint = self.endpoint(), error = %e, "outpost_info failed; embeddings go as JSON");
                 VectorFormat::Json
             }
+        }
+    }
+
+    /// Whether the server takes a document in staged parts (`outpost_stage`,
+    /// `outpost_push_staged`; schema version 3), asking `outpost_info()` if nobody has yet. A
+    /// server that cannot say is taken not to.
+    pub async fn staged_push(&self) -> bool {
+        match self.staged.load(Ordering::Relaxed) {
+            0 => self.info().await.is_ok_and(|info| info.staged_push),
+            known => known == 2,
         }
     }
 
@@ -359,6 +376,8 @@ impl Central {
         let info: CentralInfo =
             serde_json::from_value(v).map_err(|e| self.bad("outpost_info", e))?;
         let best = info.best_vector_format();
+        self.staged
+            .store(if info.staged_push { 2 } else { 1 }, Ordering::Relaxed);
         if self.learnt.swap(best.code(), Ordering::Relaxed) != best.code() && self.forced.is_none()
         {
             tracing::debug!(
@@ -377,6 +396,13 @@ impl Central {
             .ok()
             .and_then(|v| serde_json::to_vec(&v).ok())
             .map_or(0, |v| v.len())
+    }
+
+    /// The bytes `chunk` takes in an `outpost_stage` call, in the form this server is sent.
+    pub async fn chunk_size(&self, chunk: &ChunkChange) -> usize {
+        encode_chunk(chunk, self.vector_format().await)
+            .ok()
+            .map_or(0, |v| json_len(&v) as usize)
     }
 
     /// `outpost_push(changes)`: one outcome per record, in order.
@@ -411,6 +437,82 @@ impl Central {
             ));
         }
         Ok(outcomes)
+    }
+
+    /// `outpost_stage(upload, first, chunks)`: stages `chunks` as indexes `first`, `first + 1`,
+    /// ... of `upload` (see [`Central::push_staged`]); answers how many chunks the upload now
+    /// holds. Staging a part again replaces it.
+    ///
+    /// # Errors
+    /// Transport errors; [`Error::BadResponse`] for an answer without `held`.
+    pub async fn stage(&self, upload: &str, first: usize, chunks: &[ChunkChange]) -> Result<usize> {
+        let format = self.vector_format().await;
+        let chunks = chunks
+            .iter()
+            .map(|c| encode_chunk(c, format))
+            .collect::<serde_json::Result<Vec<Value>>>()
+            .map_err(|e| Error::Config(format!("chunk records as JSON: {e}")))?;
+        let v = self
+            .call(
+                "outpost_stage",
+                serde_json::json!({ "upload": upload, "first": first, "chunks": chunks }),
+            )
+            .await?;
+        v.get("held")
+            .and_then(Value::as_u64)
+            .map(|n| n as usize)
+            .ok_or_else(|| self.bad("outpost_stage", format!("no 'held' count in {v}")))
+    }
+
+    /// `outpost_push_staged(upload, document, chunk_count)`: pushes `document` with the
+    /// `chunk_count` chunks staged under `upload` (its own `chunks` are not sent), in one
+    /// server transaction, so no reader sees part of it. The server refuses (nothing written)
+    /// when a staged chunk is missing.
+    ///
+    /// # Errors
+    /// Transport errors; [`Error::BadResponse`] if the answer is not one outcome for it.
+    pub async fn push_staged(
+        &self,
+        upload: &str,
+        document: &DocumentChange,
+        chunk_count: usize,
+    ) -> Result<PushOutcome> {
+        // The record without its chunks (not cloned: there may be thousands).
+        let head = DocumentChange {
+            id: document.id.clone(),
+            hlc: document.hlc,
+            device: document.device.clone(),
+            deleted: document.deleted,
+            collection: document.collection.clone(),
+            home_device: document.home_device.clone(),
+            source: document.source.clone(),
+            title: document.title.clone(),
+            content_hash: document.content_hash.clone(),
+            metadata: document.metadata.clone(),
+            created_at: document.created_at,
+            updated_at: document.updated_at,
+            chunks: Vec::new(),
+        };
+        let mut record = serde_json::to_value(Change::Document(head))
+            .map_err(|e| Error::Config(format!("document record as JSON: {e}")))?;
+        if let Value::Object(fields) = &mut record {
+            fields.remove("chunks");
+        }
+        let v = self
+            .call(
+                "outpost_push_staged",
+                serde_json::json!({ "upload": upload, "document": record, "chunk_count": chunk_count }),
+            )
+            .await?;
+        let mut outcomes: Vec<PushOutcome> =
+            serde_json::from_value(v).map_err(|e| self.bad("outpost_push_staged", e))?;
+        match (outcomes.pop(), outcomes.is_empty()) {
+            (Some(o), true) if o.id == document.id => Ok(o),
+            _ => Err(self.bad(
+                "outpost_push_staged",
+                format!("expected one outcome for document {}", document.id),
+            )),
+        }
     }
 
     /// `outpost_pull(cursor, max_rows, exclude_device[, vector_format, max_bytes])`: a page of at
@@ -498,15 +600,13 @@ fn encode_changes(changes: &[Change], format: VectorFormat) -> serde_json::Resul
         let mut record = serde_json::to_value(change)?;
         match change {
             Change::Document(d) => {
-                let chunks = record.get_mut("chunks").and_then(Value::as_array_mut);
-                for (json, chunk) in chunks.into_iter().flatten().zip(&d.chunks) {
-                    if let Value::Object(fields) = json {
-                        fields.remove("embedding");
-                        fields.insert(
-                            "embedding_b64".into(),
-                            Value::String(encode_vector(&chunk.embedding)),
-                        );
-                    }
+                if let Value::Object(fields) = &mut record {
+                    let chunks = d
+                        .chunks
+                        .iter()
+                        .map(|c| encode_chunk(c, format))
+                        .collect::<serde_json::Result<Vec<Value>>>()?;
+                    fields.insert("chunks".into(), Value::Array(chunks));
                 }
             }
             Change::Message(m) => {
@@ -525,6 +625,21 @@ fn encode_changes(changes: &[Change], format: VectorFormat) -> serde_json::Resul
         records.push(record);
     }
     Ok(Value::Array(records))
+}
+
+/// `chunk` as `outpost_push` and `outpost_stage` take it, its embedding in `format`.
+fn encode_chunk(chunk: &ChunkChange, format: VectorFormat) -> serde_json::Result<Value> {
+    let mut json = serde_json::to_value(chunk)?;
+    if format == VectorFormat::Base64 {
+        if let Value::Object(fields) = &mut json {
+            fields.remove("embedding");
+            fields.insert(
+                "embedding_b64".into(),
+                Value::String(encode_vector(&chunk.embedding)),
+            );
+        }
+    }
+    Ok(json)
 }
 
 /// Takes `embedding_b64` out of `fields` (a chunk or a message) and decodes it, leaving an empty

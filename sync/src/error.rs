@@ -5,7 +5,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The newest central migration this build knows (it still speaks to a server that has only
 /// the first, with vectors as JSON).
-pub const MIGRATION: &str = "20261205000000_outpost_vectors_base64";
+pub const MIGRATION: &str = "20261206000000_outpost_staged_push";
 
 /// Sync failures. [`Error::is_retryable`] tells the transient ones (network, timeouts,
 /// overloaded server) from those that retrying cannot fix (authentication, schema, bad data).

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use outpost_core::{hlc, Change, Engine, OutboxEntry};
+use outpost_core::{hlc, Change, DocumentChange, Engine, OutboxEntry};
+use sha2::{Digest, Sha256};
 
 use crate::backoff::Backoff;
 use crate::central::{Central, CentralInfo, Outcome};
@@ -97,8 +98,11 @@ pub struct SyncReport {
     pub push_stale: usize,
     /// Records the server refused even alone, set aside (see [`SyncStatus::parked`]).
     pub parked: usize,
-    /// Push calls made (each within the batch's row and byte caps, or a part of a refused one).
+    /// Push calls made (each within the batch's row and byte caps, or a part of a refused one),
+    /// staging calls included.
     pub push_calls: usize,
+    /// Documents too large for one call, pushed in staged parts and committed at once.
+    pub push_staged: usize,
     /// Records pulled.
     pub pulled: usize,
     /// Chunk rows carried by them.
@@ -113,6 +117,17 @@ pub struct SyncReport {
     pub push_seconds: f64,
     /// Seconds spent pulling.
     pub pull_seconds: f64,
+}
+
+impl SyncReport {
+    /// Counts one pushed record's outcome.
+    fn tally(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Applied => self.push_applied += 1,
+            Outcome::Duplicate => self.push_duplicate += 1,
+            Outcome::Stale => self.push_stale += 1,
+        }
+    }
 }
 
 /// The state of sync on this device, for `outpost sync status`.
@@ -184,21 +199,35 @@ pub async fn push(
             break;
         }
         let items = pair(batch);
-        // The longest prefix within the byte cap, and at least one record.
+        // The longest prefix within the byte cap, and at least one record; a document over
+        // the cap goes alone, in staged parts where the server takes them.
         let mut bytes = 0;
         let mut take = 0;
+        let mut staged = false;
         for (_, change) in &items {
             let size = match change {
                 Some(c) => central.push_size(c).await,
                 None => 0,
             };
+            if size > opts.batch_bytes && stageable(change) && central.staged_push().await {
+                staged = take == 0;
+                take += usize::from(staged);
+                break;
+            }
             if take > 0 && bytes + size > opts.batch_bytes {
                 break;
             }
             bytes += size;
             take += 1;
         }
-        push_split(engine, central, opts, report, &items[..take]).await?;
+        if staged {
+            let (entry, change) = &items[0];
+            if let Some(Change::Document(doc)) = change {
+                push_staged(engine, central, opts, report, entry, doc, opts.batch_bytes).await?;
+            }
+        } else {
+            push_split(engine, central, opts, report, &items[..take]).await?;
+        }
         done += take;
         progress(Step::Pushed {
             done: done.min(total.max(done)),
@@ -251,22 +280,28 @@ async fn push_split(
         match opts.backoff.retry("push", || central.push(&changes)).await {
             Ok(outcomes) => {
                 for o in &outcomes {
-                    match o.outcome {
-                        Outcome::Applied => report.push_applied += 1,
-                        Outcome::Duplicate => report.push_duplicate += 1,
-                        Outcome::Stale => report.push_stale += 1,
-                    }
+                    report.tally(o.outcome);
                 }
                 report.pushed += changes.len();
                 report.pushed_chunks += changes.iter().map(Change::chunk_count).sum::<usize>();
                 engine.acknowledge(&entries)?;
             }
             Err(e) if refused_as_sent(&e) => {
-                if let [(entry, _)] = part {
-                    let until = now_ms() + opts.park_for.as_millis() as i64;
-                    tracing::warn!(kind = entry.kind.as_str(), id = %entry.id, error = %e, "set aside: the server refuses this change even alone");
-                    engine.park(entry, &e.to_string(), until)?;
-                    report.parked += 1;
+                if let [(entry, change)] = part {
+                    match change {
+                        // Too large or too slow even alone: in parts, each half the size.
+                        Some(Change::Document(doc))
+                            if matches!(e, Error::TooLarge { .. })
+                                && stageable(change)
+                                && central.staged_push().await =>
+                        {
+                            let size = central.push_size(&changes[0]).await;
+                            let part_bytes = (size / 2).min(opts.batch_bytes);
+                            push_staged(engine, central, opts, report, entry, doc, part_bytes)
+                                .await?;
+                        }
+                        _ => park(engine, opts, report, entry, &e)?,
+                    }
                 } else {
                     let (first, second) = part.split_at(part.len() / 2);
                     parts.push(second);
@@ -277,6 +312,114 @@ async fn push_split(
         }
     }
     Ok(())
+}
+
+/// Sets `entry` aside with the server's reason `e`, to be tried again after
+/// [`SyncOptions::park_for`] or when edited.
+fn park(
+    engine: &Engine,
+    opts: &SyncOptions,
+    report: &mut SyncReport,
+    entry: &OutboxEntry,
+    e: &Error,
+) -> Result<()> {
+    let until = now_ms() + opts.park_for.as_millis() as i64;
+    tracing::warn!(kind = entry.kind.as_str(), id = %entry.id, error = %e, "set aside: the server refuses this change even alone");
+    engine.park(entry, &e.to_string(), until)?;
+    report.parked += 1;
+    Ok(())
+}
+
+/// Whether `change` can go in staged parts: a live document of more than one chunk.
+fn stageable(change: &Option<Change>) -> bool {
+    matches!(change, Some(Change::Document(d)) if !d.deleted && d.chunks.len() > 1)
+}
+
+/// The staging upload of one version of a document: derived from its id and stamp, so that a
+/// push resumed after a crash or a cut restages into the same upload (parts already there are
+/// replaced, not duplicated), while a newer version gets a new one.
+pub fn upload_id(doc: &DocumentChange) -> String {
+    let digest = Sha256::new()
+        .chain_update(b"outpost-staged-upload\0")
+        .chain_update(doc.id.as_bytes())
+        .chain_update(b"\0")
+        .chain_update(doc.hlc.to_be_bytes())
+        .chain_update(doc.device.as_bytes())
+        .finalize();
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&digest[..16]);
+    // A version-8 (custom), RFC 9562 variant UUID.
+    b[6] = (b[6] & 0x0f) | 0x80;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+/// Pushes one document too large for a call: its chunks staged in parts of at most
+/// `part_bytes` (at least one chunk each; a part the server refuses as too large is halved),
+/// then committed in one server transaction ([`Central::push_staged`]). A chunk the server
+/// refuses even alone, or a commit it refuses, sets the document aside as [`push_split`] does.
+async fn push_staged(
+    engine: &Engine,
+    central: &Central,
+    opts: &SyncOptions,
+    report: &mut SyncReport,
+    entry: &OutboxEntry,
+    doc: &DocumentChange,
+    part_bytes: usize,
+) -> Result<()> {
+    let upload = upload_id(doc);
+    let mut sizes = Vec::with_capacity(doc.chunks.len());
+    for chunk in &doc.chunks {
+        sizes.push(central.chunk_size(chunk).await);
+    }
+    let mut part_bytes = part_bytes.max(1);
+    let mut first = 0;
+    while first < doc.chunks.len() {
+        let mut end = first + 1;
+        let mut bytes = sizes[first];
+        while end < doc.chunks.len() && bytes + sizes[end] <= part_bytes {
+            bytes += sizes[end];
+            end += 1;
+        }
+        report.push_calls += 1;
+        let part = &doc.chunks[first..end];
+        match opts
+            .backoff
+            .retry("stage", || central.stage(&upload, first, part))
+            .await
+        {
+            Ok(_) => first = end,
+            Err(Error::TooLarge { .. }) if end - first > 1 => part_bytes = bytes / 2,
+            Err(e) if refused_as_sent(&e) => return park(engine, opts, report, entry, &e),
+            Err(e) => return Err(e),
+        }
+    }
+    report.push_calls += 1;
+    let n = doc.chunks.len();
+    match opts
+        .backoff
+        .retry("push", || central.push_staged(&upload, doc, n))
+        .await
+    {
+        Ok(o) => {
+            report.tally(o.outcome);
+            report.pushed += 1;
+            report.pushed_chunks += n;
+            report.push_staged += 1;
+            engine.acknowledge(std::slice::from_ref(entry))?;
+            Ok(())
+        }
+        Err(e) if refused_as_sent(&e) => park(engine, opts, report, entry, &e),
+        Err(e) => Err(e),
+    }
 }
 
 /// Whether the server refused this call for what it carried (too large, too slow, or a record

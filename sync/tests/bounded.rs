@@ -1,7 +1,9 @@
 //! Bounded pushes: a push call carries at most `batch_size` records and `batch_bytes` of them;
 //! a call the server refuses as too slow (its `statement_timeout`) or as malformed is split
 //! until the one record it cannot take is alone, and that record is set aside with the
-//! server's reason, in the outbox still, without holding up the rest or the pull.
+//! server's reason, in the outbox still, without holding up the rest or the pull. A document
+//! larger than a call may carry goes in staged parts, committed in one server transaction
+//! (schema version 3), so no reader sees part of it and a cut mid-upload loses nothing.
 //!
 //! The "too slow" record is played by a trigger on the test database that sleeps past the
 //! statement timeout for documents under `slow/`, and the malformed one by a trigger that
@@ -10,10 +12,13 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::{user, Db, Device, TestResult};
-use outpost_sync::{Backoff, Central, SyncOptions};
+use outpost_sync::pg::PgTransport;
+use outpost_sync::{Backoff, BoxFuture, Central, SyncOptions, Transport};
+use serde_json::Value;
 
 const TRIGGERS: &str = r#"
 create function public.test_refuse() returns trigger language plpgsql as $$
@@ -144,25 +149,37 @@ async fn a_record_the_server_refuses_is_set_aside_and_the_rest_goes_through() ->
 }
 
 #[tokio::test]
-async fn push_calls_keep_within_the_byte_cap_and_a_larger_record_goes_alone() -> TestResult {
+async fn push_calls_keep_within_the_byte_cap_and_a_larger_document_goes_in_parts() -> TestResult {
     let db = Db::new(true).await?;
     let u = user();
-    let central = db.pg(&u);
+    let central = db.pg(&u).measure_wire();
     let a = six_notes_and_a_long_one()?;
     let batch = a.engine.outbox_batch(100)?;
     let small = central.push_size(&batch.changes[0]).await;
     let large = central.push_size(&batch.changes[6]).await;
     assert!(large > 4 * small);
 
-    // Room for two small records per call: three calls for the six, one for the long one.
+    // Room for two small records per call: three calls for the six; the long one (40 chunks)
+    // is staged in parts of at most the same size, then committed.
     let mut o = opts(&a);
     o.batch_bytes = 2 * small + small / 2;
     let report = outpost_sync::sync_once(&a.sync_engine()?, &central, &o, &mut |_| {}).await?;
     assert_eq!(
-        (report.push_applied, report.push_calls),
-        (7, 4),
+        (report.push_applied, report.push_staged),
+        (7, 1),
         "{report:?}"
     );
+    let (push, stage, commit) = (
+        central.wire_bytes("outpost_push"),
+        central.wire_bytes("outpost_stage"),
+        central.wire_bytes("outpost_push_staged"),
+    );
+    assert_eq!((push.calls, commit.calls), (3, 1));
+    assert!(
+        stage.calls as usize >= large / o.batch_bytes && stage.calls < 40,
+        "{stage:?}"
+    );
+    assert_eq!(report.push_calls as u64, push.calls + stage.calls + 1);
     assert_eq!(a.engine.outbox_depth()?, 0);
     Ok(())
 }
@@ -176,7 +193,9 @@ async fn over_rest_a_request_too_large_and_a_statement_timeout_set_the_record_as
     ) {
         return Ok(());
     }
-    let db = Db::new(true).await?;
+    // A server before staged pushes (schema version 2): a document too large for one request
+    // cannot be pushed at all, so it is set aside.
+    let db = Db::at_version(2).await?;
     let admin = db.admin().await?;
     admin.batch_execute(TRIGGERS).await?;
     // As Supabase sets it per role (8 s for `authenticated`), shorter here so the test is quick.
@@ -260,5 +279,164 @@ async fn pull_pages_keep_within_the_byte_cap_and_a_larger_record_comes_alone() -
     let report = outpost_sync::sync_once(&b.sync_engine()?, &central, &o, &mut |_| {}).await?;
     assert_eq!(report.pulled, 7, "{report:?}");
     assert!(b.verify(&central).await?.equal);
+    Ok(())
+}
+
+/// A device holding one document of `n` paragraphs (as many chunks and vectors).
+fn one_long_document(n: usize) -> Result<(Device, String), Box<dyn std::error::Error>> {
+    let mut a = Device::new()?;
+    let long: String = (0..n)
+        .map(|p| format!("Paragraph {p} of the long document.\n\n"))
+        .collect();
+    let id = a.put("notes/long.md", &long)?;
+    Ok((a, id))
+}
+
+/// The central chunk rows of document `id`, and the staged chunk rows of any upload.
+async fn central_rows(db: &Db, id: &str) -> Result<(i64, i64), Box<dyn std::error::Error>> {
+    let chunks = db
+        .scalar(&format!(
+            "select count(*) from public.outpost_document_chunks where document_id = '{id}'"
+        ))
+        .await?;
+    let staged = db
+        .scalar("select count(*) from public.outpost_staged_chunks")
+        .await?;
+    Ok((chunks.parse()?, staged.parse()?))
+}
+
+/// The direct transport, cut for good (as by a lost network or a killed process) after
+/// `stages` staging calls went through.
+#[derive(Debug)]
+struct CutAfterStages {
+    inner: PgTransport,
+    left: AtomicUsize,
+}
+
+impl Transport for CutAfterStages {
+    fn endpoint(&self) -> &str {
+        self.inner.endpoint()
+    }
+
+    fn user_id(&self) -> &str {
+        self.inner.user_id()
+    }
+
+    fn call<'a>(
+        &'a self,
+        function: &'a str,
+        args: Value,
+    ) -> BoxFuture<'a, outpost_sync::Result<Value>> {
+        let staging = function == "outpost_stage" || function == "outpost_push_staged";
+        if staging
+            && self
+                .left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_err()
+        {
+            let endpoint = self.endpoint().to_string();
+            return Box::pin(async move {
+                Err(outpost_sync::Error::Offline {
+                    endpoint,
+                    detail: "connection cut by the test".into(),
+                })
+            });
+        }
+        Transport::call(&self.inner, function, args)
+    }
+}
+
+#[tokio::test]
+async fn a_document_over_the_byte_cap_goes_in_staged_parts_committed_at_once() -> TestResult {
+    let db = Db::new(true).await?;
+    let u = user();
+    let (a, id) = one_long_document(300)?;
+    let central = db.pg(&u);
+    let change = a.engine.outbox_batch(1)?.changes.remove(0);
+    let size = central.push_size(&change).await;
+
+    // Parts of at most a tenth of the document: ten or so staging calls and one commit.
+    let mut o = opts(&a);
+    o.batch_bytes = size / 10;
+    let cut = Central::new(CutAfterStages {
+        inner: PgTransport::new(&db.url, &u, Duration::from_secs(10))?,
+        left: AtomicUsize::new(4),
+    });
+    let failed = outpost_sync::sync_once(&a.sync_engine()?, &cut, &o, &mut |_| {}).await;
+    assert!(failed.is_err(), "the cut shows: {failed:?}");
+    // Four parts are staged, none of the document is visible, and it is still queued.
+    let (chunks, staged) = central_rows(&db, &id).await?;
+    assert_eq!(chunks, 0, "no reader sees part of a document");
+    assert!(staged > 0 && staged < 300, "{staged} chunks staged");
+    assert_eq!(
+        db.scalar(&format!(
+            "select count(*) from public.outpost_documents where id = '{id}'"
+        ))
+        .await?,
+        "0"
+    );
+    assert_eq!(a.engine.outbox_depth()?, 1);
+
+    // Resumed: the same upload is staged again (replacing the parts already there) and
+    // committed; every chunk lands once, and nothing stays staged.
+    let report = outpost_sync::sync_once(&a.sync_engine()?, &central, &o, &mut |_| {}).await?;
+    assert_eq!(
+        (
+            report.push_applied,
+            report.push_staged,
+            report.pushed_chunks
+        ),
+        (1, 1, 300),
+        "{report:?}"
+    );
+    assert!(report.push_calls >= 11, "{report:?}");
+    assert_eq!(central_rows(&db, &id).await?, (300, 0));
+    assert_eq!(a.engine.outbox_depth()?, 0);
+
+    // Another device pulls it whole.
+    common::settle(&db).await?;
+    let b = Device::new()?;
+    let pulled =
+        outpost_sync::sync_once(&b.sync_engine()?, &central, &opts(&b), &mut |_| {}).await?;
+    assert_eq!(
+        (pulled.pulled, pulled.pulled_chunks),
+        (1, 300),
+        "{pulled:?}"
+    );
+    assert!(b.verify(&central).await?.equal);
+    Ok(())
+}
+
+#[tokio::test]
+async fn over_rest_a_document_too_large_for_a_request_is_staged_in_parts_that_fit() -> TestResult {
+    if common::local_only(
+        "over_rest_a_document_too_large_for_a_request_is_staged_in_parts_that_fit",
+        "it sets the stand-in's body limit",
+    ) {
+        return Ok(());
+    }
+    let db = Db::new(true).await?;
+    let mut config = db.standin_config();
+    config.max_body_bytes = 64 * 1024;
+    let shim = outpost_sync::shim::Shim::start_with(config).await?;
+    let u = user();
+    let central = common::rest(&shim.url, &u);
+
+    // Some 200 vectors: about 500 kB of base64, under the default byte cap but well over the
+    // gateway's 64 kB. Refused with 413 in a batch and alone, it is staged in halves of
+    // halves until each part fits.
+    let (mut a, id) = one_long_document(200)?;
+    for n in 0..3 {
+        a.put(&format!("notes/{n}.md"), &format!("Note {n}."))?;
+    }
+    let report =
+        outpost_sync::sync_once(&a.sync_engine()?, &central, &opts(&a), &mut |_| {}).await?;
+    assert_eq!(
+        (report.push_applied, report.push_staged, report.parked),
+        (4, 1, 0),
+        "{report:?}"
+    );
+    assert_eq!(central_rows(&db, &id).await?, (200, 0));
+    assert!(a.verify(&central).await?.equal);
     Ok(())
 }

@@ -38,6 +38,7 @@ const EMULATION: &str = include_str!("../sql/supabase_auth_emulation.sql");
 pub const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/supabase/20261122000000_outpost_sync.sql"),
     include_str!("../../../migrations/supabase/20261205000000_outpost_vectors_base64.sql"),
+    include_str!("../../../migrations/supabase/20261206000000_outpost_staged_push.sql"),
 ];
 
 /// A real Supabase project to run the tests against, from the environment:

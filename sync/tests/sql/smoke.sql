@@ -60,8 +60,9 @@ $$;
 -- The migration is there and anon may ask about it, but nothing else.
 begin;
 set local role anon;
-select smoke.check('outpost_info', outpost_info() = '{"schema_version": 2, "embedding_dims": 384,
-    "migration": "20261205000000_outpost_vectors_base64", "vector_formats": ["json", "base64"]}'::jsonb,
+select smoke.check('outpost_info', outpost_info() = '{"schema_version": 3, "embedding_dims": 384,
+    "migration": "20261206000000_outpost_staged_push", "vector_formats": ["json", "base64"],
+    "staged_push": true}'::jsonb,
     outpost_info());
 commit;
 do $$
@@ -332,6 +333,69 @@ begin
     if exists (select 1 from outpost_conversations where id = '0190a000-0000-7000-8000-0000000000f7') then
         raise exception 'smoke check failed: a failed batch left a row';
     end if;
+    reset role;
+end
+$$;
+
+
+-- Staged push (schema 3): a document's chunks staged in parts are invisible until the commit,
+-- which writes them all in one transaction; a missing part refuses the commit and writes
+-- nothing; parts sent again replace themselves; a user never sees another's staged rows.
+\set upload '5ea9ed00-0000-4000-8000-000000000001'
+\set sdoc '0190a000-0000-7000-8000-0000000005d0'
+begin;
+set local role authenticated;
+select set_config('request.jwt.claims', :'claims_a', true) \gset ignored_
+select outpost_stage(:'upload', 0, jsonb_build_array(
+    smoke.chunk('0190a000-0000-7000-8000-0000000005c0', 0, 'staged zero', smoke.vec(0.5)),
+    smoke.chunk('0190a000-0000-7000-8000-0000000005c1', 1, 'staged one', smoke.vec(0.6)))) \gset s1_
+-- The same part again (a retry) and the last part.
+select outpost_stage(:'upload', 0, jsonb_build_array(
+    smoke.chunk('0190a000-0000-7000-8000-0000000005c0', 0, 'staged zero', smoke.vec(0.5)),
+    smoke.chunk('0190a000-0000-7000-8000-0000000005c1', 1, 'staged one', smoke.vec(0.6)))) \gset s2_
+select smoke.check('stage held after a retry', (:'s2_outpost_stage'::jsonb ->> 'held')::int = 2,
+    :'s2_outpost_stage'::jsonb);
+select smoke.check('staged chunks invisible before the commit',
+    not exists (select 1 from outpost_documents where id = :'sdoc')
+    and not exists (select 1 from outpost_document_chunks where document_id = :'sdoc'));
+do $$
+begin
+    perform outpost_push_staged('5ea9ed00-0000-4000-8000-000000000001',
+        smoke.doc('0190a000-0000-7000-8000-0000000005d0', 7000, 'aaaaaaaa-0000-4000-8000-000000000001',
+                  'staged', null) - 'chunks', 3);
+    raise exception 'smoke check failed: a commit with a missing part was accepted';
+exception when sqlstate '22023' then
+    if sqlerrm not like '%holds 2 of the document''s 3 chunks%' then
+        raise exception 'smoke check failed: missing part error: %', sqlerrm;
+    end if;
+end
+$$;
+select outpost_stage(:'upload', 2, jsonb_build_array(
+    smoke.chunk('0190a000-0000-7000-8000-0000000005c2', 2, 'staged two', smoke.vec(0.7)))) \gset s3_
+select outpost_push_staged(:'upload',
+    smoke.doc(:'sdoc', 7000, :'dev1', 'staged', null) - 'chunks', 3) \gset c_
+select smoke.check('staged commit applied', :'c_outpost_push_staged'::jsonb -> 0 ->> 'outcome' = 'applied',
+    :'c_outpost_push_staged'::jsonb);
+select smoke.check('staged commit wrote every chunk in order',
+    (select array_agg(content order by ordinal) from outpost_document_chunks where document_id = :'sdoc')
+        = array['staged zero', 'staged one', 'staged two']);
+select smoke.check('staged commit removed the upload',
+    not exists (select 1 from outpost_staged_chunks where upload = :'upload'));
+select outpost_stage('5ea9ed00-0000-4000-8000-000000000002', 0, jsonb_build_array(
+    smoke.chunk('0190a000-0000-7000-8000-0000000005c3', 0, 'left staged', smoke.vec(0.8)))) \gset s4_
+commit;
+begin;
+set local role authenticated;
+select set_config('request.jwt.claims', :'claims_b', true) \gset ignored_
+select smoke.check('staged rows are their owner''s only',
+    not exists (select 1 from outpost_staged_chunks));
+commit;
+do $$
+begin
+    set local role anon;
+    perform outpost_stage('5ea9ed00-0000-4000-8000-000000000003', 0, '[{}]'::jsonb);
+    raise exception 'smoke check failed: anon may stage';
+exception when insufficient_privilege then
     reset role;
 end
 $$;
