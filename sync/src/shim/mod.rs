@@ -76,6 +76,7 @@ mod gateway;
 mod gotrue;
 mod jwt;
 mod postgrest;
+mod tables;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -215,6 +216,7 @@ impl Shim {
             .route("/auth/v1/user", get(gotrue::user))
             .route("/auth/v1/.well-known/jwks.json", get(gotrue::jwks))
             .route("/rest/v1/rpc/{function}", post(postgrest::rpc))
+            .route("/rest/v1/{table}", get(tables::read))
             // Bodies over the limit reach the handlers as a rejection, answered as the
             // gateway answers them once the key is checked.
             .layer(axum::extract::DefaultBodyLimit::max(
