@@ -127,7 +127,7 @@ pub(super) async fn rpc(
     };
     let caller = match Caller::of(&shared, &headers) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let args = match serde_json::from_slice::<Value>(&body) {
         Ok(Value::Object(map)) => map,
@@ -149,39 +149,6 @@ pub(super) async fn rpc(
     };
     match call(&shared.config.db_url, &request).await {
         Ok(text) => (StatusCode::OK, [("content-type", "application/json")], text).into_response(),
-        Err(CallError::NoRpc { keys }) => {
-            let func = format!("public.{function}");
-            let (message, details) = if keys.is_empty() {
-                (
-                    format!("Could not find the function {func} without parameters in the schema cache"),
-                    format!("Searched for the function {func} without parameters or with a single unnamed json/jsonb parameter, but no matches were found in the schema cache."),
-                )
-            } else {
-                let list = keys.join(", ");
-                let plural = if keys.len() > 1 { "s" } else { "" };
-                (
-                    format!("Could not find the function {func}({list}) in the schema cache"),
-                    format!("Searched for the function {func} with parameter{plural} {list} or with a single unnamed json/jsonb parameter, but no matches were found in the schema cache."),
-                )
-            };
-            error(
-                StatusCode::NOT_FOUND,
-                "PGRST202",
-                &message,
-                Some(&details),
-                None,
-            )
-        }
-        Err(CallError::Ambiguous { candidates }) => error(
-            StatusCode::MULTIPLE_CHOICES,
-            "PGRST203",
-            &format!(
-                "Could not choose the best candidate function between: {}",
-                candidates.join(", ")
-            ),
-            None,
-            Some("Try renaming the parameters or the function itself in the database so function overloading can be resolved"),
-        ),
         Err(e) => e.into_response(caller.authed),
     }
 }
@@ -195,11 +162,11 @@ pub(super) struct Caller {
 }
 
 impl Caller {
-    /// The caller of a request whose `apikey` the gateway has accepted, or the 401 that the
-    /// gateway or PostgREST answers for its bearer token.
-    pub(super) fn of(shared: &Shared, headers: &HeaderMap) -> Result<Self, Response> {
+    /// The caller of a request whose `apikey` the gateway has accepted, or why the gateway or
+    /// PostgREST refuses its bearer token.
+    pub(super) fn of(shared: &Shared, headers: &HeaderMap) -> Result<Self, Refusal> {
         let (claims, authed) = match gateway::bearer(headers) {
-            Err(r) => return Err(r.into_response()),
+            Err(r) => return Err(Refusal::Gateway(r)),
             Ok(Bearer::None) => (json!({ "role": "anon" }), false),
             Ok(Bearer::Token(token)) => {
                 let now = SystemTime::now()
@@ -209,7 +176,7 @@ impl Caller {
                 let skew = shared.config.jwt_clock_skew.as_secs() as i64;
                 match shared.verifier.verify(token, now, skew) {
                     Ok(claims) => (claims, true),
-                    Err(e) => return Err(jwt_error(&e)),
+                    Err(e) => return Err(Refusal::Jwt(e)),
                 }
             }
         };
@@ -223,6 +190,22 @@ impl Caller {
             role,
             authed,
         })
+    }
+}
+
+/// A bearer token refused: by the gateway (an `sb_…` key that is not the `apikey`) or by
+/// PostgREST's JWT checks.
+pub(super) enum Refusal {
+    Gateway(gateway::Refused),
+    Jwt(JwtError),
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::Gateway(r) => r.into_response(),
+            Refusal::Jwt(e) => jwt_error(&e),
+        }
     }
 }
 
@@ -247,6 +230,7 @@ struct Request<'a> {
 pub(super) enum CallError {
     /// No function of that name takes these arguments (the body's keys, sorted).
     NoRpc {
+        function: String,
         keys: Vec<String>,
     },
     /// Several do: their signatures.
@@ -287,16 +271,41 @@ impl From<tokio_postgres::Error> for CallError {
 }
 
 impl CallError {
-    /// The answer PostgREST gives; `authed` is whether the request carried a JWT. (The RPC
-    /// handler words `NoRpc` and `Ambiguous` itself: they need the function's name.)
+    /// The answer PostgREST gives; `authed` is whether the request carried a JWT.
     pub(super) fn into_response(self, authed: bool) -> Response {
         match self {
-            CallError::NoRpc { .. } | CallError::Ambiguous { .. } => error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "XX000",
-                "unreachable: a function error outside an RPC",
+            CallError::NoRpc { function, keys } => {
+                let func = format!("public.{function}");
+                let (message, details) = if keys.is_empty() {
+                    (
+                        format!("Could not find the function {func} without parameters in the schema cache"),
+                        format!("Searched for the function {func} without parameters or with a single unnamed json/jsonb parameter, but no matches were found in the schema cache."),
+                    )
+                } else {
+                    let list = keys.join(", ");
+                    let plural = if keys.len() > 1 { "s" } else { "" };
+                    (
+                        format!("Could not find the function {func}({list}) in the schema cache"),
+                        format!("Searched for the function {func} with parameter{plural} {list} or with a single unnamed json/jsonb parameter, but no matches were found in the schema cache."),
+                    )
+                };
+                error(
+                    StatusCode::NOT_FOUND,
+                    "PGRST202",
+                    &message,
+                    Some(&details),
+                    None,
+                )
+            }
+            CallError::Ambiguous { candidates } => error(
+                StatusCode::MULTIPLE_CHOICES,
+                "PGRST203",
+                &format!(
+                    "Could not choose the best candidate function between: {}",
+                    candidates.join(", ")
+                ),
                 None,
-                None,
+                Some("Try renaming the parameters or the function itself in the database so function overloading can be resolved"),
             ),
             // Error.hs: `TableNotFound` is 404 `PGRST205`, "Could not find the table
             // '<schema>.<table>' in the schema cache" (its fuzzy "Perhaps you meant" hint is
@@ -474,6 +483,7 @@ async fn call(db_url: &str, req: &Request<'_>) -> Result<String, CallError> {
     let proc = match matching.as_slice() {
         [] => {
             return Err(CallError::NoRpc {
+                function: req.function.to_string(),
                 keys: keys.into_iter().cloned().collect(),
             })
         }

@@ -43,7 +43,7 @@ pub(super) async fn read(
     }
     let caller = match Caller::of(&shared, &headers) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     // Error.hs: `UnacceptableSchema` is 406 `PGRST106`, "Invalid schema: <s>", hint "Only the
     // following schemas are exposed: …" (Supabase exposes `public` unless configured).
