@@ -1167,6 +1167,24 @@ async fn unknown_tables_columns_and_schemas_answer_postgrests_errors() -> TestRe
     let answer = read(&shim, "notes?id=between.1", Some(&token), &[]).await?;
     assert_eq!(answer.status, 400);
     assert_eq!(answer.body["code"], "PGRST100");
+    // What the stand-in does not reproduce (its module docs) it refuses the same way, rather
+    // than answer in a shape the client did not ask for: a single object, a Range header, an
+    // embedded resource.
+    for (query, header) in [
+        (
+            "notes?id=eq.1",
+            ("accept", "application/vnd.pgrst.object+json"),
+        ),
+        ("notes", ("range", "0-1")),
+        (
+            "notes?select=id,documents(id)",
+            ("accept", "application/json"),
+        ),
+    ] {
+        let answer = read(&shim, query, Some(&token), &[header]).await?;
+        assert_eq!(answer.status, 400, "{query} {header:?}");
+        assert_eq!(answer.body["code"], "PGRST100");
+    }
     Ok(())
 }
 

@@ -1,6 +1,6 @@
 //! The stand-in's PostgREST reading tables and views: `GET` (and `HEAD`) `/rest/v1/<table>` with
 //! the query string PostgREST reads (docs `references/api/tables_views.rst`,
-//! `references/api/pagination_count.rst`, `references/api/resource_representation.rst`), as
+//! `references/api/pagination_count.rst`, `references/api/schemas.rst`), as
 //! supabase-js's `from(table).select(...)` sends it. It runs through the same caller, transaction
 //! and errors as an RPC (`postgrest.rs`), READ ONLY, so row-level security applies as the JWT's
 //! role. Identifiers are quoted and every filter value is a bind parameter.
@@ -57,6 +57,16 @@ pub(super) async fn read(
                 Some("Only the following schemas are exposed: public"),
             );
         }
+    }
+    // What would be read wrongly if ignored is refused instead (see the module docs).
+    let accept = headers.get("accept").and_then(|v| v.to_str().ok());
+    if accept.is_some_and(|a| a.contains("vnd.pgrst.object")) {
+        return not_reproduced("a single object (Accept: application/vnd.pgrst.object+json)")
+            .into_response(caller.authed);
+    }
+    if headers.contains_key("range") {
+        return not_reproduced("the Range header (use limit and offset)")
+            .into_response(caller.authed);
     }
     // `Prefer: count=exact` (pagination_count.rst, "Exact Count"); other preferences ignored.
     let count = headers
