@@ -163,10 +163,10 @@ async fn supabase_js_sees_only_its_users_rows_and_refreshes_its_session() -> Tes
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/supabase-js/client.test.cjs");
     // Node runs on a blocking thread while the stand-in serves it from the runtime's workers;
-    // `--test-timeout` bounds each of its tests.
+    // `--test-timeout` bounds each of its tests, and TAP's summary is checked below.
     let output = tokio::task::spawn_blocking(move || {
         std::process::Command::new("node")
-            .args(["--test", "--test-timeout=60000"])
+            .args(["--test", "--test-reporter=tap", "--test-timeout=60000"])
             .arg(&script)
             .env("NODE_PATH", packages.join("node_modules"))
             .env("OUTPOST_SUPABASE_JS_FIXTURE", fixture.to_string())
