@@ -11,7 +11,9 @@
 # tests build real Chroma stores with chromadb, installed with pip into a venv in .cache.
 # The pooler tests put PgBouncer (Debian's package `pgbouncer`, installed with apt-get, as root
 # or through sudo) in front of that Postgres; the Supabase CLI (npm package `supabase`, installed
-# with npm into .cache; needs Node) applies the central migrations to it.
+# with npm into .cache; needs Node) applies the central migrations to it. supabase-js (pinned by
+# sync/tests/supabase-js/package-lock.json, installed with `npm ci` into .cache) is run by Node
+# against the Supabase stand-in as an app would use it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -84,6 +86,20 @@ install_supabase_cli() {
         touch "$supabase_cli/.installed"
 }
 step "supabase cli" install_supabase_cli
+# supabase-js, pinned with all its dependencies by sync/tests/supabase-js/package-lock.json, for
+# the test of an app's client against the Supabase stand-in (sync/tests/supabase_js.rs runs it
+# with Node); installed again whenever that lock changes.
+export OUTPOST_SUPABASE_JS="$PWD/.cache/supabase-js"
+install_supabase_js() {
+    local pinned=sync/tests/supabase-js
+    [ -e "$OUTPOST_SUPABASE_JS/.installed" ] &&
+        cmp -s "$pinned/package-lock.json" "$OUTPOST_SUPABASE_JS/package-lock.json" && return 0
+    rm -rf "$OUTPOST_SUPABASE_JS" && mkdir -p "$OUTPOST_SUPABASE_JS" &&
+        cp "$pinned/package.json" "$pinned/package-lock.json" "$OUTPOST_SUPABASE_JS/" &&
+        npm ci --prefix "$OUTPOST_SUPABASE_JS" --no-audit --no-fund --loglevel=error &&
+        touch "$OUTPOST_SUPABASE_JS/.installed"
+}
+step "supabase-js" install_supabase_js
 # Throwaway test data: durability buys nothing here.
 OUTPOST_PG_CONF="fsync = off" step "postgres" scripts/pg.sh start "$pgdir"
 export OUTPOST_TEST_PG_URL="$(cat "$pgdir/url")"

@@ -1,4 +1,5 @@
-//! A STAND-IN for the parts of a Supabase project that Outpost uses (feature `shim`): it is NOT
+//! A STAND-IN for the parts of a Supabase project that Outpost and apps reading its tables with
+//! supabase-js use (feature `shim`): it is NOT
 //! PostgREST, NOT Supabase Auth (GoTrue) and NOT Supabase's API gateway, but a small loopback
 //! HTTP server that reproduces, in front of a real Postgres, the behaviours below, each read from
 //! the named source and checked by a test in `sync/tests/standin.rs` that cites it. No PostgREST
@@ -44,7 +45,7 @@
 //!   `internal/api/user.go`);
 //! - `GET /auth/v1/.well-known/jwks.json`: the configured public keys.
 //!
-//! **REST** (`postgrest.rs`; PostgREST `src/library/PostgREST/Error.hs`, `Auth/Jwt.hs`,
+//! **REST: functions** (`postgrest.rs`; PostgREST `src/library/PostgREST/Error.hs`, `Auth/Jwt.hs`,
 //! `Config/Database.hs`, docs `references/transactions.rst`, `references/errors.rst`):
 //! - `POST /rest/v1/rpc/<fn>`: the bearer JWT verified with the HS256 secret or, for ES256, the
 //!   JWKS key of its `kid`; a malformed or badly signed token answers 401 `PGRST301`, a claim
@@ -61,6 +62,20 @@
 //!   (so `57014`, a statement timeout, is 500) and a `Proxy-Status: PostgREST; error=<code>`
 //!   header.
 //!
+//! **Tables and views** (`tables.rs`; PostgREST docs `references/api/tables_views.rst`,
+//! `references/api/pagination_count.rst`, `references/api/schemas.rst`, `Error.hs`), what
+//! supabase-js's `from(table).select(...)` sends:
+//! - `GET` and `HEAD /rest/v1/<table>` for the tables and views of `public`, with the same
+//!   token check, role, claims and role settings as an RPC, in a READ ONLY transaction, so
+//!   row-level security picks the rows; 404 `PGRST205` for another name, Postgres's 400 `42703`
+//!   for an unknown column (columns are written table-qualified, as PostgREST writes them);
+//! - `select=` with `*`, columns and `alias:column`; filters `eq, neq, gt, gte, lt, lte, like,
+//!   ilike` (`*` for `%`), `is`, `in.(…)` and `not.`, ANDed, each value a bind parameter cast
+//!   to its column's type; `order=col.asc|desc[.nullsfirst|.nullslast]`; `limit`, `offset`;
+//! - `Content-Range: <first>-<last>/<total or *>` on every answer, the total with `Prefer:
+//!   count=exact` (then 206 when the range is short of it); 406 `PGRST106` for an
+//!   `Accept-Profile` other than `public`; 400 `PGRST100` for a query string it cannot parse.
+//!
 //! Where it differs on purpose: the clock skew on `exp` is a setting (`jwt_clock_skew`,
 //! PostgREST's 30 s by default) so that a test can see expiry sooner; role settings are read
 //! per request (PostgREST reads them when it loads its schema cache), and a role's
@@ -68,14 +83,19 @@
 //! that tests sharing one Postgres server can each set their own (PostgREST reads
 //! `pg_roles.rolconfig`, the global ones). Not reproduced: rate limits, other grant types, MFA,
 //! session time-boxes and inactivity timeouts, the newer refresh-token algorithm
-//! (`GOTRUE_SECURITY_REFRESH_TOKEN_ALGORITHM_VERSION=2`), tables and views, `GET` RPC calls,
-//! functions with a single unnamed `json`/`jsonb` parameter, `default_transaction_isolation`
-//! as a role or function setting.
+//! (`GOTRUE_SECURITY_REFRESH_TOKEN_ALGORITHM_VERSION=2`), `GET` RPC calls, functions with a
+//! single unnamed `json`/`jsonb` parameter, `default_transaction_isolation` as a role or
+//! function setting; on tables, writes (`POST`, `PATCH`, `DELETE`), embedded resources, casts,
+//! JSON paths, `or`/`and` and the other operators, the `Range` header, the single-object
+//! `vnd.pgrst.object+json` form, planned and estimated counts, PGRST205's "Perhaps you meant"
+//! hint (a read that asks for one is answered `PGRST100`, never with a wrong result; a write is
+//! 405).
 
 mod gateway;
 mod gotrue;
 mod jwt;
 mod postgrest;
+mod tables;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -215,6 +235,7 @@ impl Shim {
             .route("/auth/v1/user", get(gotrue::user))
             .route("/auth/v1/.well-known/jwks.json", get(gotrue::jwks))
             .route("/rest/v1/rpc/{function}", post(postgrest::rpc))
+            .route("/rest/v1/{table}", get(tables::read))
             // Bodies over the limit reach the handlers as a rejection, answered as the
             // gateway answers them once the key is checked.
             .layer(axum::extract::DefaultBodyLimit::max(

@@ -26,7 +26,7 @@ const HOISTED: [&str; 2] = ["statement_timeout", "plan_filter.statement_cost_lim
 
 /// An error answer: `{code, message, details, hint}` with `Proxy-Status: PostgREST;
 /// error=<code>` (docs `references/errors.rst`, "Proxy-Status Header").
-fn error(
+pub(super) fn error(
     status: StatusCode,
     code: &str,
     message: &str,
@@ -125,28 +125,10 @@ pub(super) async fn rpc(
         Ok(b) => b,
         Err(r) => return r.into_response(),
     };
-    let (claims, authed) = match gateway::bearer(&headers) {
+    let caller = match Caller::of(&shared, &headers) {
+        Ok(c) => c,
         Err(r) => return r.into_response(),
-        // As PostgREST: no token means the anon role.
-        Ok(Bearer::None) => (json!({ "role": "anon" }), false),
-        Ok(Bearer::Token(token)) => {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0);
-            let skew = shared.config.jwt_clock_skew.as_secs() as i64;
-            match shared.verifier.verify(token, now, skew) {
-                Ok(claims) => (claims, true),
-                Err(e) => return jwt_error(&e),
-            }
-        }
     };
-    // The role claim, or the anon role when the token has none.
-    let role = claims
-        .get("role")
-        .and_then(Value::as_str)
-        .unwrap_or("anon")
-        .to_string();
     let args = match serde_json::from_slice::<Value>(&body) {
         Ok(Value::Object(map)) => map,
         _ => {
@@ -159,101 +141,111 @@ pub(super) async fn rpc(
             )
         }
     };
-    let request_headers: serde_json::Map<String, Value> = headers
-        .iter()
-        .filter_map(|(k, v)| Some((k.as_str().to_string(), Value::from(v.to_str().ok()?))))
-        .collect();
     let request = Request {
-        role: &role,
-        claims: &claims,
+        caller: &caller,
         function: &function,
         args: &args,
-        headers: &Value::Object(request_headers),
+        headers: &headers_json(&headers),
     };
     match call(&shared.config.db_url, &request).await {
         Ok(text) => (StatusCode::OK, [("content-type", "application/json")], text).into_response(),
-        Err(CallError::NoRpc { keys }) => {
-            let func = format!("public.{function}");
-            let (message, details) = if keys.is_empty() {
-                (
-                    format!("Could not find the function {func} without parameters in the schema cache"),
-                    format!("Searched for the function {func} without parameters or with a single unnamed json/jsonb parameter, but no matches were found in the schema cache."),
-                )
-            } else {
-                let list = keys.join(", ");
-                let plural = if keys.len() > 1 { "s" } else { "" };
-                (
-                    format!("Could not find the function {func}({list}) in the schema cache"),
-                    format!("Searched for the function {func} with parameter{plural} {list} or with a single unnamed json/jsonb parameter, but no matches were found in the schema cache."),
-                )
-            };
-            error(
-                StatusCode::NOT_FOUND,
-                "PGRST202",
-                &message,
-                Some(&details),
-                None,
-            )
-        }
-        Err(CallError::Ambiguous { candidates }) => error(
-            StatusCode::MULTIPLE_CHOICES,
-            "PGRST203",
-            &format!(
-                "Could not choose the best candidate function between: {}",
-                candidates.join(", ")
-            ),
-            None,
-            Some("Try renaming the parameters or the function itself in the database so function overloading can be resolved"),
-        ),
-        Err(CallError::Db {
-            code,
-            message,
-            details,
-            hint,
-        }) => {
-            let status = status_of(&code, &message, authed);
-            let mut response = error(
-                status,
-                &code,
-                &message,
-                details.as_deref(),
-                hint.as_deref(),
-            );
-            if status == StatusCode::UNAUTHORIZED {
-                response
-                    .headers_mut()
-                    .insert("www-authenticate", HeaderValue::from_static("Bearer"));
-            }
-            response
-        }
-        // A connection that failed below SQL (pgErrorStatus: 503).
-        Err(CallError::Connection(m)) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "PGRST001",
-            "Database client error. Retrying the connection.",
-            Some(&m),
-            None,
-        ),
+        Err(e) => e.into_response(caller.authed),
     }
+}
+
+/// Who a request runs as: the verified JWT's claims and role (as PostgREST: no token is the
+/// `anon` role, and so is a token without a `role` claim), and whether a JWT came at all.
+pub(super) struct Caller {
+    claims: Value,
+    role: String,
+    pub(super) authed: bool,
+}
+
+impl Caller {
+    /// The caller of a request whose `apikey` the gateway has accepted, or why the gateway or
+    /// PostgREST refuses its bearer token.
+    pub(super) fn of(shared: &Shared, headers: &HeaderMap) -> Result<Self, Refusal> {
+        let (claims, authed) = match gateway::bearer(headers) {
+            Err(r) => return Err(Refusal::Gateway(r)),
+            Ok(Bearer::None) => (json!({ "role": "anon" }), false),
+            Ok(Bearer::Token(token)) => {
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_secs() as i64)
+                    .unwrap_or(0);
+                let skew = shared.config.jwt_clock_skew.as_secs() as i64;
+                match shared.verifier.verify(token, now, skew) {
+                    Ok(claims) => (claims, true),
+                    Err(e) => return Err(Refusal::Jwt(e)),
+                }
+            }
+        };
+        let role = claims
+            .get("role")
+            .and_then(Value::as_str)
+            .unwrap_or("anon")
+            .to_string();
+        Ok(Self {
+            claims,
+            role,
+            authed,
+        })
+    }
+}
+
+/// A bearer token refused: by the gateway (an `sb_…` key that is not the `apikey`) or by
+/// PostgREST's JWT checks.
+pub(super) enum Refusal {
+    Gateway(gateway::Refused),
+    Jwt(JwtError),
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::Gateway(r) => r.into_response(),
+            Refusal::Jwt(e) => jwt_error(&e),
+        }
+    }
+}
+
+/// The request's headers as `request.headers` holds them: a JSON object, lowercase names.
+pub(super) fn headers_json(headers: &HeaderMap) -> Value {
+    Value::Object(
+        headers
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_string(), Value::from(v.to_str().ok()?))))
+            .collect(),
+    )
 }
 
 /// What a call needs from the request.
 struct Request<'a> {
-    role: &'a str,
-    claims: &'a Value,
+    caller: &'a Caller,
     function: &'a str,
     args: &'a serde_json::Map<String, Value>,
     headers: &'a Value,
 }
 
-enum CallError {
+pub(super) enum CallError {
     /// No function of that name takes these arguments (the body's keys, sorted).
     NoRpc {
+        function: String,
         keys: Vec<String>,
     },
     /// Several do: their signatures.
     Ambiguous {
         candidates: Vec<String>,
+    },
+    /// No table or view of that name in the exposed schema.
+    NoTable {
+        table: String,
+    },
+    /// A query string PostgREST cannot parse (`PGRST100`), or asks for what the stand-in does
+    /// not reproduce.
+    Query {
+        message: String,
+        details: String,
     },
     Db {
         code: String,
@@ -278,6 +270,147 @@ impl From<tokio_postgres::Error> for CallError {
     }
 }
 
+impl CallError {
+    /// The answer PostgREST gives; `authed` is whether the request carried a JWT.
+    pub(super) fn into_response(self, authed: bool) -> Response {
+        match self {
+            CallError::NoRpc { function, keys } => {
+                let func = format!("public.{function}");
+                let (message, details) = if keys.is_empty() {
+                    (
+                        format!("Could not find the function {func} without parameters in the schema cache"),
+                        format!("Searched for the function {func} without parameters or with a single unnamed json/jsonb parameter, but no matches were found in the schema cache."),
+                    )
+                } else {
+                    let list = keys.join(", ");
+                    let plural = if keys.len() > 1 { "s" } else { "" };
+                    (
+                        format!("Could not find the function {func}({list}) in the schema cache"),
+                        format!("Searched for the function {func} with parameter{plural} {list} or with a single unnamed json/jsonb parameter, but no matches were found in the schema cache."),
+                    )
+                };
+                error(
+                    StatusCode::NOT_FOUND,
+                    "PGRST202",
+                    &message,
+                    Some(&details),
+                    None,
+                )
+            }
+            CallError::Ambiguous { candidates } => error(
+                StatusCode::MULTIPLE_CHOICES,
+                "PGRST203",
+                &format!(
+                    "Could not choose the best candidate function between: {}",
+                    candidates.join(", ")
+                ),
+                None,
+                Some("Try renaming the parameters or the function itself in the database so function overloading can be resolved"),
+            ),
+            // Error.hs: `TableNotFound` is 404 `PGRST205`, "Could not find the table
+            // '<schema>.<table>' in the schema cache" (its fuzzy "Perhaps you meant" hint is
+            // not reproduced).
+            CallError::NoTable { table } => error(
+                StatusCode::NOT_FOUND,
+                "PGRST205",
+                &format!("Could not find the table 'public.{table}' in the schema cache"),
+                None,
+                None,
+            ),
+            // Error.hs: `QueryParamError` is 400 `PGRST100` with the parser's message.
+            CallError::Query { message, details } => error(
+                StatusCode::BAD_REQUEST,
+                "PGRST100",
+                &message,
+                Some(&details),
+                None,
+            ),
+            CallError::Db {
+                code,
+                message,
+                details,
+                hint,
+            } => {
+                let status = status_of(&code, &message, authed);
+                let mut response =
+                    error(status, &code, &message, details.as_deref(), hint.as_deref());
+                if status == StatusCode::UNAUTHORIZED {
+                    response
+                        .headers_mut()
+                        .insert("www-authenticate", HeaderValue::from_static("Bearer"));
+                }
+                response
+            }
+            // A connection that failed below SQL (pgErrorStatus: 503).
+            CallError::Connection(m) => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "PGRST001",
+                "Database client error. Retrying the connection.",
+                Some(&m),
+                None,
+            ),
+        }
+    }
+}
+
+/// Opens the request's transaction as PostgREST does (docs `references/transactions.rst`):
+/// READ ONLY if `read_only`; `role`, `request.jwt.claims` and the other `request.*` settings
+/// set transaction-locally; then the impersonated role's settings ("applies the impersonated
+/// roles settings as transaction-scoped settings"; a database-specific one first, see the
+/// module docs); then `extra` (a function's hoisted settings), which override the role's.
+pub(super) async fn begin<'c>(
+    client: &'c mut tokio_postgres::Client,
+    read_only: bool,
+    caller: &Caller,
+    method: &str,
+    path: &str,
+    headers: &Value,
+    extra: Vec<(String, String)>,
+) -> Result<tokio_postgres::Transaction<'c>, CallError> {
+    let role_settings = client
+        .query(
+            "SELECT DISTINCT ON (x.k) x.k, x.v FROM (
+                 SELECT s.setdatabase, split_part(c, '=', 1) AS k,
+                        substr(c, strpos(c, '=') + 1) AS v
+                 FROM pg_db_role_setting s, unnest(s.setconfig) c
+                 WHERE s.setrole = (SELECT oid FROM pg_roles WHERE rolname = $1)
+                   AND s.setdatabase IN (0, (SELECT oid FROM pg_database
+                                             WHERE datname = current_database()))
+             ) x JOIN pg_settings ps ON ps.name = x.k AND ps.context = 'user'
+             WHERE x.k <> 'default_transaction_isolation'
+             ORDER BY x.k, x.setdatabase DESC",
+            &[&caller.role],
+        )
+        .await?;
+    let tx = client
+        .build_transaction()
+        .read_only(read_only)
+        .start()
+        .await?;
+    tx.execute(
+        "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true),
+                set_config('request.method', $3, true), set_config('request.path', $4, true),
+                set_config('request.headers', $5, true), set_config('request.cookies', '{}', true)",
+        &[
+            &caller.role,
+            &caller.claims.to_string(),
+            &method,
+            &path,
+            &headers.to_string(),
+        ],
+    )
+    .await?;
+    let settings = role_settings
+        .iter()
+        .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
+        .chain(extra);
+    for (k, v) in settings {
+        tx.execute("SELECT set_config($1, $2, true)", &[&k, &v])
+            .await?;
+    }
+    Ok(tx)
+}
+
 /// One overload of the function, as PostgREST's schema cache has it.
 struct Proc {
     retset: bool,
@@ -290,7 +423,8 @@ struct Proc {
     config: Vec<String>,
 }
 
-fn quote(ident: &str) -> String {
+/// An identifier quoted as `quote_ident` quotes it (double quotes, inner ones doubled).
+pub(super) fn quote(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
 }
 
@@ -349,6 +483,7 @@ async fn call(db_url: &str, req: &Request<'_>) -> Result<String, CallError> {
     let proc = match matching.as_slice() {
         [] => {
             return Err(CallError::NoRpc {
+                function: req.function.to_string(),
                 keys: keys.into_iter().cloned().collect(),
             })
         }
@@ -369,23 +504,6 @@ async fn call(db_url: &str, req: &Request<'_>) -> Result<String, CallError> {
             })
         }
     };
-    // The impersonated role's settings (PostgREST: "applies the impersonated roles settings as
-    // transaction-scoped settings"); a database-specific one first (see the module docs).
-    let role_settings = client
-        .query(
-            "SELECT DISTINCT ON (x.k) x.k, x.v FROM (
-                 SELECT s.setdatabase, split_part(c, '=', 1) AS k,
-                        substr(c, strpos(c, '=') + 1) AS v
-                 FROM pg_db_role_setting s, unnest(s.setconfig) c
-                 WHERE s.setrole = (SELECT oid FROM pg_roles WHERE rolname = $1)
-                   AND s.setdatabase IN (0, (SELECT oid FROM pg_database
-                                             WHERE datname = current_database()))
-             ) x JOIN pg_settings ps ON ps.name = x.k AND ps.context = 'user'
-             WHERE x.k <> 'default_transaction_isolation'
-             ORDER BY x.k, x.setdatabase DESC",
-            &[&req.role],
-        )
-        .await?;
     let mut columns = Vec::new();
     let mut named = Vec::new();
     for (name, ty) in &proc.params {
@@ -408,39 +526,28 @@ async fn call(db_url: &str, req: &Request<'_>) -> Result<String, CallError> {
     } else {
         format!("SELECT to_jsonb({call})::text FROM {from}")
     };
+    // The function's own hoisted settings come after (and so override) the role's.
+    let hoisted = proc
+        .config
+        .iter()
+        .filter_map(|c| {
+            let (k, v) = c.split_once('=')?;
+            HOISTED.contains(&k).then(|| (k.to_string(), v.to_string()))
+        })
+        .collect();
     // STABLE and IMMUTABLE functions run READ ONLY (transactions.rst, "Access Mode on
     // Functions").
-    let tx = client
-        .build_transaction()
-        .read_only(proc.read_only)
-        .start()
-        .await?;
     let path = format!("/rpc/{}", req.function);
-    tx.execute(
-        "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true),
-                set_config('request.method', 'POST', true), set_config('request.path', $3, true),
-                set_config('request.headers', $4, true), set_config('request.cookies', '{}', true)",
-        &[
-            &req.role,
-            &req.claims.to_string(),
-            &path,
-            &req.headers.to_string(),
-        ],
+    let tx = begin(
+        &mut client,
+        proc.read_only,
+        req.caller,
+        "POST",
+        &path,
+        req.headers,
+        hoisted,
     )
     .await?;
-    let mut settings: Vec<(String, String)> = role_settings
-        .iter()
-        .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
-        .collect();
-    // The function's own hoisted settings override the role's.
-    settings.extend(proc.config.iter().filter_map(|c| {
-        let (k, v) = c.split_once('=')?;
-        HOISTED.contains(&k).then(|| (k.to_string(), v.to_string()))
-    }));
-    for (k, v) in &settings {
-        tx.execute("SELECT set_config($1, $2, true)", &[k, v])
-            .await?;
-    }
     let body = serde_json::Value::Object(req.args.clone()).to_string();
     let row = if columns.is_empty() {
         tx.query_one(&sql, &[]).await?
