@@ -154,9 +154,10 @@ pub struct CentralArgs {
     /// Records per push call.
     #[arg(long, default_value_t = 100)]
     pub batch_size: usize,
-    /// Most bytes of records (as JSON) per push call; a larger record goes alone. A call the
-    /// server refuses as too large or too slow is split, and a record it refuses even alone is
-    /// set aside (`outpost sync status` lists it).
+    /// Most bytes of records (as JSON) per push call; a larger document goes in staged parts of
+    /// this size, committed at once on the server (central schema 3; before it, alone). A call
+    /// the server refuses as too large or too slow is split, and a record it refuses even alone
+    /// is set aside (`outpost sync status` lists it).
     #[arg(long, default_value_t = outpost_sync::reconcile::DEFAULT_BATCH_BYTES)]
     pub batch_bytes: usize,
     /// Records per pull call.
