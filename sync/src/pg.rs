@@ -217,20 +217,32 @@ impl PgTransport {
         // The server gives up first, so that a call too big for the time allowed is told apart
         // from a server or network that stopped answering.
         let timeout_ms = self.timeout.as_millis() * 9 / 10;
+        let setup = format!(
+            "BEGIN; SET LOCAL ROLE authenticated; SET LOCAL statement_timeout = {timeout_ms}"
+        );
+        let client: &Client = client;
+        // One round trip: the four requests are pipelined (tokio-postgres sends each when its
+        // future is first polled, in order, on the one connection) and all are awaited, so
+        // the transaction always ends. A failed step aborts the transaction, every later step
+        // fails with it (the call never runs outside the `authenticated` role), and COMMIT of
+        // an aborted transaction rolls it back. One transaction, no named statements: as
+        // before, fit for PgBouncer's transaction mode.
+        let claims_param: [(&(dyn ToSql + Sync), Type); 1] = [(&self.claims, Type::TEXT)];
         let run = async {
-            let tx = client.transaction().await?;
-            tx.batch_execute(&format!(
-                "SET LOCAL ROLE authenticated; SET LOCAL statement_timeout = {timeout_ms}"
-            ))
-            .await?;
-            tx.query_typed(
-                "SELECT set_config('request.jwt.claims', $1, true)",
-                &[(&self.claims, Type::TEXT)],
-            )
-            .await?;
-            let row = tx.query_typed_one(&sql, &params).await?;
-            let text: Option<String> = row.get(0);
-            tx.commit().await?;
+            let (setup, claims, call, commit) = tokio::join!(
+                client.batch_execute(&setup),
+                client.query_typed(
+                    "SELECT set_config('request.jwt.claims', $1, true)",
+                    &claims_param,
+                ),
+                client.query_typed(&sql, &params),
+                client.batch_execute("COMMIT"),
+            );
+            setup?;
+            claims?;
+            let rows = call?;
+            commit?;
+            let text: Option<String> = rows.first().and_then(|row| row.get(0));
             Ok::<_, tokio_postgres::Error>(text)
         };
         let text = match tokio::time::timeout(self.timeout, run).await {
