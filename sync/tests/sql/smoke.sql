@@ -400,4 +400,12 @@ exception when insufficient_privilege then
 end
 $$;
 
+-- The functions that legitimately run long carry their own statement_timeout (PostgREST
+-- applies it to the request's transaction).
+select smoke.check('own statement_timeout',
+    (select array_agg(p.proname::text || ':' || c order by p.proname)
+       from pg_proc p, unnest(p.proconfig) c
+      where p.pronamespace = 'public'::regnamespace and c like 'statement_timeout=%')
+    = array['outpost_checksums:statement_timeout=2min', 'outpost_push_staged:statement_timeout=5min']);
+
 select 'smoke.sql: all checks passed' as result;
