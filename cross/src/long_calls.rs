@@ -129,7 +129,10 @@ mod tests {
         let epoch = Arc::new(AtomicU64::new(0));
         let stop = Stop::new(&epoch);
         epoch.fetch_add(1, Ordering::SeqCst);
-        assert!(block_on(in_background("t", stop, |stop| Ok(stop.requested()))).unwrap());
+        assert!(matches!(
+            block_on(in_background("t", stop, |stop| Ok(stop.requested()))),
+            Ok(true)
+        ));
         let panicked: Result<()> = block_on(in_background("t", Stop::new(&epoch), |_| {
             panic!("in the worker")
         }));
