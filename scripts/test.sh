@@ -13,7 +13,10 @@
 # or through sudo) in front of that Postgres; the Supabase CLI (npm package `supabase`, installed
 # with npm into .cache; needs Node) applies the central migrations to it. supabase-js (pinned by
 # sync/tests/supabase-js/package-lock.json, installed with `npm ci` into .cache) is run by Node
-# against the Supabase stand-in as an app would use it.
+# against the Supabase stand-in as an app would use it. The Kotlin suite of the library
+# (cross/kotlin) needs Java 17 and Maven (Debian's `openjdk-17-jdk-headless` and `maven`, installed
+# with apt-get when missing); Maven fetches its plugins and the pinned Kotlin, coroutines, JNA and
+# JUnit from Maven Central into .cache/m2.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -73,6 +76,17 @@ install_pgbouncer() {
             "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer; }
 }
 step "pgbouncer" install_pgbouncer
+# Java and Maven, for the Kotlin suite of the library (cross/scripts/test-kotlin.sh).
+install_maven() {
+    command -v mvn >/dev/null && command -v javac >/dev/null && return 0
+    local sudo=()
+    [ "$(id -u)" = 0 ] || sudo=(sudo)
+    local packages=(openjdk-17-jdk-headless maven)
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" ||
+        { "${sudo[@]}" apt-get update -qq &&
+            "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}"; }
+}
+step "java and maven" install_maven
 # The Supabase CLI, which applies migrations/supabase with `supabase db push`
 # (sync/tests/supabase-cli.sh); its npm package carries the binary for this platform.
 SUPABASE_CLI_VERSION="2.117.0"
@@ -129,3 +143,7 @@ step "rest shim" cargo build --quiet -p outpost-sync --features shim --example r
 export OUTPOST_REST_SHIM="${CARGO_TARGET_DIR:-$PWD/target}/debug/examples/rest_shim"
 PYTHONPATH="$bindings/python" step "python (ffi)" python3 -m unittest discover -s cross/tests
 grep -E '^Ran [0-9]+ tests' "$log" | sed 's/^Ran \([0-9]*\) tests.*/python tests of the library: \1 passed/'
+# The same library from Kotlin on the JVM: the generated Kotlin bindings compiled with the Kotlin
+# suite (cross/kotlin, Maven), JNA loading the library as on Android.
+step "kotlin (ffi)" cross/scripts/test-kotlin.sh "$bindings"
+grep -E '^kotlin tests of the library' "$log"

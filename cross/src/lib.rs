@@ -8,69 +8,77 @@
 //! `Send + Sync`: searches run in parallel on reading connections while one writing connection
 //! takes ingests and other writes. Every call returns owned records; every failure is an
 //! [`OutpostError`] with a readable message, and a panic inside a call is caught and reported as
-//! [`OutpostError::Internal`] instead of unwinding into the host. Long calls (ingesting a folder,
-//! syncing) stop early with [`OutpostError::Cancelled`] after [`Engine::cancel`].
+//! [`OutpostError::Internal`] instead of unwinding into the host. The long calls (ingesting a
+//! folder, syncing) are async in the host language (`long_calls`), report progress to a
+//! [`ProgressListener`], and stop early with [`OutpostError::Cancelled`] when the caller's
+//! coroutine or task is cancelled or after [`Engine::cancel`]. After [`Engine::shutdown`] every
+//! call is [`OutpostError::Closed`].
 
 // The FFI scaffolding that `setup_scaffolding!` generates is `extern "C"` code.
 #![allow(unsafe_code)]
 
 uniffi::setup_scaffolding!();
 
+mod long_calls;
 mod records;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use outpost_core::{IngestOptions, SearchMode, SearchOptions};
 
+pub use long_calls::ProgressListener;
+use long_calls::{in_background, Stop};
 pub use records::*;
 
 /// What can go wrong, as the host language sees it: a small enum, each with a message that says
-/// what and where (the `message` field).
+/// what and where (the `detail` field: not `message`, which Kotlin's exceptions have already).
 #[allow(missing_docs)]
 #[derive(Debug, thiserror::Error, uniffi::Error)]
 pub enum OutpostError {
     /// A bad argument: an empty query, a filter that does not parse, a vector of the wrong
     /// dimension, a file that cannot be indexed.
-    #[error("{message}")]
-    InvalidInput { message: String },
+    #[error("{detail}")]
+    InvalidInput { detail: String },
     /// No such document or conversation.
-    #[error("{message}")]
-    NotFound { message: String },
+    #[error("{detail}")]
+    NotFound { detail: String },
     /// The database cannot be opened or used: unreadable, corrupt, another application's, newer.
-    #[error("{message}")]
-    Database { message: String },
+    #[error("{detail}")]
+    Database { detail: String },
     /// The embedding model is missing or failed.
-    #[error("{message}")]
-    Model { message: String },
+    #[error("{detail}")]
+    Model { detail: String },
     /// Sync failed: offline, refused credentials, a central schema to migrate, a bad answer.
-    #[error("{message}")]
-    Sync { message: String },
+    #[error("{detail}")]
+    Sync { detail: String },
     /// The user's session is gone for good: the refresh token was spent elsewhere, revoked,
     /// signed out, or no session was set. Only a new sign-in helps; then `set_session` again.
-    /// (`detail`, not `message`: Kotlin's exceptions have a `message` of their own.)
     #[error("{detail}")]
     SignedOut { detail: String },
-    /// The call was cancelled with `Engine.cancel()`.
-    #[error("{message}")]
-    Cancelled { message: String },
+    /// The call was cancelled: its coroutine or task, `Engine.cancel()` or `Engine.shutdown()`.
+    #[error("{detail}")]
+    Cancelled { detail: String },
+    /// The engine was shut down (`Engine.shutdown()`): open the database again.
+    #[error("{detail}")]
+    Closed { detail: String },
     /// A bug: a panic inside the library, caught at the boundary.
-    #[error("{message}")]
-    Internal { message: String },
+    #[error("{detail}")]
+    Internal { detail: String },
 }
 
 impl From<outpost_core::Error> for OutpostError {
     fn from(e: outpost_core::Error) -> Self {
         use outpost_core::ErrorKind as K;
-        let message = e.to_string();
+        let detail = e.to_string();
         match e.kind() {
-            K::NotFound => Self::NotFound { message },
-            K::InvalidInput => Self::InvalidInput { message },
-            K::Model => Self::Model { message },
-            K::Database | K::Index | K::Export => Self::Database { message },
+            K::NotFound => Self::NotFound { detail },
+            K::InvalidInput => Self::InvalidInput { detail },
+            K::Model => Self::Model { detail },
+            K::Database | K::Index | K::Export => Self::Database { detail },
         }
     }
 }
@@ -90,7 +98,7 @@ impl From<outpost_sync::Error> for OutpostError {
                 ),
             },
             other => Self::Sync {
-                message: other.to_string(),
+                detail: other.to_string(),
             },
         }
     }
@@ -109,7 +117,7 @@ fn guard<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
             Err(OutpostError::Internal {
-                message: format!("internal error in {what}: {detail}"),
+                detail: format!("internal error in {what}: {detail}"),
             })
         }
     }
@@ -141,10 +149,13 @@ enum AppLogin {
 #[derive(uniffi::Object)]
 pub struct Engine {
     collection: String,
-    /// The engine: its model, its writer, its readers, its derived indexes.
-    inner: outpost_core::Engine,
-    /// Bumped by [`Engine::cancel`]; a long call stops when it changes under it.
-    cancel_epoch: AtomicU64,
+    /// The engine: its model, its writer, its readers, its derived indexes; `None` once shut
+    /// down. Each call holds its own `Arc` while it runs, so shutting down never pulls the
+    /// database from under a running call: the file is closed when the last one returns.
+    inner: RwLock<Option<Arc<outpost_core::Engine>>>,
+    /// Bumped by [`Engine::cancel`] and [`Engine::shutdown`]; a long call stops when it changes
+    /// under it.
+    cancel_epoch: Arc<AtomicU64>,
     /// The app's session, if it set one.
     login: Mutex<AppLogin>,
     /// The runtime syncs run on, made at the first sync and kept: the session's HTTP client
@@ -155,7 +166,7 @@ pub struct Engine {
 fn mode(name: &str) -> Result<SearchMode> {
     name.parse()
         .map_err(|e: outpost_core::Error| OutpostError::InvalidInput {
-            message: e.to_string(),
+            detail: e.to_string(),
         })
 }
 
@@ -164,7 +175,7 @@ fn filters(raw: &[String]) -> Result<Vec<outpost_core::Filter>> {
         .map(|f| f.parse())
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e: outpost_core::Error| OutpostError::InvalidInput {
-            message: e.to_string(),
+            detail: e.to_string(),
         })
 }
 
@@ -178,25 +189,25 @@ impl Engine {
                 config.model_dir.as_deref().map(std::path::Path::new),
             )
             .map_err(|e| OutpostError::Model {
-                message: e.to_string(),
+                detail: e.to_string(),
             })?;
             let device = outpost_models::select_device(config.use_gpu);
             let model = outpost_models::BertEmbedder::load(&dir, &device).map_err(|e| {
                 OutpostError::Model {
-                    message: format!("loading the model from {}: {e}", dir.display()),
+                    detail: format!("loading the model from {}: {e}", dir.display()),
                 }
             })?;
-            let inner = outpost_core::Engine::open(
+            let inner = Arc::new(outpost_core::Engine::open(
                 PathBuf::from(path),
                 Arc::new(model),
                 config.readers.clamp(1, 16) as usize,
-            )?;
+            )?);
             Ok(Arc::new(Self {
                 collection: config
                     .collection
                     .unwrap_or_else(|| outpost_core::DEFAULT_COLLECTION.into()),
-                inner,
-                cancel_epoch: AtomicU64::new(0),
+                inner: RwLock::new(Some(inner)),
+                cancel_epoch: Arc::new(AtomicU64::new(0)),
                 login: Mutex::new(AppLogin::None),
                 runtime: OnceLock::new(),
             }))
@@ -219,12 +230,12 @@ impl Engine {
                     Ok(serde_json::Value::Object(m)) => m,
                     Ok(_) => {
                         return Err(OutpostError::InvalidInput {
-                            message: "metadata_json must be a JSON object".into(),
+                            detail: "metadata_json must be a JSON object".into(),
                         })
                     }
                     Err(e) => {
                         return Err(OutpostError::InvalidInput {
-                            message: format!("metadata_json: {e}"),
+                            detail: format!("metadata_json: {e}"),
                         })
                     }
                 },
@@ -235,7 +246,7 @@ impl Engine {
                 source: source.unwrap_or_else(|| format!("app:{}", unique_suffix())),
                 metadata,
             };
-            let done = self.inner.ingest_text(input, &self.ingest_options())?;
+            let done = self.core()?.ingest_text(input, &self.ingest_options())?;
             Ok(IngestedDocument {
                 document_id: done.id,
                 source: done.source,
@@ -246,19 +257,27 @@ impl Engine {
     }
 
     /// Indexes a file, or every file under a folder (text, Markdown, HTML, PDF, JSONL). Files
-    /// that cannot be indexed are listed in the report; the call stops between files when
-    /// cancelled.
-    pub fn ingest_path(&self, path: String) -> Result<IngestSummary> {
-        guard("ingest_path", || {
-            let epoch = self.cancel_epoch.load(Ordering::SeqCst);
+    /// that cannot be indexed are listed in the summary. Async: it runs on a thread of its own,
+    /// tells `listener` each finished file (`files`, done of total), and stops between files
+    /// when the caller is cancelled (its coroutine or task) or after [`Engine::cancel`]: the
+    /// files indexed so far stay, each one whole.
+    #[uniffi::method(default(listener = None))]
+    pub async fn ingest_path(
+        self: Arc<Self>,
+        path: String,
+        listener: Option<Box<dyn ProgressListener>>,
+    ) -> Result<IngestSummary> {
+        let core = self.core()?;
+        let stop = Stop::new(&self.cancel_epoch);
+        let opts = self.ingest_options();
+        in_background("ingest_path", stop, move |stop| {
             let (files, walk_failures) =
                 outpost_core::ingest::collect_files(&[PathBuf::from(&path)], false);
             if files.is_empty() && walk_failures.is_empty() {
                 return Err(OutpostError::InvalidInput {
-                    message: format!("{path}: no files to index"),
+                    detail: format!("{path}: no files to index"),
                 });
             }
-            let opts = self.ingest_options();
             let mut summary = IngestSummary::default();
             summary.failed += walk_failures.len() as u32;
             summary.failures.extend(
@@ -266,20 +285,22 @@ impl Engine {
                     .iter()
                     .map(|f| format!("{}: {}", f.path, f.reason)),
             );
-            for file in files {
-                if self.cancel_epoch.load(Ordering::SeqCst) != epoch {
+            let total = files.len() as u64;
+            for (done, file) in files.into_iter().enumerate() {
+                if stop.requested() {
                     return Err(OutpostError::Cancelled {
-                        message: format!(
-                            "ingest of {path} cancelled after {} files",
-                            summary.added + summary.updated + summary.unchanged
-                        ),
+                        detail: format!("ingest of {path} cancelled after {done} of {total} files"),
                     });
                 }
-                let report = self.inner.ingest(&[file], &opts, &mut |_| {})?;
+                let report = core.ingest(&[file], &opts, &mut |_| {})?;
                 summary.add(&report);
+                if let Some(l) = &listener {
+                    l.on_progress("files".into(), done as u64 + 1, total);
+                }
             }
             Ok(summary)
         })
+        .await
     }
 
     /// Searches: `mode` is `hybrid`, `vector` or `text`; `filters` as on the command line
@@ -298,7 +319,7 @@ impl Engine {
                 filters: filters(&filter_list)?,
                 ..Default::default()
             };
-            let hits = self.inner.search(&query, &opts)?;
+            let hits = self.core()?.search(&query, &opts)?;
             Ok(hits.into_iter().map(SearchHit::from).collect())
         })
     }
@@ -310,7 +331,7 @@ impl Engine {
                 k: k as usize,
                 ..Default::default()
             };
-            let hits = self.inner.search_by_vector(&vector, &opts)?;
+            let hits = self.core()?.search_by_vector(&vector, &opts)?;
             Ok(hits.into_iter().map(SearchHit::from).collect())
         })
     }
@@ -329,7 +350,7 @@ impl Engine {
                 conversation_id,
                 ..Default::default()
             };
-            let ctx = self.inner.context(&query, &opts)?;
+            let ctx = self.core()?.context(&query, &opts)?;
             Ok(Context::from(ctx))
         })
     }
@@ -337,7 +358,7 @@ impl Engine {
     /// Deletes a document (a tombstone that sync carries to other devices).
     pub fn delete_document(&self, document_id: String) -> Result<()> {
         guard("delete_document", || {
-            self.inner.delete_document(&document_id)?;
+            self.core()?.delete_document(&document_id)?;
             Ok(())
         })
     }
@@ -345,7 +366,7 @@ impl Engine {
     /// Starts a conversation.
     pub fn create_conversation(&self, title: String) -> Result<Conversation> {
         guard("create_conversation", || {
-            Ok(self.inner.create_conversation(&title)?.into())
+            Ok(self.core()?.create_conversation(&title)?.into())
         })
     }
 
@@ -358,7 +379,7 @@ impl Engine {
     ) -> Result<Message> {
         guard("add_message", || {
             Ok(self
-                .inner
+                .core()?
                 .add_message(&conversation_id, &role, &content)?
                 .into())
         })
@@ -367,9 +388,9 @@ impl Engine {
     /// The `n` most recent messages, oldest first.
     pub fn recent_messages(&self, conversation_id: String, n: u32) -> Result<Vec<Message>> {
         guard("recent_messages", || {
-            self.inner.conversation(&conversation_id)?;
+            self.core()?.conversation(&conversation_id)?;
             Ok(self
-                .inner
+                .core()?
                 .recent_messages(&conversation_id, n as usize)?
                 .into_iter()
                 .map(Message::from)
@@ -395,15 +416,16 @@ impl Engine {
         listener: Option<Box<dyn SessionListener>>,
     ) -> Result<()> {
         guard("set_session", || {
+            self.core()?;
             let valid = |t: &str| !t.trim().is_empty();
             if !valid(&access_token) || !valid(&refresh_token) {
                 return Err(OutpostError::InvalidInput {
-                    message: "set_session needs the access token and the refresh token".into(),
+                    detail: "set_session needs the access token and the refresh token".into(),
                 });
             }
             if outpost_sync::claims::access_claims(&access_token).is_none() {
                 return Err(OutpostError::InvalidInput {
-                    message: "the access token is not a JWT with `sub` and `exp` claims (pass the session's access token, not the refresh token or the anon key)".into(),
+                    detail: "the access token is not a JWT with `sub` and `exp` claims (pass the session's access token, not the refresh token or the anon key)".into(),
                 });
             }
             *self.login_slot() = AppLogin::Pending {
@@ -422,78 +444,127 @@ impl Engine {
         *self.login_slot() = AppLogin::None;
     }
 
-    /// Pushes local changes to the central store and pulls the others'; stops early when
-    /// cancelled (what was acknowledged stays acknowledged). Through the REST API
+    /// Pushes local changes to the central store and pulls the others'. Through the REST API
     /// (`supabase_url`, `anon_key`) without a `jwt`, as the user of the session set with
-    /// [`Engine::set_session`]; a session that has ended is `OutpostError.SignedOut`.
-    pub fn sync_now(&self, central: CentralConfig) -> Result<SyncReport> {
-        guard("sync_now", || {
-            let epoch = self.cancel_epoch.load(Ordering::SeqCst);
-            let timeout = Duration::from_secs(u64::from(central.timeout_s.max(1)));
-            let central_store = match self.app_session(&central, timeout)? {
-                Some((url, anon_key, session)) => {
-                    outpost_sync::Central::new(outpost_sync::rest::RestTransport::with_tokens(
-                        &url, &anon_key, session, timeout,
-                    )?)
-                }
-                None => {
-                    let settings = outpost_sync::CentralSettings::from(central.clone());
-                    outpost_sync::CentralConfig::from_settings(&settings)?.open(timeout)?
-                }
-            };
-            let mut opts = outpost_sync::SyncOptions::new(
-                self.inner.embedder().model_id(),
-                self.inner.embedder().dims(),
-            );
-            // An app calls again later: ride over a blip, but give up within the timeout.
-            opts.backoff = outpost_sync::Backoff {
-                initial: Duration::from_millis(200),
-                max: Duration::from_secs(2),
-                give_up_after: Some(Duration::from_secs(u64::from(central.timeout_s.max(1)))),
-            };
-            let rt = self.runtime()?;
-            // Sync takes the writer only for each batch it applies: searches and writes go
-            // on meanwhile.
-            let report = rt.block_on(async {
-                let mut quiet = |_| {};
-                let sync = outpost_sync::sync_once(&self.inner, &central_store, &opts, &mut quiet);
-                let cancelled = async {
-                    while self.cancel_epoch.load(Ordering::SeqCst) == epoch {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                };
-                tokio::select! {
-                    r = sync => r.map_err(OutpostError::from),
-                    () = cancelled => Err(OutpostError::Cancelled {
-                        message: "sync cancelled".into(),
-                    }),
-                }
-            })?;
-            self.inner
-                .reembed_pending(&|| self.cancel_epoch.load(Ordering::SeqCst) != epoch)?;
-            Ok(report.into())
+    /// [`Engine::set_session`]; a session that has ended is `OutpostError.SignedOut`. Async: it
+    /// runs on a thread of its own, tells `listener` the records pushed (`push`) and pulled
+    /// (`pull`), and stops early when the caller is cancelled or after [`Engine::cancel`] (what
+    /// the central store acknowledged stays acknowledged; the rest is pushed next time).
+    #[uniffi::method(default(listener = None))]
+    pub async fn sync_now(
+        self: Arc<Self>,
+        central: CentralConfig,
+        listener: Option<Box<dyn ProgressListener>>,
+    ) -> Result<SyncReport> {
+        let core = self.core()?;
+        let stop = Stop::new(&self.cancel_epoch);
+        let engine = self.clone();
+        in_background("sync_now", stop, move |stop| {
+            engine.sync_blocking(&core, &central, listener, stop)
         })
+        .await
     }
 
     /// The outbox and the last push and pull (no network).
     pub fn sync_status(&self) -> Result<SyncStatus> {
         guard("sync_status", || {
-            Ok(outpost_sync::status(&self.inner)?.into())
+            Ok(outpost_sync::status(&*self.core()?)?.into())
         })
     }
 
     /// What the database holds.
     pub fn stats(&self) -> Result<Stats> {
-        guard("stats", || Ok(self.inner.stats()?.into()))
+        guard("stats", || Ok(self.core()?.stats()?.into()))
     }
 
     /// Cancels the long calls (folder ingests, syncs) running now; later calls are unaffected.
     pub fn cancel(&self) {
         self.cancel_epoch.fetch_add(1, Ordering::SeqCst);
     }
+
+    /// Closes the database: the long calls running now stop as after [`Engine::cancel`], and
+    /// every later call is `OutpostError.Closed`. The file is released once the calls in flight
+    /// return. Shutting down twice is harmless. (Kotlin's `close()` and `use {}` release the
+    /// object itself, and Swift does when the last reference goes.)
+    pub fn shutdown(&self) {
+        let closed = self.inner.write().unwrap_or_else(|p| p.into_inner()).take();
+        self.cancel_epoch.fetch_add(1, Ordering::SeqCst);
+        *self.login_slot() = AppLogin::None;
+        drop(closed);
+    }
 }
 
 impl Engine {
+    /// The open engine, for one call; [`OutpostError::Closed`] after [`Engine::shutdown`].
+    fn core(&self) -> Result<Arc<outpost_core::Engine>> {
+        // Nothing panics while holding it; a poisoned lock still holds a valid engine.
+        let slot = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        slot.clone().ok_or_else(|| OutpostError::Closed {
+            detail: "the engine was shut down: open the database again".into(),
+        })
+    }
+
+    /// [`Engine::sync_now`]'s work, on its own thread: the sync runs on the engine's runtime
+    /// until it ends or `stop` says so, then the re-embedding of pulled records whose vectors
+    /// came from another model.
+    fn sync_blocking(
+        &self,
+        core: &outpost_core::Engine,
+        central: &CentralConfig,
+        listener: Option<Box<dyn ProgressListener>>,
+        stop: &Stop,
+    ) -> Result<SyncReport> {
+        let timeout = Duration::from_secs(u64::from(central.timeout_s.max(1)));
+        let central_store = match self.app_session(central, timeout)? {
+            Some((url, anon_key, session)) => outpost_sync::Central::new(
+                outpost_sync::rest::RestTransport::with_tokens(&url, &anon_key, session, timeout)?,
+            ),
+            None => {
+                let settings = outpost_sync::CentralSettings::from(central.clone());
+                outpost_sync::CentralConfig::from_settings(&settings)?.open(timeout)?
+            }
+        };
+        let mut opts =
+            outpost_sync::SyncOptions::new(core.embedder().model_id(), core.embedder().dims());
+        // An app calls again later: ride over a blip, but give up within the timeout.
+        opts.backoff = outpost_sync::Backoff {
+            initial: Duration::from_millis(200),
+            max: Duration::from_secs(2),
+            give_up_after: Some(timeout),
+        };
+        let rt = self.runtime()?;
+        // Sync takes the writer only for each batch it applies: searches and writes go on
+        // meanwhile.
+        let report = rt.block_on(async {
+            let mut progress = |step| {
+                if let Some(l) = &listener {
+                    match step {
+                        outpost_sync::Step::Pushed { done, total } => {
+                            l.on_progress("push".into(), done as u64, total as u64)
+                        }
+                        outpost_sync::Step::Pulled { done } => {
+                            l.on_progress("pull".into(), done as u64, 0)
+                        }
+                    }
+                }
+            };
+            let sync = outpost_sync::sync_once(core, &central_store, &opts, &mut progress);
+            let cancelled = async {
+                while !stop.requested() {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            };
+            tokio::select! {
+                r = sync => r.map_err(OutpostError::from),
+                () = cancelled => Err(OutpostError::Cancelled {
+                    detail: "sync cancelled".into(),
+                }),
+            }
+        })?;
+        core.reembed_pending(&|| stop.requested())?;
+        Ok(report.into())
+    }
+
     fn login_slot(&self) -> std::sync::MutexGuard<'_, AppLogin> {
         // Nothing panics while holding it; a poisoned slot is still a valid one.
         self.login.lock().unwrap_or_else(|p| p.into_inner())
@@ -511,7 +582,7 @@ impl Engine {
             .enable_all()
             .build()
             .map_err(|e| OutpostError::Internal {
-                message: format!("starting the sync runtime: {e}"),
+                detail: format!("starting the sync runtime: {e}"),
             })?;
         // Two first syncs at once: one runtime is kept, the other dropped here, unused.
         Ok(self.runtime.get_or_init(|| rt))
@@ -549,7 +620,7 @@ impl Engine {
                 let wanted = url.trim_end_matches('/');
                 if session.url() != wanted {
                     return Err(OutpostError::Sync {
-                        message: format!(
+                        detail: format!(
                             "the session was set for {} but this sync names {wanted}: call set_session with a session of that project",
                             session.url()
                         ),
@@ -620,16 +691,16 @@ mod tests {
     fn a_panic_inside_is_an_internal_error_not_an_abort() {
         let caught: Result<()> = guard("a call", || panic!("boom at the boundary"));
         match caught {
-            Err(OutpostError::Internal { message }) => {
-                assert!(message.contains("boom at the boundary"), "{message}");
-                assert!(message.contains("a call"), "{message}");
+            Err(OutpostError::Internal { detail }) => {
+                assert!(detail.contains("boom at the boundary"), "{detail}");
+                assert!(detail.contains("a call"), "{detail}");
             }
             other => panic!("expected an internal error, got {other:?}"),
         }
         // A formatted panic message (a String payload) comes through too.
         let caught: Result<()> = guard("another", || panic!("code {}", 7));
         assert!(
-            matches!(caught, Err(OutpostError::Internal { message }) if message.contains("code 7"))
+            matches!(caught, Err(OutpostError::Internal { detail }) if detail.contains("code 7"))
         );
         // The boundary still works afterwards.
         assert_eq!(guard("after", || Ok(3)).ok(), Some(3));

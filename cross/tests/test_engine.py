@@ -2,7 +2,7 @@
 
 A real foreign-language client: it loads the built liboutpost_ffi through the generated Python
 module and exercises open, ingest, search, context, conversations, errors, a panic caught at
-the boundary, threads, cancellation, and sync against the real PostgreSQL + pgvector that
+the boundary, threads, cancellation (of a task, and with cancel()), progress, shutdown, and sync against the real PostgreSQL + pgvector that
 scripts/test.sh starts (OUTPOST_TEST_PG_URL), directly and through the Supabase stand-in
 (OUTPOST_REST_SHIM, the rest_shim example) as the user of a session the app signed in.
 
@@ -10,8 +10,8 @@ scripts/test.sh starts (OUTPOST_TEST_PG_URL), directly and through the Supabase 
         OUTPOST_REST_SHIM=target/debug/examples/rest_shim python3 -m unittest discover -s cross/tests
 """
 
+import asyncio
 import json
-
 import os
 import pathlib
 import subprocess
@@ -30,6 +30,21 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 def config(**kw):
     return op.EngineConfig(**kw)
+
+
+def run(coroutine):
+    """Runs one of the long calls (coroutines: ingest_path, sync_now) to its end."""
+    return asyncio.run(coroutine)
+
+
+class Progress:
+    """A ProgressListener that records what it is told (from the call's worker thread)."""
+
+    def __init__(self):
+        self.steps = []
+
+    def on_progress(self, phase, done, total):
+        self.steps.append((phase, done, total))
 
 
 class EngineTest(unittest.TestCase):
@@ -64,8 +79,10 @@ class EngineTest(unittest.TestCase):
         (folder / "bees.md").write_text("# Bees\n\nHoney bees dance to show where flowers are.\n")
         (folder / "volcano.txt").write_text("Volcanoes erupt when magma rises through the crust.")
         (folder / "empty.txt").write_text("")
-        summary = e.ingest_path(str(folder))
+        progress = Progress()
+        summary = run(e.ingest_path(str(folder), progress))
         self.assertEqual((summary.added, summary.failed), (2, 1))
+        self.assertEqual(progress.steps, [("files", 1, 3), ("files", 2, 3), ("files", 3, 3)])
         self.assertIn("empty.txt", summary.failures[0])
 
         hits = e.search("what causes tides", 3, "hybrid", [])
@@ -96,7 +113,7 @@ class EngineTest(unittest.TestCase):
         e.ingest_text("Bees dance.", None, None, None)
         with self.assertRaises(op.OutpostError.InvalidInput) as wrong_dim:
             e.search_vector([0.1, 0.2, 0.3], 5)
-        self.assertIn("dimension", str(wrong_dim.exception))
+        self.assertIn("dimension", wrong_dim.exception.detail)
         with self.assertRaises(op.OutpostError.InvalidInput) as bad_filter:
             e.search("bees", 5, "hybrid", ["colour=red"])
         self.assertIn("colour", str(bad_filter.exception))
@@ -158,13 +175,13 @@ class EngineTest(unittest.TestCase):
             (folder / f"n{i:03}.txt").write_text(f"Note {i}: " + "the harbour lights flicker. " * 20)
         outcome = {}
 
-        def run():
+        def ingest():
             try:
-                outcome["summary"] = self.engine.ingest_path(str(folder))
+                outcome["summary"] = run(self.engine.ingest_path(str(folder)))
             except op.OutpostError.Cancelled as exc:
                 outcome["cancelled"] = str(exc)
 
-        t = threading.Thread(target=run)
+        t = threading.Thread(target=ingest)
         t.start()
         time.sleep(0.3)
         self.engine.cancel()
@@ -172,7 +189,49 @@ class EngineTest(unittest.TestCase):
         self.assertIn("cancelled", outcome, outcome)
         self.assertLess(self.engine.stats().documents, 300)
         # Later calls are not affected.
-        self.assertEqual(self.engine.ingest_path(str(folder / "n000.txt")).unchanged, 1)
+        self.assertEqual(run(self.engine.ingest_path(str(folder / "n000.txt"))).unchanged, 1)
+
+    def test_cancelling_the_task_stops_the_ingest_and_leaves_whole_documents(self):
+        folder = pathlib.Path(self.dir.name, "many")
+        folder.mkdir()
+        for i in range(300):
+            (folder / f"n{i:03}.txt").write_text(f"Note {i}: " + "the harbour lights flicker. " * 20)
+        progress = Progress()
+
+        async def ingest_then_cancel():
+            task = asyncio.ensure_future(self.engine.ingest_path(str(folder), progress))
+            while len(progress.steps) < 5:
+                await asyncio.sleep(0.01)
+            task.cancel()
+            with self.assertRaises(asyncio.CancelledError):
+                await task
+
+        run(ingest_then_cancel())
+        # The worker finishes the file it is on, sees the dropped future and stops.
+        time.sleep(0.5)
+        indexed = self.engine.stats().documents
+        time.sleep(0.5)
+        stats = self.engine.stats()
+        self.assertEqual(stats.documents, indexed)
+        self.assertGreaterEqual(indexed, 5)
+        self.assertLess(indexed, 300)
+        # Every document indexed is whole: one chunk each, all searchable.
+        self.assertEqual(stats.chunks, indexed)
+        self.assertEqual(len(self.engine.search("harbour lights", 300, "text", [])), indexed)
+
+    def test_a_shut_down_engine_refuses_calls_with_a_typed_error(self):
+        e = self.engine
+        e.ingest_text("Lanterns in the fog.", None, None, None)
+        e.shutdown()
+        with self.assertRaises(op.OutpostError.Closed) as closed:
+            e.search("lanterns", 5, "hybrid", [])
+        self.assertIn("shut down", closed.exception.detail)
+        with self.assertRaises(op.OutpostError.Closed):
+            run(e.ingest_path(self.dir.name))
+        e.shutdown()  # twice is harmless
+        # The file is released: it opens again, with what was written.
+        again = op.Engine.open(self.db, config())
+        self.assertEqual(again.stats().documents, 1)
 
 
 def psql():
@@ -217,10 +276,12 @@ class SyncTest(unittest.TestCase):
             doc = a.ingest_text("Glaciers carve U-shaped valleys.", "Glaciers", "notes/ice", None)
             conv = a.create_conversation("field trip")
             a.add_message(conv.id, "user", "Bring crampons.")
-            pushed = a.sync_now(central)
+            progress = Progress()
+            pushed = run(a.sync_now(central, progress))
             self.assertEqual((pushed.pushed, pushed.push_applied), (3, 3))
+            self.assertIn(("push", 3, 3), progress.steps)
             self.assertEqual(a.sync_status().outbox_depth, 0)
-            pulled = b.sync_now(central)
+            pulled = run(b.sync_now(central))
             self.assertEqual(pulled.pulled, 3)
             hits = b.search("how are valleys shaped", 1, "vector", [])
             self.assertEqual(hits[0].document_id, doc.document_id)
@@ -229,7 +290,7 @@ class SyncTest(unittest.TestCase):
             # Another user sees nothing of it.
             other = op.CentralConfig(postgres_url=self.url, user_id=str(uuid.uuid4()), timeout_s=10)
             c = op.Engine.open(os.path.join(d, "c.db"), config())
-            self.assertEqual(c.sync_now(other).pulled, 0)
+            self.assertEqual(run(c.sync_now(other)).pulled, 0)
 
     def test_an_unreachable_central_store_is_a_sync_error_and_changes_nothing(self):
         with tempfile.TemporaryDirectory() as d:
@@ -237,7 +298,7 @@ class SyncTest(unittest.TestCase):
             a.ingest_text("Waiting in the outbox.", None, None, None)
             down = op.CentralConfig(postgres_url="postgres://postgres@127.0.0.1:9/none", user_id=str(uuid.uuid4()), timeout_s=2)
             with self.assertRaises(op.OutpostError.Sync) as err:
-                a.sync_now(down)
+                run(a.sync_now(down))
             self.assertIn("127.0.0.1:9", str(err.exception))
             self.assertEqual(a.sync_status().outbox_depth, 1)
 
@@ -325,7 +386,7 @@ class AppSessionTest(unittest.TestCase):
             # Without a session, a REST sync without a jwt is the documented signed-out error.
             a.ingest_text("Lighthouses warn ships off the rocks.", None, "notes/light", None)
             with self.assertRaises(op.OutpostError.SignedOut) as none:
-                a.sync_now(self.central())
+                run(a.sync_now(self.central()))
             self.assertIn("set_session", str(none.exception))
 
             # Signed in just now: the token has seconds to live, more than the margin.
@@ -333,7 +394,7 @@ class AppSessionTest(unittest.TestCase):
             first_access, first_refresh = login["access_token"], login["refresh_token"]
             app = Recorder()
             a.set_session(first_access, first_refresh, app)
-            report = a.sync_now(self.central())
+            report = run(a.sync_now(self.central()))
             self.assertEqual((report.pushed, report.push_applied), (1, 1))
             self.assertEqual(app.pairs, [], "a fresh token is used as it is")
 
@@ -342,7 +403,7 @@ class AppSessionTest(unittest.TestCase):
             for n in (1, 2):
                 time.sleep(self.TTL_S + 1)
                 a.ingest_text(f"Round {n}: the lamp turns every ten seconds.", None, None, None)
-                report = a.sync_now(self.central())
+                report = run(a.sync_now(self.central()))
                 self.assertEqual((report.pushed, report.push_applied), (1, 1))
                 self.assertGreaterEqual(len(app.pairs), n, "the rotation reached the app")
             self.assertEqual(a.sync_status().outbox_depth, 0)
@@ -358,7 +419,7 @@ class AppSessionTest(unittest.TestCase):
             stale = Recorder()
             b.set_session(first_access, first_refresh, stale)
             with self.assertRaises(op.OutpostError.SignedOut) as spent:
-                b.sync_now(self.central())
+                run(b.sync_now(self.central()))
             self.assertIn("refresh_token_already_used", str(spent.exception))
             self.assertEqual(stale.pairs, [])
 
@@ -367,15 +428,15 @@ class AppSessionTest(unittest.TestCase):
             time.sleep(self.TTL_S + 1)
             a.ingest_text("After the theft.", None, None, None)
             with self.assertRaises(op.OutpostError.SignedOut):
-                a.sync_now(self.central())
+                run(a.sync_now(self.central()))
             relogin = self.sign_in()
             a.set_session(relogin["access_token"], relogin["refresh_token"], app)
-            self.assertEqual(a.sync_now(self.central()).pushed, 1)
+            self.assertEqual(run(a.sync_now(self.central())).pushed, 1)
 
             # clear_session: the app signed out.
             a.clear_session()
             with self.assertRaises(op.OutpostError.SignedOut):
-                a.sync_now(self.central())
+                run(a.sync_now(self.central()))
 
             # Bad input is refused at once, not at the next sync.
             with self.assertRaises(op.OutpostError.InvalidInput):
