@@ -37,11 +37,14 @@ work="$(mktemp -d /tmp/outpost-swift.XXXXXX)"
 pgdir=""
 shim_pid=""
 cleanup() {
-    [ -n "$shim_pid" ] && kill "$shim_pid" 2>/dev/null && wait "$shim_pid" 2>/dev/null
-    for m in outpost/home proc; do
-        mountpoint -q "$CHROOT/$m" && umount -l "$CHROOT/$m"
-    done
-    rm -rf "$CHROOT/outpost"
+    set +e
+    # The mounts first: the chroot's copy is removed only once the model is no longer under it.
+    cross/scripts/swift-sid.sh --unmount >/dev/null &&
+        rm -rf "$CHROOT/outpost"
+    if [ -n "$shim_pid" ]; then
+        kill "$shim_pid" 2>/dev/null
+        wait "$shim_pid" 2>/dev/null
+    fi
     [ -n "$pgdir" ] && scripts/pg.sh stop "$pgdir" >/dev/null 2>&1
     rm -rf "$work" "$pgdir"
     return 0

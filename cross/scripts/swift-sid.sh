@@ -6,11 +6,26 @@
 # installs the host's `debootstrap` with apt-get when it is missing.
 #
 #   cross/scripts/swift-sid.sh            # → /path/to/.cache/swift-sid
+#   cross/scripts/swift-sid.sh --unmount  # unmounts what check-swift.sh mounted under it
 #   OUTPOST_SID_MIRROR=http://... cross/scripts/swift-sid.sh
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 CHROOT="${OUTPOST_SWIFT_CHROOT:-$ROOT/.cache/swift-sid}"
 MIRROR="${OUTPOST_SID_MIRROR:-http://deb.debian.org/debian}"
+
+# Unmounts whatever is mounted under the chroot (check-swift.sh mounts /proc and the model);
+# fails if something stays mounted.
+unmount_all() {
+    local m
+    for m in $(awk -v root="$CHROOT/" 'index($2, root) == 1 { print $2 }' /proc/mounts | sort -r); do
+        umount "$m" 2>/dev/null || umount -l "$m"
+    done
+    ! awk -v root="$CHROOT/" 'index($2, root) == 1 { found = 1 } END { exit !found }' /proc/mounts
+}
+if [ "${1:-}" = --unmount ]; then
+    unmount_all
+    exit
+fi
 
 if [ -e "$CHROOT/.installed" ]; then
     echo "$CHROOT"
@@ -24,9 +39,7 @@ fi
 PATH="$PATH:/usr/sbin:/sbin"
 
 # A half-made chroot may still have its /proc mounted from an interrupted run.
-for m in proc dev/pts dev; do
-    mountpoint -q "$CHROOT/$m" 2>/dev/null && umount -l "$CHROOT/$m"
-done
+unmount_all || { echo "swift-sid.sh: cannot unmount what is mounted under $CHROOT" >&2; exit 1; }
 rm -rf "$CHROOT"
 mkdir -p "$(dirname "$CHROOT")"
 # The smallest base (no init, no recommends). swiftc needs the C headers (libc6-dev) for
