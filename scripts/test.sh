@@ -13,7 +13,9 @@
 # or through sudo) in front of that Postgres; the Supabase CLI (npm package `supabase`, installed
 # with npm into .cache; needs Node) applies the central migrations to it. supabase-js (pinned by
 # sync/tests/supabase-js/package-lock.json, installed with `npm ci` into .cache) is run by Node
-# against the Supabase stand-in as an app would use it.
+# against the Supabase stand-in as an app would use it. The Swift suite of the library is compiled
+# with Debian sid's `swiftlang` in a sid chroot that debootstrap (installed with apt-get) makes
+# once in .cache/swift-sid (about 3.3 GB; root or sudo; cross/scripts/check-swift.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -129,3 +131,8 @@ step "rest shim" cargo build --quiet -p outpost-sync --features shim --example r
 export OUTPOST_REST_SHIM="${CARGO_TARGET_DIR:-$PWD/target}/debug/examples/rest_shim"
 PYTHONPATH="$bindings/python" step "python (ffi)" python3 -m unittest discover -s cross/tests
 grep -E '^Ran [0-9]+ tests' "$log" | sed 's/^Ran \([0-9]*\) tests.*/python tests of the library: \1 passed/'
+# The library from Swift: Debian sid's swiftlang in a chroot under .cache/swift-sid (made once, as
+# root or through sudo), compiles the Swift suite and the README's Swift program against the same
+# library and bindings, and runs them against the same Postgres and stand-in.
+OUTPOST_SWIFT_BINDINGS="$bindings" step "swift (ffi)" cross/scripts/check-swift.sh
+grep -E '^swift tests of the library' "$log"
