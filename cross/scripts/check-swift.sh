@@ -50,6 +50,7 @@ cleanup() {
     return 0
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM   # so that an interrupted run cleans up too
 
 # 2. The library and its bindings.
 bindings="${OUTPOST_SWIFT_BINDINGS:-}"
