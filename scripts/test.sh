@@ -16,7 +16,9 @@
 # against the Supabase stand-in as an app would use it. The Kotlin suite of the library
 # (cross/kotlin) needs Java 17 and Maven (Debian's `openjdk-17-jdk-headless` and `maven`, installed
 # with apt-get when missing); Maven fetches its plugins and the pinned Kotlin, coroutines, JNA and
-# JUnit from Maven Central into .cache/m2.
+# JUnit from Maven Central into .cache/m2. The Swift suite of the library is compiled
+# with Debian sid's `swiftlang` in a sid chroot that debootstrap (installed with apt-get) makes
+# once in .cache/swift-sid (about 3.3 GB; root or sudo; cross/scripts/check-swift.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -147,3 +149,8 @@ grep -E '^Ran [0-9]+ tests' "$log" | sed 's/^Ran \([0-9]*\) tests.*/python tests
 # suite (cross/kotlin, Maven), JNA loading the library as on Android.
 step "kotlin (ffi)" cross/scripts/test-kotlin.sh "$bindings"
 grep -E '^kotlin tests of the library' "$log"
+# The library from Swift: Debian sid's swiftlang in a chroot under .cache/swift-sid (made once, as
+# root or through sudo), compiles the Swift suite and the README's Swift program against the same
+# library and bindings, and runs them against the same Postgres and stand-in.
+OUTPOST_SWIFT_BINDINGS="$bindings" step "swift (ffi)" cross/scripts/check-swift.sh
+grep -E '^swift tests of the library' "$log"
