@@ -18,7 +18,9 @@ class ReadmeTest(unittest.TestCase):
         text = README.read_text()
         blocks = list(BLOCK.finditer(text))
         self.assertEqual(len(blocks), text.count("<!-- include: "), "an include marker without its block")
-        self.assertIn("cross/tests/swift/Example/main.swift", [b["path"] for b in blocks])
+        paths = [b["path"] for b in blocks]
+        self.assertIn("cross/tests/swift/Example/main.swift", paths)
+        self.assertIn("cross/tests/python/quickstart.py", paths)
         for block in blocks:
             with self.subTest(path=block["path"]):
                 self.assertEqual(block["body"], (ROOT / block["path"]).read_text(),
