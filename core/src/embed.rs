@@ -27,7 +27,10 @@ pub trait Embedder: Send + Sync {
 
     /// The model's tokenizer with truncation and padding turned off, so that it counts every
     /// token of a text. Used to size chunks and to keep RAG context within a token budget.
-    fn tokenizer(&self) -> &tokenizers::Tokenizer;
+    ///
+    /// # Errors
+    /// Returns an [`EmbedError`] if a model that loads on first use cannot load its tokenizer.
+    fn tokenizer(&self) -> std::result::Result<&tokenizers::Tokenizer, EmbedError>;
 
     /// Embeds a batch of texts.
     ///
@@ -162,7 +165,7 @@ impl Embedder for NoModel {
         self.0.max_tokens()
     }
 
-    fn tokenizer(&self) -> &tokenizers::Tokenizer {
+    fn tokenizer(&self) -> std::result::Result<&tokenizers::Tokenizer, EmbedError> {
         self.0.tokenizer()
     }
 
@@ -199,8 +202,8 @@ impl Embedder for HashEmbedder {
         512
     }
 
-    fn tokenizer(&self) -> &tokenizers::Tokenizer {
-        &self.tokenizer
+    fn tokenizer(&self) -> std::result::Result<&tokenizers::Tokenizer, EmbedError> {
+        Ok(&self.tokenizer)
     }
 
     fn embed(&self, texts: &[&str]) -> std::result::Result<Vec<Vec<f32>>, EmbedError> {
@@ -235,7 +238,7 @@ mod tests {
         // fixtures depend on it).
         assert_eq!(fnv1a(b"outpost"), 0x3add_4f13_fe55_bd51);
         assert_eq!(
-            count_tokens(e.tokenizer(), "three short words, and punctuation"),
+            count_tokens(e.tokenizer()?, "three short words, and punctuation"),
             6
         );
         Ok(())

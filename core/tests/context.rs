@@ -17,7 +17,7 @@ fn corpus_engine(dir: &tempfile::TempDir) -> Result<Engine, Box<dyn std::error::
 fn the_context_never_exceeds_the_budget() -> TestResult {
     let dir = tempfile::tempdir()?;
     let engine = corpus_engine(&dir)?;
-    let tokenizer = engine.embedder().tokenizer();
+    let tokenizer = engine.embedder().tokenizer()?;
     let queries = [
         "how do I keep a sourdough starter alive",
         "battery bank for a fridge",

@@ -30,7 +30,7 @@ impl Embedder for Held {
     fn max_tokens(&self) -> usize {
         self.inner.max_tokens()
     }
-    fn tokenizer(&self) -> &tokenizers::Tokenizer {
+    fn tokenizer(&self) -> std::result::Result<&tokenizers::Tokenizer, EmbedError> {
         self.inner.tokenizer()
     }
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {

@@ -353,8 +353,8 @@ impl outpost_core::Embedder for BertEmbedder {
         self.max_seq_length
     }
 
-    fn tokenizer(&self) -> &Tokenizer {
-        &self.counting_tokenizer
+    fn tokenizer(&self) -> Result<&Tokenizer, outpost_core::EmbedError> {
+        Ok(&self.counting_tokenizer)
     }
 
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, outpost_core::EmbedError> {
@@ -479,5 +479,5 @@ fn load_weights(path: &Path, config: &Config, device: &Device) -> Result<BertMod
         message: e.to_string(),
     };
     let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[path], DTYPE, device).map_err(bad)? };
-    BertModel::load(vb, config).map_err(bad)
+    BertModel::load(vb, config, Some(path)).map_err(bad)
 }

@@ -178,17 +178,17 @@ fn empty_input_and_empty_batch() -> TestResult {
 fn tokenizer_counts_every_token() -> TestResult {
     let model = load()?;
     let text = long_text(2000);
-    let counted = outpost_core::embed::count_tokens(model.tokenizer(), &text);
+    let counted = outpost_core::embed::count_tokens(model.tokenizer()?, &text);
     assert!(counted > 256, "counted only {counted} tokens");
     assert!(counted >= 2000);
     let with_special = model
-        .tokenizer()
+        .tokenizer()?
         .encode(text.as_str(), true)
         .map_err(|e| e.to_string())?;
     assert_eq!(with_special.len(), counted + 2);
     // No padding either: a short text is not padded to the shipped fixed 128.
     assert_eq!(
-        outpost_core::embed::count_tokens(model.tokenizer(), "hello world"),
+        outpost_core::embed::count_tokens(model.tokenizer()?, "hello world"),
         2
     );
     Ok(())

@@ -421,7 +421,7 @@ impl Engine {
         } else {
             Some(self.embed_one(query)?)
         };
-        let mut b = Builder::new(self.embedder.tokenizer(), opts.budget);
+        let mut b = Builder::new(self.embedder.tokenizer()?, opts.budget);
         let (mut recent, mut recalled) = (Vec::new(), Vec::new());
         if let Some(conv) = &opts.conversation_id {
             // The conversation is read from one snapshot, and the reader given back before the
@@ -450,7 +450,7 @@ impl Engine {
             let mut newest_first: Vec<Message> = msgs.into_iter().rev().collect();
             let limit = opts.budget * 2 / 5;
             let kept = {
-                let mut probe = Builder::new(self.embedder.tokenizer(), opts.budget);
+                let mut probe = Builder::new(self.embedder.tokenizer()?, opts.budget);
                 probe.messages("Conversation:", &newest_first, limit)
             };
             newest_first.retain(|m| kept.iter().any(|k| k.id == m.id));

@@ -370,7 +370,10 @@ fn chunks_of(
         if let Some(embedding) = input_vector(model, v, coll, opts.vectors)? {
             return Ok(vec![NewChunk {
                 text: record.text.clone(),
-                token_count: crate::embed::count_tokens(embedder.tokenizer(), &record.text),
+                token_count: crate::embed::count_tokens(
+                    embedder.tokenizer().map_err(|e| e.to_string())?,
+                    &record.text,
+                ),
                 byte_start: 0,
                 byte_end: record.text.len(),
                 metadata: Map::new(),
@@ -378,7 +381,8 @@ fn chunks_of(
             }]);
         }
     }
-    let pieces = chunk(embedder.tokenizer(), &record.text, false, opts.chunking)
+    let tokenizer = embedder.tokenizer().map_err(|e| e.to_string())?;
+    let pieces = chunk(tokenizer, &record.text, false, opts.chunking)
         .map_err(|e| format!("chunking: {e}"))?;
     Ok(pieces.into_iter().map(NewChunk::from).collect())
 }

@@ -432,7 +432,7 @@ fn prepare(
         }
     }
     let chunks = chunk(
-        embedder.tokenizer(),
+        embedder.tokenizer()?,
         &doc.text,
         doc.format == Format::Markdown,
         opts.chunking,

@@ -60,7 +60,7 @@ pub fn run(args: &BenchEmbedArgs, model: Arc<BertEmbedder>) -> Result<i32> {
     anyhow::ensure!(!texts.is_empty(), "{}: no texts", args.input.display());
     // Tokens the model reads: special tokens included, capped at its window.
     let window = model.max_seq_length();
-    let tokenizer = outpost_core::Embedder::tokenizer(model.as_ref());
+    let tokenizer = outpost_core::Embedder::tokenizer(model.as_ref())?;
     let lengths: Vec<usize> = texts
         .iter()
         .map(|t| outpost_core::count_tokens(tokenizer, t) + 2)

@@ -90,7 +90,7 @@ impl Embedder for SyntheticModel {
         self.words.max_tokens()
     }
 
-    fn tokenizer(&self) -> &tokenizers::Tokenizer {
+    fn tokenizer(&self) -> std::result::Result<&tokenizers::Tokenizer, EmbedError> {
         self.words.tokenizer()
     }
 
