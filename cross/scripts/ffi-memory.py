@@ -1,32 +1,83 @@
-"""Resident memory of the library from a host: a Python process before and after opening an
-Engine (which loads the model), and after indexing and searching a few texts.
+"""Resident memory of the library in a host process, as a phone app would use it: each scenario
+runs in a fresh Python process and reads its own VmRSS (and VmHWM, the peak) at each step.
 
-    cross/scripts/bindings.sh /tmp/b && PYTHONPATH=/tmp/b/python python3 cross/scripts/ffi-memory.py
+- work: open a new database, ingest 50 texts, run 20 hybrid searches.
+- search-only: open the database made by `work` in a new process; list it and search it by text
+  index (no model needed), then run the first text query (which loads the model).
+
+    cross/scripts/bindings.sh /tmp/b && PYTHONPATH=/tmp/b/python python3 cross/scripts/ffi-memory.py [--json]
+
+Python itself is part of every figure (about 13 MiB); the first line says how much.
 """
 
+import json
 import os
+import subprocess
+import sys
 import tempfile
 
 
-def rss_mib():
+def memory():
+    """(VmRSS, VmHWM) of this process in MiB."""
+    out = {}
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out[key] = int(value.split()[0]) / 1024
+    return out["VmRSS"], out["VmHWM"]
 
 
-before = rss_mib()
-import outpost_ffi as op  # noqa: E402 - measured after the interpreter itself
+def scenario(name, db):
+    steps = [("python alone", *memory())]
+    import outpost_ffi as op  # noqa: E402 - measured after the interpreter itself
 
-imported = rss_mib()
-with tempfile.TemporaryDirectory() as d:
-    engine = op.Engine.open(os.path.join(d, "m.db"), op.EngineConfig())
-    opened = rss_mib()
-    for i in range(50):
-        engine.ingest_text(f"Note {i} about glaciers, rivers and the tides of the northern sea.", None, None, None)
-    for _ in range(20):
+    steps.append(("library loaded", *memory()))
+    if name == "work":
+        engine = op.Engine.open(db, op.EngineConfig())
+        steps.append(("engine open (model not loaded)", *memory()))
+        for i in range(50):
+            engine.ingest_text(f"Note {i} about glaciers, rivers and the tides of the northern sea.", None, None, None)
+        steps.append(("after 50 ingests", *memory()))
+        for _ in range(20):
+            engine.search("how do tides work", 10, "hybrid", [])
+        steps.append(("after 20 hybrid searches", *memory()))
+    else:
+        engine = op.Engine.open(db, op.EngineConfig())
+        steps.append(("engine open (model not loaded)", *memory()))
+        engine.stats()
+        engine.search("tides", 10, "text", [])
+        assert not engine.model_loaded(), "a text-index search loaded the model"
+        steps.append(("after a text-index search", *memory()))
         engine.search("how do tides work", 10, "hybrid", [])
-    used = rss_mib()
-print(f"python alone {before:.0f} MiB; library loaded {imported:.0f} MiB; engine open (model loaded) {opened:.0f} MiB; after 50 ingests and 20 searches {used:.0f} MiB")
-print(f"engine with the model: +{opened - imported:.0f} MiB; working: +{used - imported:.0f} MiB over the loaded library")
+        assert engine.model_loaded()
+        steps.append(("after the first text query (model loaded)", *memory()))
+    return steps
+
+
+def main():
+    if len(sys.argv) >= 3 and sys.argv[1] == "--scenario":
+        print(json.dumps(scenario(sys.argv[2], sys.argv[3])))
+        return
+    results = {}
+    with tempfile.TemporaryDirectory() as d:
+        db = os.path.join(d, "m.db")
+        for name in ("work", "search-only"):
+            out = subprocess.run(
+                [sys.executable, __file__, "--scenario", name, db],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            results[name] = json.loads(out.stdout)
+    if "--json" in sys.argv:
+        print(json.dumps(results, indent=2))
+        return
+    for name, steps in results.items():
+        print(f"{name}:")
+        for step, rss, hwm in steps:
+            print(f"  {step:<45} {rss:6.1f} MiB resident (peak {hwm:.1f})")
+
+
+if __name__ == "__main__":
+    main()

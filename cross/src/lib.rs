@@ -161,6 +161,8 @@ pub struct Engine {
     /// The runtime syncs run on, made at the first sync and kept: the session's HTTP client
     /// keeps its connections across syncs.
     runtime: OnceLock<tokio::runtime::Runtime>,
+    /// The engine's model, which loads at its first use.
+    model: Arc<outpost_models::LazyBertEmbedder>,
 }
 
 fn mode(name: &str) -> Result<SearchMode> {
@@ -192,14 +194,19 @@ impl Engine {
                 detail: e.to_string(),
             })?;
             let device = outpost_models::select_device(config.use_gpu);
-            let model = outpost_models::BertEmbedder::load(&dir, &device).map_err(|e| {
-                OutpostError::Model {
+            let model = outpost_models::LazyBertEmbedder::open(&dir, &device)
+                .and_then(|m| {
+                    if config.preload_model {
+                        m.model()?;
+                    }
+                    Ok(Arc::new(m))
+                })
+                .map_err(|e| OutpostError::Model {
                     detail: format!("loading the model from {}: {e}", dir.display()),
-                }
-            })?;
+                })?;
             let inner = Arc::new(outpost_core::Engine::open(
                 PathBuf::from(path),
-                Arc::new(model),
+                model.clone(),
                 config.readers.clamp(1, 16) as usize,
             )?);
             Ok(Arc::new(Self {
@@ -207,6 +214,7 @@ impl Engine {
                     .collection
                     .unwrap_or_else(|| outpost_core::DEFAULT_COLLECTION.into()),
                 inner: RwLock::new(Some(inner)),
+                model,
                 cancel_epoch: Arc::new(AtomicU64::new(0)),
                 login: Mutex::new(AppLogin::None),
                 runtime: OnceLock::new(),
@@ -480,6 +488,12 @@ impl Engine {
     /// Cancels the long calls (folder ingests, syncs) running now; later calls are unaffected.
     pub fn cancel(&self) {
         self.cancel_epoch.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Whether the embedding model is loaded (see [`EngineConfig::preload_model`]): an app can
+    /// show that its first text query will take a moment longer.
+    pub fn model_loaded(&self) -> bool {
+        self.model.is_loaded()
     }
 
     /// Closes the database: the long calls running now stop as after [`Engine::cancel`], and

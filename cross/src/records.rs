@@ -20,6 +20,11 @@ pub struct EngineConfig {
     /// Reading connections for parallel searches.
     #[uniffi(default = 2)]
     pub readers: u32,
+    /// Load the model (tokenizer and weights, about 50 MiB) when the engine opens. By default
+    /// it loads at its first use (the first ingest, text query or context): an app that opens
+    /// early, or only lists, syncs or searches by vector, never pays for it.
+    #[uniffi(default = false)]
+    pub preload_model: bool,
 }
 
 /// Where the central store is: the Supabase REST API (`supabase_url`, `anon_key`, `jwt`), or

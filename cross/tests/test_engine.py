@@ -219,6 +219,26 @@ class EngineTest(unittest.TestCase):
         self.assertEqual(stats.chunks, indexed)
         self.assertEqual(len(self.engine.search("harbour lights", 300, "text", [])), indexed)
 
+    def test_the_model_loads_at_its_first_use(self):
+        self.engine.ingest_text("Lighthouses guide ships past the reef.", "Lights", None, None)
+        self.assertTrue(self.engine.model_loaded())
+        vector = self.engine.search("lighthouse", 1, "vector", [])[0]
+        self.engine.shutdown()
+
+        # Opened again to search: nothing that needs no model loads it.
+        e = op.Engine.open(self.db, config())
+        self.assertFalse(e.model_loaded())
+        self.assertEqual(e.search("reef", 1, "text", [])[0].title, "Lights")
+        self.assertEqual(e.stats().documents, 1)
+        self.assertFalse(e.model_loaded())
+        # The first text query loads it, and finds what the first engine found.
+        hit = e.search("lighthouse", 1, "vector", [])[0]
+        self.assertTrue(e.model_loaded())
+        self.assertEqual((hit.chunk_id, round(hit.score, 5)), (vector.chunk_id, round(vector.score, 5)))
+
+        # Asked to, the engine loads it at open.
+        self.assertTrue(op.Engine.open(self.db, config(preload_model=True)).model_loaded())
+
     def test_a_shut_down_engine_refuses_calls_with_a_typed_error(self):
         e = self.engine
         e.ingest_text("Lanterns in the fog.", None, None, None)

@@ -12,10 +12,11 @@ use candle_nn::VarBuilder;
 use candle_transformers::models::bert::Config;
 
 use crate::bert_model::{BertModel, DTYPE};
+use crate::weights::{Backend, WeightsFile};
 use serde::Deserialize;
+use tokenizers::utils::padding::pad_encodings;
 use tokenizers::{
-    PaddingParams, PaddingStrategy, Tokenizer, TruncationDirection, TruncationParams,
-    TruncationStrategy,
+    Encoding, PaddingParams, PaddingStrategy, PostProcessor, Tokenizer, TruncationDirection,
 };
 
 use crate::error::{Error, Result};
@@ -88,10 +89,12 @@ struct OutpostModelFile {
 pub struct BertEmbedder {
     model: BertModel,
     device: Device,
-    /// Truncates to `max_seq_length` and pads to the longest input of a sub-batch.
-    model_tokenizer: Tokenizer,
-    /// No truncation or padding: counts every token of a text.
-    counting_tokenizer: Tokenizer,
+    /// No truncation or padding: counts every token of a text. The model's inputs are cut and
+    /// padded by hand ([`BertEmbedder::encode_for_model`]): a second tokenizer configured to do
+    /// it would hold another 8 MiB.
+    tokenizer: Tokenizer,
+    /// How a sub-batch is padded: to its longest input, with the model's pad token.
+    padding: PaddingParams,
     model_id: String,
     dims: usize,
     max_seq_length: usize,
@@ -123,60 +126,33 @@ impl BertEmbedder {
     /// absent, [`Error::BadConfig`] for unparsable JSON, [`Error::TokenizerLoad`] or
     /// [`Error::Candle`] if the tokenizer or the weights cannot be loaded.
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
-        let config_path = required(dir, "config.json")?;
-        let tokenizer_path = required(dir, "tokenizer.json")?;
-        let weights_path = required(dir, "model.safetensors")?;
+        Self::load_described(describe(dir)?, device)
+    }
 
-        let raw: serde_json::Value = read_json(&config_path)?;
-        check_architecture(&config_path, &raw)?;
-        let config: Config = serde_json::from_value(raw).map_err(|source| Error::BadConfig {
-            path: config_path.clone(),
-            source,
-        })?;
-        let pooling_path = dir.join("1_Pooling/config.json");
-        let pooling = match read_optional_json::<PoolingConfig>(&pooling_path)? {
-            None => Pooling::Mean,
-            Some(p) => p.pooling().ok_or_else(|| Error::UnsupportedModel {
-                path: pooling_path.clone(),
-                reason: "only one of mean-token or CLS-token pooling is supported".to_owned(),
-            })?,
-        };
-        let position_limit = config.max_position_embeddings.min(DEFAULT_MAX_SEQ);
-        let max_seq_length =
-            read_optional_json::<SentenceBertConfig>(&dir.join("sentence_bert_config.json"))?
-                .and_then(|c| c.max_seq_length)
-                // More positions than the model has embeddings for would fail in the forward pass.
-                .map_or(position_limit, |n| n.min(config.max_position_embeddings));
-        let model_id =
-            match read_optional_json::<OutpostModelFile>(&dir.join("outpost-model.json"))? {
-                Some(m) => m.model_id,
-                None => format!("sentence-transformers/{}", dir_name(dir)),
-            };
-
-        let (model_tokenizer, counting_tokenizer) =
-            load_tokenizers(&tokenizer_path, max_seq_length, config.pad_token_id)?;
+    fn load_described(d: Described, device: &Device) -> Result<Self> {
+        let (tokenizer, padding) = load_tokenizer(&d.tokenizer_path, d.config.pad_token_id)?;
         // A tokenizer of another model would produce ids past the embedding table.
-        let vocab = counting_tokenizer.get_vocab_size(true);
-        if vocab > config.vocab_size {
+        let vocab = tokenizer.get_vocab_size(true);
+        if vocab > d.config.vocab_size {
             return Err(Error::UnsupportedModel {
-                path: tokenizer_path,
+                path: d.tokenizer_path,
                 reason: format!(
                     "the tokenizer has {vocab} tokens but config.json's vocab_size is {}: they are not from the same model",
-                    config.vocab_size
+                    d.config.vocab_size
                 ),
             });
         }
-        let model = load_weights(&weights_path, &config, device)?;
+        let model = load_weights(&d.weights_path, &d.config, device)?;
 
         Ok(Self {
             model,
             device: device.clone(),
-            model_tokenizer,
-            counting_tokenizer,
-            model_id,
-            dims: config.hidden_size,
-            max_seq_length,
-            pooling,
+            tokenizer,
+            padding,
+            model_id: d.model_id,
+            dims: d.config.hidden_size,
+            max_seq_length: d.max_seq_length,
+            pooling: d.pooling,
             truncated: AtomicU64::new(0),
             sub_batch: env_usize("OUTPOST_EMBED_SUB_BATCH").unwrap_or(SUB_BATCH),
             workers: env_usize("OUTPOST_EMBED_WORKERS")
@@ -218,7 +194,7 @@ impl BertEmbedder {
         let lengths: Vec<usize> = texts
             .iter()
             .map(|t| {
-                self.counting_tokenizer
+                self.tokenizer
                     .encode_fast(*t, false)
                     .map_or(t.len(), |e| e.len())
                     .min(self.max_seq_length)
@@ -289,17 +265,33 @@ impl BertEmbedder {
         Ok(out)
     }
 
+    /// Encodes `texts` as the model reads them: special tokens added, each cut to the model's
+    /// window (as a tokenizer configured with right truncation does: before the special tokens
+    /// are added), all padded to the longest. Returns how many were cut.
+    fn encode_for_model(&self, texts: &[&str]) -> Result<(Vec<Encoding>, u64)> {
+        let tokenize = |e: tokenizers::Error| Error::Tokenize(e.to_string());
+        let processor = self.tokenizer.get_post_processor();
+        let specials = processor.map_or(0, |p| p.added_tokens(false));
+        let window = self.max_seq_length.saturating_sub(specials);
+        let mut truncated = 0;
+        let mut encodings = Vec::with_capacity(texts.len());
+        for text in texts {
+            let mut encoding = self.tokenizer.encode_fast(*text, false).map_err(tokenize)?;
+            if encoding.len() > window {
+                encoding.truncate(window, 0, TruncationDirection::Right);
+                truncated += 1;
+            }
+            encodings.push(match processor {
+                Some(p) => p.process(encoding, None, true).map_err(tokenize)?,
+                None => encoding,
+            });
+        }
+        pad_encodings(&mut encodings, &self.padding).map_err(tokenize)?;
+        Ok((encodings, truncated))
+    }
+
     fn embed_sub_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-        let encodings = self
-            .model_tokenizer
-            .encode_batch(texts.to_vec(), true)
-            .map_err(|e| Error::Tokenize(e.to_string()))?;
-        // Truncation moves the cut-off tokens to `overflowing`, so a non-empty list means the
-        // input did not fit.
-        let truncated = encodings
-            .iter()
-            .filter(|e| !e.get_overflowing().is_empty())
-            .count() as u64;
+        let (encodings, truncated) = self.encode_for_model(texts)?;
         if truncated > 0 {
             self.truncated.fetch_add(truncated, Ordering::Relaxed);
         }
@@ -354,7 +346,7 @@ impl outpost_core::Embedder for BertEmbedder {
     }
 
     fn tokenizer(&self) -> Result<&Tokenizer, outpost_core::EmbedError> {
-        Ok(&self.counting_tokenizer)
+        Ok(&self.tokenizer)
     }
 
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, outpost_core::EmbedError> {
@@ -363,6 +355,164 @@ impl outpost_core::Embedder for BertEmbedder {
 
     fn truncated_count(&self) -> u64 {
         BertEmbedder::truncated_count(self)
+    }
+}
+
+/// What a model directory says about its model, read from its small JSON files: enough to
+/// name the model and size its vectors without loading the tokenizer or the weights.
+struct Described {
+    config: Config,
+    tokenizer_path: PathBuf,
+    weights_path: PathBuf,
+    model_id: String,
+    max_seq_length: usize,
+    pooling: Pooling,
+}
+
+/// Reads `dir`'s configuration and checks that its files are there.
+fn describe(dir: &Path) -> Result<Described> {
+    let config_path = required(dir, "config.json")?;
+    let tokenizer_path = required(dir, "tokenizer.json")?;
+    let weights_path = required(dir, "model.safetensors")?;
+
+    let raw: serde_json::Value = read_json(&config_path)?;
+    check_architecture(&config_path, &raw)?;
+    let config: Config = serde_json::from_value(raw).map_err(|source| Error::BadConfig {
+        path: config_path.clone(),
+        source,
+    })?;
+    let pooling_path = dir.join("1_Pooling/config.json");
+    let pooling = match read_optional_json::<PoolingConfig>(&pooling_path)? {
+        None => Pooling::Mean,
+        Some(p) => p.pooling().ok_or_else(|| Error::UnsupportedModel {
+            path: pooling_path.clone(),
+            reason: "only one of mean-token or CLS-token pooling is supported".to_owned(),
+        })?,
+    };
+    let position_limit = config.max_position_embeddings.min(DEFAULT_MAX_SEQ);
+    let max_seq_length =
+        read_optional_json::<SentenceBertConfig>(&dir.join("sentence_bert_config.json"))?
+            .and_then(|c| c.max_seq_length)
+            // More positions than the model has embeddings for would fail in the forward pass.
+            .map_or(position_limit, |n| n.min(config.max_position_embeddings));
+    let model_id = match read_optional_json::<OutpostModelFile>(&dir.join("outpost-model.json"))? {
+        Some(m) => m.model_id,
+        None => format!("sentence-transformers/{}", dir_name(dir)),
+    };
+    Ok(Described {
+        config,
+        tokenizer_path,
+        weights_path,
+        model_id,
+        max_seq_length,
+        pooling,
+    })
+}
+
+/// A [`BertEmbedder`] that loads on first use: opening reads only the model's configuration, so
+/// an app that opens its database to search by text index, list or sync, or that opens it long
+/// before its first query, holds neither the tokenizer nor the weights until a text needs them.
+///
+/// The first call that needs the model (embedding, or counting tokens for chunks and context)
+/// loads it; calls on other threads wait for that load. A load that fails is reported to the
+/// call that needed it and tried again by the next.
+pub struct LazyBertEmbedder {
+    dir: PathBuf,
+    device: Device,
+    model_id: String,
+    dims: usize,
+    max_seq_length: usize,
+    loaded: std::sync::OnceLock<BertEmbedder>,
+    loading: std::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for LazyBertEmbedder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LazyBertEmbedder")
+            .field("dir", &self.dir)
+            .field("model_id", &self.model_id)
+            .field("loaded", &self.is_loaded())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LazyBertEmbedder {
+    /// Reads the configuration of the model in `dir`, to be loaded onto `device` at first use.
+    ///
+    /// # Errors
+    /// As [`BertEmbedder::load`] for a missing file or a configuration it cannot run; a
+    /// tokenizer or weights that do not load are reported by the first call that needs them.
+    pub fn open(dir: &Path, device: &Device) -> Result<Self> {
+        let d = describe(dir)?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            device: device.clone(),
+            model_id: d.model_id,
+            dims: d.config.hidden_size,
+            max_seq_length: d.max_seq_length,
+            loaded: std::sync::OnceLock::new(),
+            loading: std::sync::Mutex::new(()),
+        })
+    }
+
+    /// Whether the tokenizer and weights are loaded.
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.get().is_some()
+    }
+
+    /// The loaded model, loading it if this is the first use.
+    ///
+    /// # Errors
+    /// [`Error::ModelChanged`] if the directory now holds another model than at open; otherwise
+    /// as [`BertEmbedder::load`].
+    pub fn model(&self) -> Result<&BertEmbedder> {
+        if let Some(model) = self.loaded.get() {
+            return Ok(model);
+        }
+        // One load at a time: two threads loading 90 MB each would hold both.
+        let _one = self
+            .loading
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(model) = self.loaded.get() {
+            return Ok(model);
+        }
+        let model = BertEmbedder::load_described(describe(&self.dir)?, &self.device)?;
+        // Vectors of another model under this one's id would corrupt every collection it fills.
+        if model.model_id != self.model_id || model.dims != self.dims {
+            return Err(Error::ModelChanged {
+                path: self.dir.clone(),
+                opened: format!("{} ({} dimensions)", self.model_id, self.dims),
+                found: format!("{} ({} dimensions)", model.model_id, model.dims),
+            });
+        }
+        Ok(self.loaded.get_or_init(|| model))
+    }
+}
+
+impl outpost_core::Embedder for LazyBertEmbedder {
+    fn model_id(&self) -> &str {
+        &self.model_id
+    }
+
+    fn dims(&self) -> usize {
+        self.dims
+    }
+
+    fn max_tokens(&self) -> usize {
+        self.max_seq_length
+    }
+
+    fn tokenizer(&self) -> Result<&Tokenizer, outpost_core::EmbedError> {
+        Ok(&self.model()?.tokenizer)
+    }
+
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, outpost_core::EmbedError> {
+        Ok(self.model()?.embed_texts(texts)?)
+    }
+
+    fn truncated_count(&self) -> u64 {
+        self.loaded.get().map_or(0, BertEmbedder::truncated_count)
     }
 }
 
@@ -428,56 +578,38 @@ fn dir_name(dir: &Path) -> String {
 }
 
 /// Loads `tokenizer.json` twice: configured for the model, and bare for counting.
-fn load_tokenizers(
-    path: &Path,
-    max_seq_length: usize,
-    pad_token_id: usize,
-) -> Result<(Tokenizer, Tokenizer)> {
+fn load_tokenizer(path: &Path, pad_token_id: usize) -> Result<(Tokenizer, PaddingParams)> {
     let load_err = |message: String| Error::TokenizerLoad {
         path: path.to_path_buf(),
         message,
     };
-    let mut counting = Tokenizer::from_file(path).map_err(|e| load_err(e.to_string()))?;
-    counting
+    // The shipped tokenizer.json pads every input to a fixed 128 and truncates at 128, which
+    // would both miscount tokens and cut inputs shorter than the model's real limit.
+    let mut tokenizer = Tokenizer::from_file(path).map_err(|e| load_err(e.to_string()))?;
+    tokenizer
         .with_truncation(None)
         .map_err(|e| load_err(e.to_string()))?;
-    counting.with_padding(None);
-
-    // The shipped tokenizer.json pads every input to a fixed 128 and truncates at 128, which
-    // would both waste compute and cut inputs shorter than the model's real limit.
-    let mut model = counting.clone();
-    model
-        .with_truncation(Some(TruncationParams {
-            direction: TruncationDirection::Right,
-            max_length: max_seq_length,
-            strategy: TruncationStrategy::LongestFirst,
-            stride: 0,
-        }))
-        .map_err(|e| load_err(e.to_string()))?;
+    tokenizer.with_padding(None);
     let pad_id = u32::try_from(pad_token_id)
         .map_err(|_| load_err(format!("pad_token_id {pad_token_id} does not fit in u32")))?;
-    let pad_token = model
+    let pad_token = tokenizer
         .id_to_token(pad_id)
         .unwrap_or_else(|| "[PAD]".to_owned());
-    model.with_padding(Some(PaddingParams {
+    let padding = PaddingParams {
         strategy: PaddingStrategy::BatchLongest,
         pad_id,
         pad_token,
         ..PaddingParams::default()
-    }));
-    Ok((model, counting))
+    };
+    Ok((tokenizer, padding))
 }
 
-/// Memory-maps the weights and builds the model.
-#[allow(unsafe_code)]
+/// Reads the weights and builds the model (see [`crate::weights`] for why they are not mapped).
 fn load_weights(path: &Path, config: &Config, device: &Device) -> Result<BertModel> {
-    // SAFETY: the safetensors file is mapped read-only and Outpost never writes to a model file
-    // while a model is loaded; models are replaced by renaming a new directory into place, which
-    // leaves the mapped file's contents untouched.
-    let bad = |e: candle_core::Error| Error::BadWeights {
+    let file = std::sync::Arc::new(WeightsFile::open(path)?);
+    let vb = VarBuilder::from_backend(Box::new(Backend(file.clone())), DTYPE, device.clone());
+    BertModel::load(vb, config, Some(&file)).map_err(|e| Error::BadWeights {
         path: path.to_path_buf(),
         message: e.to_string(),
-    };
-    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[path], DTYPE, device).map_err(bad)? };
-    BertModel::load(vb, config, Some(path)).map_err(bad)
+    })
 }

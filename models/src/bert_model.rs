@@ -6,7 +6,9 @@
 //! but for imports; the configuration type is still candle's.
 #![allow(missing_docs, dead_code, clippy::all)]
 
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::weights::WeightsFile;
 
 use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Result, Shape, Tensor};
 use candle_nn::{embedding, Embedding, Module, VarBuilder};
@@ -136,8 +138,7 @@ impl Module for Dropout {
 /// with positioned reads through the page cache, it costs the process no resident memory, and a
 /// gather of a batch's rows is microseconds against a forward pass of milliseconds.)
 struct FileTable {
-    file: std::fs::File,
-    path: PathBuf,
+    file: Arc<WeightsFile>,
     /// Where the table's f32 little-endian rows start in the file.
     offset: u64,
     rows: usize,
@@ -145,50 +146,16 @@ struct FileTable {
 }
 
 impl FileTable {
-    /// Finds `name` in the safetensors file at `path`; `None` if the tensor is not a little-endian
-    /// f32 `(rows, cols)` table, which is then loaded the usual way.
-    fn open(path: &Path, name: &str, rows: usize, cols: usize) -> Result<Option<Self>> {
-        use std::io::Read;
-        let io =
-            |e: std::io::Error| candle_core::Error::Msg(format!("reading {}: {e}", path.display()));
-        let mut file = std::fs::File::open(path).map_err(io)?;
-        let mut len = [0u8; 8];
-        file.read_exact(&mut len).map_err(io)?;
-        let header_len = u64::from_le_bytes(len);
-        // safetensors caps its header at 100 MB.
-        if header_len > 100_000_000 {
-            return Ok(None);
-        }
-        let mut header = vec![0u8; header_len as usize];
-        file.read_exact(&mut header).map_err(io)?;
-        let Ok(header) = serde_json::from_slice::<serde_json::Value>(&header) else {
-            return Ok(None);
-        };
-        let entry = &header[name];
-        let shape: Option<Vec<u64>> = entry["shape"]
-            .as_array()
-            .map(|s| s.iter().filter_map(|d| d.as_u64()).collect());
-        let span: Option<Vec<u64>> = entry["data_offsets"]
-            .as_array()
-            .map(|s| s.iter().filter_map(|d| d.as_u64()).collect());
-        let (Some(shape), Some(span)) = (shape, span) else {
-            return Ok(None);
-        };
-        let bytes = (rows * cols * 4) as u64;
-        let file_len = file.metadata().map_err(io)?.len();
-        let offset = 8 + header_len + span.first().copied().unwrap_or(u64::MAX);
-        let fits = entry["dtype"] == "F32"
-            && shape == [rows as u64, cols as u64]
-            && span.len() == 2
-            && span[1].checked_sub(span[0]) == Some(bytes)
-            && offset.checked_add(bytes).is_some_and(|end| end <= file_len);
-        Ok(fits.then(|| Self {
-            file,
-            path: path.to_path_buf(),
-            offset,
+    /// The tensor `name` of `file` as a table, or `None` if it is not an f32 `(rows, cols)`
+    /// table (which is then loaded the usual way).
+    fn open(file: &Arc<WeightsFile>, name: &str, rows: usize, cols: usize) -> Option<Self> {
+        let entry = file.entry(name)?;
+        (entry.dtype == Some(DType::F32) && entry.shape == [rows, cols]).then(|| Self {
+            file: file.clone(),
+            offset: entry.offset,
             rows,
             cols,
-        }))
+        })
     }
 
     /// The rows of `ids`, shaped `ids.dims() + (cols,)`, on the CPU.
@@ -205,12 +172,14 @@ impl FileTable {
                     self.rows
                 );
             }
-            read_at(&self.file, row, self.offset + (id * row_bytes) as u64).map_err(|e| {
-                candle_core::Error::Msg(format!(
-                    "reading the word embeddings from {}: {e}",
-                    self.path.display()
-                ))
-            })?;
+            self.file
+                .read_at(row, self.offset + (id * row_bytes) as u64)
+                .map_err(|e| {
+                    candle_core::Error::Msg(format!(
+                        "reading the word embeddings from {}: {e}",
+                        self.file.path().display()
+                    ))
+                })?;
         }
         let values: Vec<f32> = bytes
             .chunks_exact(4)
@@ -219,25 +188,6 @@ impl FileTable {
         dims.push(self.cols);
         Tensor::from_vec(values, dims, &Device::Cpu)
     }
-}
-
-#[cfg(unix)]
-fn read_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
-    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
-}
-
-#[cfg(windows)]
-fn read_at(file: &std::fs::File, mut buf: &mut [u8], mut offset: u64) -> std::io::Result<()> {
-    while !buf.is_empty() {
-        match std::os::windows::fs::FileExt::seek_read(file, buf, offset)? {
-            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-            n => {
-                buf = &mut buf[n..];
-                offset += n as u64;
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Where the word embeddings are: in memory (on a GPU, or a table that is not plain f32), or
@@ -267,11 +217,11 @@ struct BertEmbeddings {
 }
 
 impl BertEmbeddings {
-    fn load(vb: VarBuilder, config: &Config, weights: Option<&Path>) -> Result<Self> {
+    fn load(vb: VarBuilder, config: &Config, weights: Option<&Arc<WeightsFile>>) -> Result<Self> {
         let name = format!("{}.word_embeddings.weight", vb.prefix());
         let in_file = match weights {
-            Some(path) if vb.device().is_cpu() && vb.contains_tensor("word_embeddings.weight") => {
-                FileTable::open(path, &name, config.vocab_size, config.hidden_size)?
+            Some(file) if vb.device().is_cpu() => {
+                FileTable::open(file, &name, config.vocab_size, config.hidden_size)
             }
             _ => None,
         };
@@ -589,8 +539,12 @@ pub struct BertModel {
 
 impl BertModel {
     /// Builds the model from `vb`; on the CPU, the word embeddings are read from `weights` (the
-    /// safetensors file `vb` maps) as needed rather than loaded.
-    pub fn load(vb: VarBuilder, config: &Config, weights: Option<&Path>) -> Result<Self> {
+    /// file `vb` reads) as needed rather than loaded.
+    pub fn load(
+        vb: VarBuilder,
+        config: &Config,
+        weights: Option<&Arc<WeightsFile>>,
+    ) -> Result<Self> {
         let vb = if vb.contains_tensor("bert") {
             vb.pp("bert")
         } else {
@@ -665,9 +619,10 @@ fn get_extended_attention_mask(attention_mask: &Tensor, dtype: DType) -> Result<
 
 #[cfg(test)]
 mod tests {
-    use super::{gelu_erf_f32, FileTable};
+    use super::{gelu_erf_f32, FileTable, WeightsFile};
     use candle_core::{Device, Tensor};
     use candle_nn::{Embedding, Module};
+    use std::sync::Arc;
 
     type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
 
@@ -679,14 +634,18 @@ mod tests {
         let table = Tensor::from_vec(values, (10, 4), &Device::Cpu)?;
         let bias = Tensor::zeros(4, candle_core::DType::F32, &Device::Cpu)?;
         candle_core::safetensors::save(
-            &[("a.bias", bias), ("e.word_embeddings.weight", table.clone())]
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v))
-                .collect(),
+            &[
+                ("a.bias", bias),
+                ("e.word_embeddings.weight", table.clone()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
             &path,
         )?;
         let ids = Tensor::new(&[[3u32, 0, 9], [9, 9, 1]], &Device::Cpu)?;
-        let file = FileTable::open(&path, "e.word_embeddings.weight", 10, 4)?
+        let weights = Arc::new(WeightsFile::open(&path)?);
+        let file = FileTable::open(&weights, "e.word_embeddings.weight", 10, 4)
             .ok_or("the table was not found in the file")?;
         let want = Embedding::new(table, 4).forward(&ids)?;
         let got = file.forward(&ids)?;
@@ -699,9 +658,9 @@ mod tests {
         assert!(err.to_string().contains("past the 10 rows"), "{err}");
 
         // A table of another shape, or another tensor, is loaded the usual way instead.
-        assert!(FileTable::open(&path, "e.word_embeddings.weight", 10, 5)?.is_none());
-        assert!(FileTable::open(&path, "a.bias", 1, 4)?.is_none());
-        assert!(FileTable::open(&path, "missing", 10, 4)?.is_none());
+        assert!(FileTable::open(&weights, "e.word_embeddings.weight", 10, 5).is_none());
+        assert!(FileTable::open(&weights, "a.bias", 1, 4).is_none());
+        assert!(FileTable::open(&weights, "missing", 10, 4).is_none());
         Ok(())
     }
 

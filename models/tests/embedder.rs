@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use candle_core::Device;
 use outpost_core::Embedder;
-use outpost_models::{BertEmbedder, Error, Pooling};
+use outpost_models::{BertEmbedder, Error, LazyBertEmbedder, Pooling};
 
 type TestResult = Result<(), Box<dyn StdError>>;
 
@@ -364,5 +364,67 @@ fn weights_of_another_size_are_refused() -> TestResult {
     let dir = model_with_config(|c| c["hidden_size"] = 768.into())?;
     let e = load_error(dir.path());
     assert!(e.contains("cannot load the weights"), "{e}");
+    Ok(())
+}
+
+#[test]
+fn a_lazy_model_loads_at_first_use_and_embeds_as_the_eager_one() -> TestResult {
+    let lazy = LazyBertEmbedder::open(&model_dir()?, &Device::Cpu)?;
+    let eager = load()?;
+    // What the engine asks at open is known without loading.
+    assert_eq!(
+        (lazy.model_id(), lazy.dims(), lazy.max_tokens()),
+        (eager.model_id(), eager.dims(), eager.max_tokens())
+    );
+    assert!(!lazy.is_loaded());
+    let text = ["Glaciers carve valleys as they move."];
+    assert_eq!(lazy.embed(&text)?, eager.embed(&text)?);
+    assert!(lazy.is_loaded());
+    Ok(())
+}
+
+#[test]
+fn a_lazy_model_reports_bad_weights_at_first_use_and_retries() -> TestResult {
+    let src = model_dir()?;
+    let dir = model_with_config(|_| {})?;
+    let weights = dir.path().join("model.safetensors");
+    std::fs::remove_file(&weights)?;
+    std::fs::write(&weights, b"this is not a safetensors file")?;
+    // Opening reads the configuration only: the weights are not looked at yet.
+    let lazy = LazyBertEmbedder::open(dir.path(), &Device::Cpu)?;
+    let err = lazy
+        .embed(&["a text"])
+        .err()
+        .ok_or("corrupt weights embedded")?;
+    assert!(
+        err.to_string().contains("cannot load the weights")
+            && err.to_string().contains("model.safetensors"),
+        "{err}"
+    );
+    assert!(lazy.tokenizer().is_err());
+    assert!(!lazy.is_loaded());
+    // Repaired, the next call loads it.
+    std::fs::remove_file(&weights)?;
+    std::os::unix::fs::symlink(src.join("model.safetensors").canonicalize()?, &weights)?;
+    assert_eq!(lazy.embed(&["a text"])?.len(), 1);
+    Ok(())
+}
+
+#[test]
+fn a_lazy_model_refuses_another_model_put_in_its_place() -> TestResult {
+    let dir = model_with_config(|_| {})?;
+    let lazy = LazyBertEmbedder::open(dir.path(), &Device::Cpu)?;
+    std::fs::write(
+        dir.path().join("outpost-model.json"),
+        r#"{"model_id": "someone/another-model"}"#,
+    )?;
+    let err = lazy
+        .embed(&["a text"])
+        .err()
+        .ok_or("another model embedded")?;
+    assert!(
+        err.to_string().contains("changed since it was opened"),
+        "{err}"
+    );
     Ok(())
 }
