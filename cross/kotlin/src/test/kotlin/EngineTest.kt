@@ -12,6 +12,7 @@ import kotlinx.coroutines.launch
 import kotlinx.coroutines.runBlocking
 import org.junit.jupiter.api.AfterEach
 import org.junit.jupiter.api.Assertions.assertEquals
+import org.junit.jupiter.api.Assertions.assertFalse
 import org.junit.jupiter.api.Assertions.assertTrue
 import org.junit.jupiter.api.BeforeEach
 import org.junit.jupiter.api.Test
@@ -185,6 +186,25 @@ class EngineTest {
         assertTrue(engine.stats().documents < 300uL)
         // Later calls are not affected.
         assertEquals(1u, engine.ingestPath(folder.resolve("n000.txt").toString()).unchanged)
+    }
+
+    @Test
+    fun `the model loads at its first use`() {
+        note("Lighthouses guide ships past the reef.", "Lights")
+        assertTrue(engine.modelLoaded())
+        engine.shutdown()
+        Engine.open(dir.resolve("outpost.db").toString(), EngineConfig()).use { e ->
+            // Searching the text index and reading counts need no model.
+            assertEquals("Lights", e.search("reef", 1u, "text", listOf()).first().title)
+            assertEquals(1uL, e.stats().documents)
+            assertFalse(e.modelLoaded())
+            // The first text query loads it.
+            assertEquals("Lights", e.search("lighthouse", 1u, "vector", listOf()).first().title)
+            assertTrue(e.modelLoaded())
+        }
+        Engine.open(dir.resolve("outpost.db").toString(), EngineConfig(preloadModel = true)).use { e ->
+            assertTrue(e.modelLoaded())
+        }
     }
 
     @Test
