@@ -98,8 +98,9 @@ class OutpostVectorStore(VectorStore):
         store = OutpostVectorStore(engine)                  # the engine's own model
         store = OutpostVectorStore(engine, my_embeddings)   # or any LangChain Embeddings
 
-    `filter` in the searches is a dict of metadata values that must all be equal, or a list of
-    Outpost filters (`topic=bees`, `year>=2023`, `source=PREFIX`).
+    `filter` in the searches is a dict of metadata values that must all be equal (any key,
+    `source` too), or a list of Outpost filters (`topic=bees`, `year>=2023`; there `source=PREFIX`
+    is a prefix of the LangChain id and `meta.source=...` the metadata key).
     """
 
     def __init__(
@@ -252,6 +253,9 @@ def _filters(filter: Union[dict, list, None]) -> List[str]:
         for key, value in filter.items():
             if isinstance(value, bool):
                 value = "true" if value else "false"
-            out.append(f"{key}={value}")
+            elif not isinstance(value, (str, int, float)):
+                raise ValueError(f"filter {key!r}: a string, number or boolean to equal, not {value!r}")
+            # `meta.` names the metadata key even where it is also a built-in (`source`).
+            out.append(f"meta.{key}={value}")
         return out
     return list(filter)

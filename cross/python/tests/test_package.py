@@ -62,9 +62,12 @@ def test_filters_and_relevance_scores(engine):
     store = OutpostVectorStore(engine)
     store.add_texts(
         ["The moon pulls the tides.", "Bees carry pollen.", "Wasps build paper nests."],
-        [{"kind": "sea"}, {"kind": "insect", "stings": False}, {"kind": "insect", "stings": True}],
+        [{"kind": "sea", "source": "sea.pdf"}, {"kind": "insect", "stings": False, "source": "bugs.pdf"},
+         {"kind": "insect", "stings": True, "source": "bugs.pdf"}],
         ids=["tides", "bees", "wasps"],
     )
+    # `source` in a dict is the metadata key (as LangChain's loaders set it), not Outpost's own.
+    assert [d.id for d in store.similarity_search("insects", k=3, filter={"source": "sea.pdf"})] == ["tides"]
     assert [d.id for d in store.similarity_search("insects", k=3, filter={"kind": "insect"})] in (
         ["bees", "wasps"], ["wasps", "bees"])
     assert [d.id for d in store.similarity_search("insects", k=3, filter={"stings": True})] == ["wasps"]
