@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use outpost_core::{
-    Engine, ErrorKind, HashEmbedder, IngestOptions, PutOutcome, SearchOptions, TextInput,
+    Engine, ErrorKind, HashEmbedder, IngestOptions, PutOutcome, SearchMode, SearchOptions,
+    TextInput,
 };
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -194,6 +195,49 @@ fn a_collection_holds_the_vectors_of_one_model_and_one_size() -> TestResult {
     assert_eq!(
         engine.search_by_vector_of("m1", &[1.0, 0.0], &k(5))?.len(),
         1
+    );
+    Ok(())
+}
+
+#[test]
+fn a_pulled_text_of_another_model_waits_in_a_collection_of_the_callers_vectors() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let a = Engine::open(dir.path().join("a.db"), Arc::new(HashEmbedder::new(32)), 1)?;
+    let b = Engine::open(dir.path().join("b.db"), Arc::new(HashEmbedder::new(32)), 1)?;
+    // Each device keeps `lc` for the vectors of a model of the app's, not the same one.
+    a.put_text_with_vector(
+        "lc",
+        "model-a",
+        text("1", "foo", serde_json::json!({})),
+        vec![1.0, 0.0, 0.0],
+    )?;
+    b.put_text_with_vector(
+        "lc",
+        "model-b",
+        text("2", "bar", serde_json::json!({})),
+        vec![0.0, 1.0, 0.0],
+    )?;
+
+    let batch = a.outbox_batch(100)?;
+    let local = (b.embedder().model_id().to_string(), b.embedder().dims());
+    let report = b.apply_pulled(&batch.changes, "cursor", "1", (&local.0, local.1))?;
+    assert_eq!(
+        report.reembed, 1,
+        "model-a's vector is not model-b's: stored without it"
+    );
+
+    // B's engine cannot make model-b's vectors: the text waits, queued, and nothing fails.
+    assert_eq!(b.reembed_pending(&|| false)?, 0);
+    assert_eq!(b.pending_reembed_count()?, 1);
+    let text = SearchOptions {
+        mode: SearchMode::Text,
+        ..k(5)
+    };
+    assert_eq!(b.search("foo", &text)?[0].source, "1", "found by its words");
+    let hits = b.search_by_vector_of("model-b", &[0.0, 1.0, 0.0], &k(5))?;
+    assert_eq!(
+        hits.iter().map(|h| h.source.as_str()).collect::<Vec<_>>(),
+        ["2"]
     );
     Ok(())
 }

@@ -418,9 +418,11 @@ impl Engine {
         })
     }
 
-    /// The live documents stored under `sources` in `collection` (`None`: the engine's), in
-    /// the order asked, with their text and metadata; a source with none (never stored, or
-    /// deleted) is left out, as is every source when the collection does not exist.
+    /// The live documents this device stored under `sources` in `collection` (`None`: the
+    /// engine's), in the order asked, with their text and metadata; a source with none (never
+    /// stored here, or deleted) is left out, as is every source when the collection does not
+    /// exist. (A source is a document's key on the device that made it: the same source on two
+    /// devices is two documents, each found by its id with [`Engine::documents`].)
     pub fn documents_by_source(
         &self,
         collection: Option<String>,
@@ -433,6 +435,24 @@ impl Engine {
             for source in &sources {
                 if let Some((id, _)) = core.document_by_source(&collection, source)? {
                     found.push(StoredDocument::from(core.get_document(&id)?));
+                }
+            }
+            Ok(found)
+        })
+    }
+
+    /// The live documents with these ids (as in search hits: any device's), in the order
+    /// asked, with their text and metadata; an unknown or deleted id is left out.
+    pub fn documents(&self, document_ids: Vec<String>) -> Result<Vec<StoredDocument>> {
+        guard("documents", || {
+            let core = self.core()?;
+            let mut found = Vec::new();
+            for id in &document_ids {
+                match core.get_document(id) {
+                    Ok(doc) if !doc.summary.deleted => found.push(StoredDocument::from(doc)),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == outpost_core::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e.into()),
                 }
             }
             Ok(found)

@@ -138,6 +138,9 @@ class EngineTest(unittest.TestCase):
         [lc] = e.documents_by_source("lc", ["lc-1"])
         self.assertEqual(json.loads(lc.metadata_json), {"id": 1, "tags": "sea"})
         self.assertEqual(e.documents_by_source("no such collection", ["lc-1"]), [])
+        # By id, as search hits name them (any device's documents).
+        by_id = e.documents([hits[0].document_id, "0123abcd-0000-0000-0000-000000000000", docs[0].document_id])
+        self.assertEqual([d.source for d in by_id], ["lc-1", "b"])
         # A text the engine split into chunks comes back whole.
         long_text = " ".join(f"Sentence {i} is about the tides of the northern sea." for i in range(120))
         split = e.ingest_text(long_text, "Long", "notes/long", None)

@@ -964,16 +964,28 @@ impl Engine {
 
     /// Embeds, with this engine's model, the pulled documents that came with another model's
     /// vectors (or none), one document per transaction; returns how many. `cancelled` is asked
-    /// between documents.
+    /// between documents. A document in a collection of another model than this engine's (one
+    /// that holds the caller's vectors: [`Engine::put_text_with_vector`]) is left queued, without
+    /// a vector: this engine cannot make that model's vectors, and only the caller can.
     ///
     /// # Errors
     /// Store and model failures; what was embedded before stays.
     pub fn reembed_pending(&self, cancelled: &dyn Fn() -> bool) -> Result<usize> {
         let pending = self.read(|store| store.pending_reembed())?;
+        let (model, dims) = (self.embedder.model_id(), self.embedder.dims());
         let mut done = 0;
         for (id, texts) in &pending {
             if cancelled() {
                 break;
+            }
+            let ours = self.read(|store| {
+                let doc = store.get_document(id)?;
+                Ok(store
+                    .collection(&doc.summary.collection)?
+                    .is_some_and(|c| c.model_id == model && c.dims == dims))
+            })?;
+            if !ours {
+                continue;
             }
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
             let vectors = crate::embed::embed_all(self.embedder.as_ref(), &refs)?;

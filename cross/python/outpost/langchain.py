@@ -7,7 +7,9 @@ Outpost document, stored unsplit (LangChain splits before it stores) with the ve
 
 - its LangChain id is the document's source in that collection, so adding an id again replaces
   that document (keeping its Outpost id), `delete` and `get_by_ids` take those ids, and a
-  document without one gets a new UUID;
+  document without one gets a new UUID. Ids are this device's: synced from another device, a
+  document comes back in searches with the id it was given there, but `get_by_ids` and `delete`
+  reach the documents stored here (the same id on two devices is two documents);
 - its metadata comes back as given: string, number, boolean and null values are stored as they
   are (and can be filtered on), lists and objects as JSON text, decoded on the way out;
 - its vector is the `Embeddings`' own, of whatever size. With the default, `OutpostEmbeddings`,
@@ -222,12 +224,12 @@ class OutpostVectorStore(VectorStore):
         if not hits:
             return []
         stored = {
-            doc.source: doc
-            for doc in self.engine.documents_by_source(self.collection, list({h.source: None for h in hits}))
+            doc.document_id: doc
+            for doc in self.engine.documents(list({h.document_id: None for h in hits}))
         }
         found = []
         for hit in hits:
-            doc = stored.get(hit.source)
+            doc = stored.get(hit.document_id)
             if doc is None:  # deleted between the search and this read
                 continue
             metadata = _decode_metadata(doc.metadata_json)
