@@ -44,6 +44,9 @@ make_maturin_venv() {
 }
 run make_maturin_venv
 cd "$PACKAGE"
+# maturin generates the Python module into the target folder and packs whatever is there: a
+# module left by an earlier build must not stand in for this one's.
+rm -rf "${CARGO_TARGET_DIR:-$ROOT/target}/maturin/uniffi"
 run "$maturin_venv/bin/maturin" build --profile "$PROFILE" --out "$work/wheels"
 wheel="$(ls "$work"/wheels/outpost-*.whl)"
 
