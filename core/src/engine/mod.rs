@@ -972,6 +972,9 @@ impl Engine {
     /// Store and model failures; what was embedded before stays.
     pub fn reembed_pending(&self, cancelled: &dyn Fn() -> bool) -> Result<usize> {
         let pending = self.read(|store| store.pending_reembed())?;
+        if !pending.is_empty() {
+            self.needs_model()?;
+        }
         let (model, dims) = (self.embedder.model_id(), self.embedder.dims());
         let mut done = 0;
         for (id, texts) in &pending {
