@@ -116,9 +116,13 @@ class OutpostVectorStore(VectorStore):
         self.engine = engine
         self.collection = collection
         self._embedding = embedding if embedding is not None else OutpostEmbeddings(engine)
-        own = isinstance(self._embedding, OutpostEmbeddings) and self._embedding.engine is engine
+        if model_id is None and isinstance(self._embedding, OutpostEmbeddings):
+            # An Outpost model, this engine's or another's: named as Outpost names it.
+            model_id = self._embedding.model_id
+        if model_id is None:
+            model_id = _model_id(self._embedding)
         # None: the engine's own model.
-        self.model_id = model_id if model_id is not None else (None if own else _model_id(self._embedding))
+        self.model_id = None if model_id == engine.model().model_id else model_id
         self._collection_exists = False
 
     @property

@@ -83,6 +83,10 @@ def test_the_engines_model_as_langchain_embeddings(engine):
     cosine = sum(x * y for x, y in zip(a, b))
     assert cosine > 0.5
     assert embeddings.embed_query("the tide rises") == pytest.approx(a, abs=1e-6)
+    # Given explicitly, they are still the engine's own model: its collections, its searches.
+    assert OutpostVectorStore(engine, embeddings).model_id is None
+    assert OutpostVectorStore(engine, DeterministicFakeEmbedding(size=6)).model_id == (
+        "langchain:langchain_core.embeddings.fake.DeterministicFakeEmbedding")
 
 
 def test_what_langchain_stores_with_the_engines_model_the_engine_also_searches(engine):
