@@ -1,8 +1,9 @@
 //! Outpost for mobile apps and other hosts: the engine behind a UniFFI interface, with bindings
 //! for Kotlin, Swift and Python generated from this library (`cross/scripts/bindings.sh`).
 //!
-//! One [`Engine`] object per database file: open, ingest text or files, search, build RAG
-//! context, delete, conversations, sync with a central Supabase store (as the user of a session
+//! One [`Engine`] object per database file: open, ingest text or files, store texts with vectors
+//! made elsewhere (the host's own model: what a LangChain `VectorStore` needs) and read documents
+//! back, search, build RAG context, delete, conversations, sync with a central Supabase store (as the user of a session
 //! the app owns and hands over with [`Engine::set_session`], refreshed here and handed back to
 //! the app's [`SessionListener`] at every rotation), status and stats. It is
 //! `Send + Sync`: searches run in parallel on reading connections while one writing connection
