@@ -9,6 +9,8 @@
 # tests run against that real Postgres, started here on a free loopback port in a temp dir (as
 # the unprivileged user `postgres` when run as root) and stopped at the end. The Chroma import
 # tests build real Chroma stores with chromadb, installed with pip into a venv in .cache.
+# The Python package is built with maturin (pip, into .cache) and tested in a fresh venv with
+# langchain-tests, langchain-core and pytest (pinned by cross/python/requirements-test.txt).
 # The pooler tests put PgBouncer (Debian's package `pgbouncer`, installed with apt-get, as root
 # or through sudo) in front of that Postgres; the Supabase CLI (npm package `supabase`, installed
 # with npm into .cache; needs Node) applies the central migrations to it. supabase-js (pinned by
@@ -145,6 +147,12 @@ step "rest shim" cargo build --quiet -p outpost-sync --features shim --example r
 export OUTPOST_REST_SHIM="${CARGO_TARGET_DIR:-$PWD/target}/debug/examples/rest_shim"
 PYTHONPATH="$bindings/python" step "python (ffi)" python3 -m unittest discover -s cross/tests
 grep -E '^Ran [0-9]+ tests' "$log" | sed 's/^Ran \([0-9]*\) tests.*/python tests of the library: \1 passed/'
+# The library as a Python package: the wheel that maturin builds from cross/python (pinned in its
+# pyproject.toml, installed once into .cache/maturin-VERSION), installed into a fresh venv with
+# the pinned test requirements, where its tests and LangChain's standard vector store suite
+# (langchain-tests) run against the installed package.
+step "python package (wheel)" cross/scripts/test-wheel.sh
+grep -E '^python package tests' "$log"
 # The same library from Kotlin on the JVM: the generated Kotlin bindings compiled with the Kotlin
 # suite (cross/kotlin, Maven), JNA loading the library as on Android.
 step "kotlin (ffi)" cross/scripts/test-kotlin.sh "$bindings"

@@ -1,8 +1,9 @@
 //! Outpost for mobile apps and other hosts: the engine behind a UniFFI interface, with bindings
 //! for Kotlin, Swift and Python generated from this library (`cross/scripts/bindings.sh`).
 //!
-//! One [`Engine`] object per database file: open, ingest text or files, search, build RAG
-//! context, delete, conversations, sync with a central Supabase store (as the user of a session
+//! One [`Engine`] object per database file: open, ingest text or files, store texts with vectors
+//! made elsewhere (the host's own model: what a LangChain `VectorStore` needs) and read documents
+//! back, search, build RAG context, delete, conversations, sync with a central Supabase store (as the user of a session
 //! the app owns and hands over with [`Engine::set_session`], refreshed here and handed back to
 //! the app's [`SessionListener`] at every rotation), status and stats. It is
 //! `Send + Sync`: searches run in parallel on reading connections while one writing connection
@@ -172,6 +173,22 @@ fn mode(name: &str) -> Result<SearchMode> {
         })
 }
 
+/// A `metadata_json` argument: absent or empty for none, else a JSON object.
+fn metadata(json: Option<&str>) -> Result<serde_json::Map<String, serde_json::Value>> {
+    match json {
+        None | Some("") => Ok(serde_json::Map::new()),
+        Some(raw) => match serde_json::from_str(raw) {
+            Ok(serde_json::Value::Object(m)) => Ok(m),
+            Ok(_) => Err(OutpostError::InvalidInput {
+                detail: "metadata_json must be a JSON object".into(),
+            }),
+            Err(e) => Err(OutpostError::InvalidInput {
+                detail: format!("metadata_json: {e}"),
+            }),
+        },
+    }
+}
+
 fn filters(raw: &[String]) -> Result<Vec<outpost_core::Filter>> {
     raw.iter()
         .map(|f| f.parse())
@@ -232,22 +249,7 @@ impl Engine {
         metadata_json: Option<String>,
     ) -> Result<IngestedDocument> {
         guard("ingest_text", || {
-            let metadata = match metadata_json.as_deref() {
-                None | Some("") => serde_json::Map::new(),
-                Some(raw) => match serde_json::from_str(raw) {
-                    Ok(serde_json::Value::Object(m)) => m,
-                    Ok(_) => {
-                        return Err(OutpostError::InvalidInput {
-                            detail: "metadata_json must be a JSON object".into(),
-                        })
-                    }
-                    Err(e) => {
-                        return Err(OutpostError::InvalidInput {
-                            detail: format!("metadata_json: {e}"),
-                        })
-                    }
-                },
-            };
+            let metadata = metadata(metadata_json.as_deref())?;
             let input = outpost_core::TextInput {
                 text,
                 title,
@@ -341,6 +343,128 @@ impl Engine {
             };
             let hits = self.core()?.search_by_vector(&vector, &opts)?;
             Ok(hits.into_iter().map(SearchHit::from).collect())
+        })
+    }
+
+    /// The embedding model the engine loaded: its id and the size of its vectors.
+    pub fn model(&self) -> Result<ModelInfo> {
+        guard("model", || {
+            let core = self.core()?;
+            Ok(ModelInfo {
+                model_id: core.embedder().model_id().to_string(),
+                dims: core.embedder().dims() as u32,
+            })
+        })
+    }
+
+    /// Embeds `texts` with the engine's model, one unit vector per text, in order: for a host
+    /// that wants the vectors themselves (LangChain's `Embeddings`). Texts longer than the
+    /// model's window are cut to it.
+    pub fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>> {
+        guard("embed", || {
+            let core = self.core()?;
+            let mut vectors = Vec::with_capacity(texts.len());
+            for batch in texts.chunks(32) {
+                let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
+                vectors.extend(
+                    core.embedder()
+                        .embed(&refs)
+                        .map_err(|e| OutpostError::Model {
+                            detail: e.to_string(),
+                        })?,
+                );
+            }
+            Ok(vectors)
+        })
+    }
+
+    /// Stores a text with a vector made elsewhere (by the caller's own model, named in
+    /// `model_id`, or by [`Engine::embed`]), unsplit, as one chunk: see [`VectorText`]. The
+    /// same source again with anything changed updates that document, keeping its id.
+    pub fn put_text_with_vector(&self, input: VectorText) -> Result<IngestedDocument> {
+        guard("put_text_with_vector", || {
+            let core = self.core()?;
+            let model_id = input
+                .model_id
+                .unwrap_or_else(|| core.embedder().model_id().to_string());
+            let text = outpost_core::TextInput {
+                text: input.text,
+                title: input.title,
+                source: input.source,
+                metadata: metadata(input.metadata_json.as_deref())?,
+            };
+            let collection = input.collection.unwrap_or_else(|| self.collection.clone());
+            let done = core.put_text_with_vector(&collection, &model_id, text, input.vector)?;
+            Ok(IngestedDocument {
+                document_id: done.id,
+                source: done.source,
+                outcome: format!("{:?}", done.outcome).to_lowercase(),
+                chunks: done.chunks as u32,
+            })
+        })
+    }
+
+    /// Searches by a vector of `model_id` (`None`: the engine's model) among the collections
+    /// of that model, with filters as in [`Engine::search`] (`collection=NAME` to search one).
+    /// No collection of that model yet is no hits.
+    pub fn search_vector_of(
+        &self,
+        model_id: Option<String>,
+        vector: Vec<f32>,
+        k: u32,
+        filter_list: Vec<String>,
+    ) -> Result<Vec<SearchHit>> {
+        guard("search_vector_of", || {
+            let core = self.core()?;
+            let model_id = model_id.unwrap_or_else(|| core.embedder().model_id().to_string());
+            let opts = SearchOptions {
+                k: k as usize,
+                filters: filters(&filter_list)?,
+                ..Default::default()
+            };
+            let hits = core.search_by_vector_of(&model_id, &vector, &opts)?;
+            Ok(hits.into_iter().map(SearchHit::from).collect())
+        })
+    }
+
+    /// The live documents this device stored under `sources` in `collection` (`None`: the
+    /// engine's), in the order asked, with their text and metadata; a source with none (never
+    /// stored here, or deleted) is left out, as is every source when the collection does not
+    /// exist. (A source is a document's key on the device that made it: the same source on two
+    /// devices is two documents, each found by its id with [`Engine::documents`].)
+    pub fn documents_by_source(
+        &self,
+        collection: Option<String>,
+        sources: Vec<String>,
+    ) -> Result<Vec<StoredDocument>> {
+        guard("documents_by_source", || {
+            let core = self.core()?;
+            let collection = collection.unwrap_or_else(|| self.collection.clone());
+            let mut found = Vec::new();
+            for source in &sources {
+                if let Some((id, _)) = core.document_by_source(&collection, source)? {
+                    found.push(StoredDocument::from(core.get_document(&id)?));
+                }
+            }
+            Ok(found)
+        })
+    }
+
+    /// The live documents with these ids (as in search hits: any device's), in the order
+    /// asked, with their text and metadata; an unknown or deleted id is left out.
+    pub fn documents(&self, document_ids: Vec<String>) -> Result<Vec<StoredDocument>> {
+        guard("documents", || {
+            let core = self.core()?;
+            let mut found = Vec::new();
+            for id in &document_ids {
+                match core.get_document(id) {
+                    Ok(doc) if !doc.summary.deleted => found.push(StoredDocument::from(doc)),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == outpost_core::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Ok(found)
         })
     }
 

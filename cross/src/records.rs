@@ -96,6 +96,85 @@ impl IngestSummary {
     }
 }
 
+/// The embedding model an engine loaded.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct ModelInfo {
+    pub model_id: String,
+    /// The size of its vectors.
+    pub dims: u32,
+}
+
+/// A text with its vector, made elsewhere, to store unsplit as one chunk
+/// (`Engine.put_text_with_vector`).
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct VectorText {
+    pub text: String,
+    /// Its vector: the size of `model_id`'s vectors, the same for every text of that model.
+    pub vector: Vec<f32>,
+    /// The document's key in its collection: the same source again updates that document.
+    pub source: String,
+    /// `None`: the text's first line.
+    #[uniffi(default = None)]
+    pub title: Option<String>,
+    /// A JSON object of string, number or boolean values, stored as given.
+    #[uniffi(default = None)]
+    pub metadata_json: Option<String>,
+    /// `None`: the engine's collection. A collection holds the vectors of one model.
+    #[uniffi(default = None)]
+    pub collection: Option<String>,
+    /// The model that made `vector`, named as the caller likes (`None`: the engine's own, as
+    /// from `Engine.embed`). Only vectors of one model are compared with each other.
+    #[uniffi(default = None)]
+    pub model_id: Option<String>,
+}
+
+/// A stored document with its text and metadata.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct StoredDocument {
+    pub document_id: String,
+    pub source: String,
+    pub collection: String,
+    pub title: String,
+    /// The text: its chunks joined in order, their overlaps removed (a text stored unsplit is
+    /// given back as stored).
+    pub text: String,
+    /// The metadata as a JSON object (files and texts indexed by Outpost carry `format`).
+    pub metadata_json: String,
+    pub chunks: u32,
+    pub updated_at_ms: i64,
+}
+
+impl From<outpost_core::DocumentDetail> for StoredDocument {
+    fn from(d: outpost_core::DocumentDetail) -> Self {
+        // Each chunk is a slice of the text; the next one may start inside the one before
+        // (overlap) or after a gap the chunker skipped (whitespace), kept as one space.
+        let mut text = String::new();
+        let mut end = 0;
+        for c in &d.chunks {
+            if c.byte_start >= end {
+                if !text.is_empty() && c.byte_start > end {
+                    text.push(' ');
+                }
+                text.push_str(&c.text);
+            } else {
+                let skip = end - c.byte_start;
+                text.push_str(c.text.get(skip..).unwrap_or_default());
+            }
+            end = end.max(c.byte_end);
+        }
+        Self {
+            document_id: d.summary.id,
+            source: d.summary.source,
+            collection: d.summary.collection,
+            title: d.summary.title,
+            text,
+            metadata_json: d.metadata.to_string(),
+            chunks: d.chunks.len() as u32,
+            updated_at_ms: d.summary.updated_at,
+        }
+    }
+}
+
 /// One search result.
 #[derive(Debug, Clone, uniffi::Record)]
 pub struct SearchHit {

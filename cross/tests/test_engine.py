@@ -108,6 +108,46 @@ class EngineTest(unittest.TestCase):
         self.assertEqual((stats.documents, stats.conversations, stats.messages), (2, 1, 2))
         self.assertEqual(e.sync_status().outbox_depth, 2 + 1 + 1 + 2)
 
+    def test_texts_with_vectors_made_elsewhere_and_documents_read_back_by_source(self):
+        e = self.engine
+        model = e.model()
+        self.assertEqual(model.dims, 384)
+        [tides_vector, query] = e.embed(["Tides follow the moon.", "what moves the sea"])
+        self.assertEqual(len(tides_vector), 384)
+        # A vector of the engine's model: stored unsplit under a source the caller chose, with
+        # its metadata exactly as given.
+        stored = e.put_text_with_vector(op.VectorText(
+            text="Tides follow the moon.", vector=tides_vector, source="lc-1",
+            metadata_json='{"id": 1, "tags": "sea"}', collection="lc"))
+        self.assertEqual((stored.outcome, stored.source, stored.chunks), ("added", "lc-1", 1))
+        hits = e.search_vector_of(None, query, 3, ["collection=lc"])
+        self.assertEqual(hits[0].source, "lc-1")
+        # Vectors of the caller's own model, of another size, in a collection of that model.
+        e.put_text_with_vector(op.VectorText(
+            text="foo", vector=[1.0, 0.0, 0.0], source="a", collection="fake", model_id="fake"))
+        e.put_text_with_vector(op.VectorText(
+            text="bar", vector=[0.0, 1.0, 0.0], source="b", collection="fake", model_id="fake"))
+        self.assertEqual([h.source for h in e.search_vector_of("fake", [0.1, 0.9, 0.0], 5, [])], ["b", "a"])
+        with self.assertRaises(op.OutpostError.InvalidInput):
+            e.put_text_with_vector(op.VectorText(
+                text="baz", vector=[1.0, 0.0], source="c", collection="fake", model_id="fake"))
+        # Read back by source, in the order asked; unknown and deleted sources are left out.
+        e.delete_document(e.documents_by_source("fake", ["a"])[0].document_id)
+        docs = e.documents_by_source("fake", ["b", "nope", "a"])
+        self.assertEqual([(d.source, d.text, d.collection) for d in docs], [("b", "bar", "fake")])
+        [lc] = e.documents_by_source("lc", ["lc-1"])
+        self.assertEqual(json.loads(lc.metadata_json), {"id": 1, "tags": "sea"})
+        self.assertEqual(e.documents_by_source("no such collection", ["lc-1"]), [])
+        # By id, as search hits name them (any device's documents).
+        by_id = e.documents([hits[0].document_id, "0123abcd-0000-0000-0000-000000000000", docs[0].document_id])
+        self.assertEqual([d.source for d in by_id], ["lc-1", "b"])
+        # A text the engine split into chunks comes back whole.
+        long_text = " ".join(f"Sentence {i} is about the tides of the northern sea." for i in range(120))
+        split = e.ingest_text(long_text, "Long", "notes/long", None)
+        self.assertGreater(split.chunks, 1)
+        [whole] = e.documents_by_source(None, ["notes/long"])
+        self.assertEqual((whole.text, whole.chunks), (long_text, split.chunks))
+
     def test_errors_arrive_as_the_documented_exceptions(self):
         e = self.engine
         e.ingest_text("Bees dance.", None, None, None)

@@ -21,6 +21,7 @@ class ReadmeTest(unittest.TestCase):
         paths = [b["path"] for b in blocks]
         self.assertIn("cross/tests/swift/Example/main.swift", paths)
         self.assertIn("cross/tests/python/quickstart.py", paths)
+        self.assertIn("cross/python/examples/langchain_quickstart.py", paths)
         for block in blocks:
             with self.subTest(path=block["path"]):
                 self.assertEqual(block["body"], (ROOT / block["path"]).read_text(),

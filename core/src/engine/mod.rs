@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 use crate::db::queue::{QueuedWork, WorkItem};
 use crate::db::Store;
@@ -24,7 +25,9 @@ use crate::ingest::import::{
 use crate::ingest::{
     ingest_paths, IngestOptions, IngestReport, IngestedDoc, Progress, StoreAccess,
 };
-use crate::model::{Collection, DocumentDetail, DocumentSummary, Kind, Stats};
+use crate::model::{
+    Collection, DocumentDetail, DocumentSummary, Kind, NewChunk, NewDocument, PutOutcome, Stats,
+};
 use crate::rag::context::{Builder, Context};
 use crate::rag::conversation::{Conversation, Message};
 use crate::replica::{ApplyReport, Change, OutboxEntry, Parked, PushBatch};
@@ -397,6 +400,110 @@ impl Engine {
             filters: &opts.filters,
             rrf: opts.rrf,
             candidates,
+            expansion: None,
+        };
+        self.read(|store| store.search(&req))
+    }
+
+    /// Stores a text with a vector that the caller made with a model of its own (named by
+    /// `model_id`: a LangChain `Embeddings`, a server's model, or this engine's), unsplit, as
+    /// one chunk, in `collection` (created for that model and the vector's size if missing).
+    /// A document is its source within the collection: the same source again with the same
+    /// text, title, metadata and vector changes nothing; with any of them changed it keeps its
+    /// id and its chunk is replaced; a deleted source comes back. The metadata is stored as
+    /// given (no `format` key is added). Unlike [`Engine::ingest_text`], this needs no model.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for an empty source or model id, an empty or non-finite
+    /// vector, or a metadata value that is an object or an array; [`Error::ModelMismatch`] for
+    /// a collection of another model or size; store failures.
+    pub fn put_text_with_vector(
+        &self,
+        collection: &str,
+        model_id: &str,
+        input: TextInput,
+        vector: Vec<f32>,
+    ) -> Result<IngestedDoc> {
+        if input.source.trim().is_empty() {
+            return Err(Error::invalid("source", "the source is empty"));
+        }
+        if model_id.trim().is_empty() {
+            return Err(Error::invalid("model", "the model id is empty"));
+        }
+        if let Some((k, _)) = input
+            .metadata
+            .iter()
+            .find(|(_, v)| v.is_object() || v.is_array())
+        {
+            return Err(Error::invalid(
+                "metadata",
+                format!("'{k}' is an object or array; values are strings, numbers or booleans"),
+            ));
+        }
+        let collection =
+            self.write(|store| store.ensure_collection(collection, model_id, vector.len()))?;
+        let title = input.title.unwrap_or_else(|| first_line_title(&input.text));
+        let metadata = serde_json::Value::Object(input.metadata);
+        let mut h = Sha256::new();
+        h.update(format!("outpost/vector/1\0{model_id}\0{title}\0{metadata}\0").as_bytes());
+        h.update(input.text.as_bytes());
+        h.update(b"\0");
+        for x in &vector {
+            h.update(x.to_le_bytes());
+        }
+        let serde_json::Value::Object(metadata) = metadata else {
+            unreachable!("made from a map above")
+        };
+        let doc = NewDocument {
+            source: input.source,
+            title,
+            content_hash: hex::encode(h.finalize()),
+            metadata,
+        };
+        let chunk = NewChunk {
+            token_count: crate::embed::count_tokens(self.embedder.tokenizer(), &input.text),
+            byte_start: 0,
+            byte_end: input.text.len(),
+            text: input.text,
+            metadata: serde_json::Map::new(),
+            embedding: vector,
+        };
+        let (id, outcome) = self
+            .write(|store| store.put_document(&collection, &doc, std::slice::from_ref(&chunk)))?;
+        Ok(IngestedDoc {
+            id,
+            source: doc.source,
+            outcome,
+            chunks: usize::from(outcome != PutOutcome::Unchanged),
+        })
+    }
+
+    /// Searches by a vector of `model_id` (as stored with [`Engine::put_text_with_vector`], or
+    /// this engine's own model) among the collections of that model that `opts.filters`
+    /// keeps, best cosine similarity first (vector mode; `opts.mode` is ignored). No collection
+    /// of that model yet is no hits.
+    ///
+    /// # Errors
+    /// [`Error::DimensionMismatch`] for a vector of another size than the model's collections;
+    /// [`Error::ModelMismatch`] when a `collection=` filter names a collection of another
+    /// model; search errors.
+    pub fn search_by_vector_of(
+        &self,
+        model_id: &str,
+        vector: &[f32],
+        opts: &SearchOptions,
+    ) -> Result<Vec<SearchHit>> {
+        if model_id == self.embedder.model_id() {
+            self.check_query_vector(vector)?;
+        }
+        let req = SearchRequest {
+            text: "(vector query)",
+            vector: Some((model_id, vector)),
+            k: opts.k,
+            mode: SearchMode::Vector,
+            filters: &opts.filters,
+            rrf: opts.rrf,
+            candidates: 0,
             expansion: None,
         };
         self.read(|store| store.search(&req))
@@ -857,16 +964,31 @@ impl Engine {
 
     /// Embeds, with this engine's model, the pulled documents that came with another model's
     /// vectors (or none), one document per transaction; returns how many. `cancelled` is asked
-    /// between documents.
+    /// between documents. A document in a collection of another model than this engine's (one
+    /// that holds the caller's vectors: [`Engine::put_text_with_vector`]) is left queued, without
+    /// a vector: this engine cannot make that model's vectors, and only the caller can.
     ///
     /// # Errors
     /// Store and model failures; what was embedded before stays.
     pub fn reembed_pending(&self, cancelled: &dyn Fn() -> bool) -> Result<usize> {
         let pending = self.read(|store| store.pending_reembed())?;
+        if !pending.is_empty() {
+            self.needs_model()?;
+        }
+        let (model, dims) = (self.embedder.model_id(), self.embedder.dims());
         let mut done = 0;
         for (id, texts) in &pending {
             if cancelled() {
                 break;
+            }
+            let ours = self.read(|store| {
+                let doc = store.get_document(id)?;
+                Ok(store
+                    .collection(&doc.summary.collection)?
+                    .is_some_and(|c| c.model_id == model && c.dims == dims))
+            })?;
+            if !ours {
+                continue;
             }
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
             let vectors = crate::embed::embed_all(self.embedder.as_ref(), &refs)?;
