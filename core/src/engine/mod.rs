@@ -461,7 +461,7 @@ impl Engine {
             metadata,
         };
         let chunk = NewChunk {
-            token_count: crate::embed::count_tokens(self.embedder.tokenizer(), &input.text),
+            token_count: crate::embed::count_tokens(self.embedder.tokenizer()?, &input.text),
             byte_start: 0,
             byte_end: input.text.len(),
             text: input.text,
