@@ -11,8 +11,14 @@ use strum::EnumIter;
 
 pub const GRAPHEME_SEGMENTER: GraphemeClusterSegmenterBorrowed<'static> =
     GraphemeClusterSegmenter::new();
+#[cfg(feature = "word-dictionaries")]
 static WORD_SEGMENTER: LazyLock<WordSegmenterBorrowed<'static>> =
     LazyLock::new(|| WordSegmenter::new_dictionary(WordBreakInvariantOptions::default()));
+// Outpost's patch: without the dictionaries, the rule-based segmenter (UAX #29 only).
+#[cfg(not(feature = "word-dictionaries"))]
+static WORD_SEGMENTER: LazyLock<WordSegmenterBorrowed<'static>> = LazyLock::new(|| {
+    WordSegmenter::new_for_non_complex_scripts(WordBreakInvariantOptions::default())
+});
 static SENTENCE_SEGMENTER: LazyLock<SentenceSegmenterBorrowed<'static>> =
     LazyLock::new(|| SentenceSegmenter::new(SentenceBreakInvariantOptions::default()));
 
