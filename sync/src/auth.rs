@@ -207,7 +207,7 @@ impl AuthClient {
         if status.is_success() || matches!(status.as_u16(), 401 | 403 | 404) {
             return Ok(());
         }
-        let body = response.text().await.unwrap_or_default();
+        let body = response_text(response).await.unwrap_or_default();
         let e = AuthErrorBody::parse(&body);
         Err(Error::Server {
             endpoint,
@@ -246,8 +246,7 @@ impl AuthClient {
             .await
             .map_err(|e| self.transport_error(what, e))?;
         let status = response.status();
-        let text = response
-            .text()
+        let text = response_text(response)
             .await
             .map_err(|e| self.transport_error(what, e))?;
         if status.is_success() {
@@ -366,6 +365,14 @@ fn parse_token_response(text: &str) -> std::result::Result<TokenResponse, String
         }
     }
     Ok(t)
+}
+
+/// The body of an answer as text, decoded as UTF-8 (what Supabase Auth and PostgREST send; a
+/// malformed sequence becomes U+FFFD). Not `Response::text`: its decoding by the declared
+/// charset links encoding_rs's tables of every legacy encoding into the library.
+pub(crate) async fn response_text(response: reqwest::Response) -> reqwest::Result<String> {
+    let bytes = response.bytes().await?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use std::time::Duration;
 use reqwest::header::HeaderValue;
 use serde_json::Value;
 
+use crate::auth::response_text;
 use crate::error::{Error, Result};
 use crate::session::{StaticToken, TokenProvider};
 use crate::transport::{BoxFuture, Transport};
@@ -165,8 +166,7 @@ impl RestTransport {
             .await
             .map_err(|e| plain(self.transport_error(function, e, "")))?;
         let status = response.status();
-        let body = response
-            .text()
+        let body = response_text(response)
             .await
             .map_err(|e| plain(self.transport_error(function, e, "reading the answer: ")))?;
         if status.is_success() {
