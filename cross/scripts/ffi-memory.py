@@ -7,7 +7,13 @@ runs in a fresh Python process and reads its own VmRSS (and VmHWM, the peak) at 
 
     cross/scripts/bindings.sh /tmp/b && PYTHONPATH=/tmp/b/python python3 cross/scripts/ffi-memory.py [--json]
 
-Python itself is part of every figure (about 13 MiB); the first line says how much.
+Python itself is part of every figure: the interpreter, and the standard modules the generated
+bindings import (asyncio, and through it ssl and libcrypto); the first two lines say how much.
+With `--native BINARY` the same scenarios run in a native host instead, `cross/examples/memory.rs`
+(the app's code calling the library's `Engine` in-process, as Kotlin and Swift do):
+
+    cargo build --profile mobile -p outpost-ffi --no-default-features --example memory
+    python3 cross/scripts/ffi-memory.py --native target/mobile/examples/memory
 """
 
 import json
@@ -30,6 +36,10 @@ def memory():
 
 def scenario(name, db):
     steps = [("python alone", *memory())]
+    # What the generated module imports, so that the next step is the library's own.
+    import asyncio, contextlib, ctypes, datetime, enum, platform, struct, threading, traceback, typing  # noqa: E401,F401
+
+    steps.append(("python with the bindings' imports", *memory()))
     import outpost_ffi as op  # noqa: E402 - measured after the interpreter itself
 
     steps.append(("library loaded", *memory()))
@@ -62,9 +72,10 @@ def main():
     results = {}
     with tempfile.TemporaryDirectory() as d:
         db = os.path.join(d, "m.db")
+        native = sys.argv[sys.argv.index("--native") + 1] if "--native" in sys.argv else None
         for name in ("work", "search-only"):
             out = subprocess.run(
-                [sys.executable, __file__, "--scenario", name, db],
+                [native, name, db] if native else [sys.executable, __file__, "--scenario", name, db],
                 check=True,
                 capture_output=True,
                 text=True,
