@@ -42,21 +42,10 @@ pub(crate) struct WeightsFile {
     tensors: HashMap<String, Entry>,
 }
 
-fn dtype(name: &str) -> Option<(DType, u64)> {
-    Some(match name {
-        "F32" => (DType::F32, 4),
-        "F16" => (DType::F16, 2),
-        "BF16" => (DType::BF16, 2),
-        "F64" => (DType::F64, 8),
-        "U8" => (DType::U8, 1),
-        "U32" => (DType::U32, 4),
-        "I64" => (DType::I64, 8),
-        _ => return None,
-    })
-}
-
 impl WeightsFile {
-    /// Opens `path` and reads its header, checking that every tensor lies within the file.
+    /// Opens `path` and reads its header (parsed and checked by the `safetensors` crate: offsets
+    /// contiguous, each tensor's size that of its shape and dtype), then checks that the data it
+    /// describes lies within the file.
     ///
     /// # Errors
     /// [`Error::Io`] if it cannot be read, [`Error::BadWeights`] if it is not a safetensors file.
@@ -78,49 +67,29 @@ impl WeightsFile {
         }
         let mut header = vec![0u8; header_len as usize];
         file.read_exact(&mut header).map_err(Error::io(path))?;
-        let header: HashMap<String, serde_json::Value> = serde_json::from_slice(&header)
-            .map_err(|e| bad(format!("the header is not JSON: {e}")))?;
+        let metadata: safetensors::tensor::Metadata = serde_json::from_slice(&header)
+            .map_err(|e| bad(format!("the header is not a safetensors header: {e}")))?;
         let data_start = 8 + header_len;
-        let mut tensors = HashMap::new();
-        for (name, info) in header {
-            if name == "__metadata__" {
-                continue;
-            }
-            let dtype_name = info["dtype"].as_str().unwrap_or_default().to_owned();
-            let shape: Option<Vec<usize>> = info["shape"]
-                .as_array()
-                .and_then(|s| s.iter().map(|d| d.as_u64().map(|d| d as usize)).collect());
-            let span: Option<[u64; 2]> = info["data_offsets"]
-                .as_array()
-                .and_then(|s| {
-                    s.iter()
-                        .map(serde_json::Value::as_u64)
-                        .collect::<Option<Vec<_>>>()
-                })
-                .and_then(|v| v.try_into().ok());
-            let (Some(shape), Some([start, end])) = (shape, span) else {
-                return Err(bad(format!("tensor {name} has no shape or data offsets")));
-            };
-            let known = dtype(&dtype_name);
-            let want = shape.iter().product::<usize>() as u64 * known.map_or(1, |(_, size)| size);
-            let fits = end >= start
-                && data_start + end <= file_len
-                && (known.is_none() || end - start == want);
-            if !fits {
-                return Err(bad(format!(
-                    "tensor {name} ({dtype_name} {shape:?}) at bytes {start}..{end} does not fit the file of {file_len} bytes"
-                )));
-            }
-            tensors.insert(
-                name,
-                Entry {
-                    dtype: known.map(|(d, _)| d),
-                    dtype_name,
-                    shape,
-                    offset: data_start + start,
-                    len: end - start,
-                },
-            );
+        let tensors: HashMap<String, Entry> = metadata
+            .tensors()
+            .into_iter()
+            .map(|(name, info)| {
+                let (start, end) = info.data_offsets;
+                let entry = Entry {
+                    dtype: DType::try_from(info.dtype).ok(),
+                    dtype_name: format!("{:?}", info.dtype),
+                    shape: info.shape.clone(),
+                    offset: data_start + start as u64,
+                    len: (end - start) as u64,
+                };
+                (name, entry)
+            })
+            .collect();
+        let data_end = tensors.values().map(|e| e.offset + e.len).max();
+        if let Some(end) = data_end.filter(|&end| end > file_len) {
+            return Err(bad(format!(
+                "the tensors end at byte {end} of a file of {file_len}"
+            )));
         }
         Ok(Self {
             file,
