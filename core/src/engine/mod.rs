@@ -411,7 +411,9 @@ impl Engine {
     /// A document is its source within the collection: the same source again with the same
     /// text, title, metadata and vector changes nothing; with any of them changed it keeps its
     /// id and its chunk is replaced; a deleted source comes back. The metadata is stored as
-    /// given (no `format` key is added). Unlike [`Engine::ingest_text`], this needs no model.
+    /// given (no `format` key is added). Unlike [`Engine::ingest_text`], this embeds nothing;
+    /// the engine's tokenizer still counts the text's tokens (a model that loads at first use
+    /// loads for that).
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for an empty source or model id, an empty or non-finite
