@@ -21,7 +21,7 @@ use common::{exit_code, require_model, TestDb, TestResult};
 const TOKEN: &str = "openai-sdk-test-token";
 
 /// How many tests the Python suite holds: all must run, none skipped.
-const TESTS: usize = 18;
+const TESTS: usize = 20;
 
 /// The longest the suite may take (generation runs on the CPU) before it is killed.
 const LIMIT: Duration = Duration::from_secs(20 * 60);
@@ -132,12 +132,13 @@ fn the_openai_python_sdk_uses_the_agent_as_a_user_would() -> TestResult {
         std::thread::sleep(Duration::from_millis(100));
     };
     let output = std::fs::read_to_string(&log_path)?;
+    // The whole output, readable (an error's text is printed escaped), then what went wrong.
     let fail = |what: String| -> TestResult {
-        Err(format!(
-            "{what}\n--- python -m unittest -v test_openai_sdk ---\n{output}\n--- agent log ---\n{}",
+        eprintln!(
+            "--- python -m unittest -v test_openai_sdk ---\n{output}\n--- agent log ---\n{}",
             agent.logs()
-        )
-        .into())
+        );
+        Err(format!("{what}: its output and the agent's log are above").into())
     };
     let Some(status) = status else {
         return fail(format!("the suite did not finish within {LIMIT:?}"));

@@ -251,6 +251,20 @@ class Chat(Checks):
         self.assertIsInstance(c.choices[0].message.content, str)
         self.assertIn(c.choices[0].finish_reason, ("stop", "length"))
 
+    def test_fields_that_common_clients_send_are_accepted(self):
+        # Frameworks built on the SDK send these with their defaults; they change nothing here.
+        c = ask(
+            "Say hello.",
+            max_tokens=4,
+            n=1,
+            user="outpost-test",
+            presence_penalty=0,
+            frequency_penalty=0,
+            extra_body={"retrieval": False},
+        )
+        self.assertEqual(len(c.choices), 1)
+        self.assert_usage(c.usage, 4)
+
     def test_a_seed_repeats_a_sampled_answer(self):
         settings = dict(temperature=1.0, seed=1234, max_tokens=16, extra_body={"retrieval": False})
         first = ask("Tell me about bread.", **settings).choices[0].message.content
@@ -323,6 +337,23 @@ class Streaming(Checks):
         chunks = list(stream)
         self.assertEqual(sources_of(chunks[0]), [])
         self.assertIn(chunks[-1].choices[0].finish_reason, ("stop", "length"))
+
+    def test_usage_when_asked_with_stream_options(self):
+        # The SDK's way to ask for usage in a stream; clients built on it send this by default.
+        chunks = list(
+            client().chat.completions.create(
+                model=llm_id(),
+                messages=[{"role": "user", "content": "Say hello."}],
+                max_tokens=8,
+                stream=True,
+                stream_options={"include_usage": True},
+                extra_body={"retrieval": False},
+            )
+        )
+        usages = [ch.usage for ch in chunks if ch.usage is not None]
+        self.assertTrue(usages, chunks)
+        self.assert_usage(usages[-1], 8)
+        self.assertTrue("".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices))
 
     def test_a_bad_request_fails_before_streaming(self):
         with self.assertRaises(openai.BadRequestError) as e:
