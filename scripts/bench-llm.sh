@@ -65,6 +65,7 @@ if command -v taskset >/dev/null && [ "$(nproc)" -ge "$THREADS" ]; then
     pin=(taskset -c "0-$((THREADS - 1))")
 fi
 export OMP_NUM_THREADS="$THREADS" RAYON_NUM_THREADS="$THREADS"
+export OUTPOST_LLM_MODEL="$MODEL"  # outpost's chat model: the same GGUF
 timer=()
 [ -x /usr/bin/time ] && timer=(/usr/bin/time -f %M -o)
 
@@ -157,14 +158,14 @@ summary = {}
 for e, rows in engines.items():
     s = {k: med(rows, k) for k in ("prompt_tok_s", "gen_tok_s", "ttft_ms", "peak_rss_mib", "ext_rss_mib")}
     summary[e] = s
-    out.append(f"| {rows[0]['engine']} | {s['prompt_tok_s']:.1f} | {s['gen_tok_s']:.1f} | {s['ttft_ms']:.1f} ms | "
-               f"{s['peak_rss_mib']:.1f} MiB |")
+    rss = f"{s['peak_rss_mib']:.1f} MiB" if s["peak_rss_mib"] is not None else "-"
+    out.append(f"| {rows[0]['engine']} | {s['prompt_tok_s']:.1f} | {s['gen_tok_s']:.1f} | {s['ttft_ms']:.1f} ms | {rss} |")
 notes = []
 if len(summary) == 2:
     o, l = summary["outpost"], summary["llamacpp"]
+    rss = f"{o['peak_rss_mib'] / l['peak_rss_mib']:.2f}" if o["peak_rss_mib"] and l["peak_rss_mib"] else "-"
     out.append(f"| ratio outpost / llama.cpp | **{o['prompt_tok_s'] / l['prompt_tok_s']:.2f}** | "
-               f"**{o['gen_tok_s'] / l['gen_tok_s']:.2f}** | {o['ttft_ms'] / l['ttft_ms']:.2f} | "
-               f"{o['peak_rss_mib'] / l['peak_rss_mib']:.2f} |")
+               f"**{o['gen_tok_s'] / l['gen_tok_s']:.2f}** | {o['ttft_ms'] / l['ttft_ms']:.2f} | {rss} |")
     pt = {e: sorted({r["prompt_tokens"] for r in rows}) for e, rows in engines.items()}
     if pt["llamacpp"] != pt["outpost"]:
         notes.append(f"WARNING: the prompt's token counts differ: llama.cpp {pt['llamacpp']}, outpost {pt['outpost']}.")
