@@ -165,12 +165,13 @@ fn the_page_streams_an_answer_with_sources_in_chromium() -> TestResult {
         std::thread::sleep(Duration::from_millis(100));
     };
     let output = std::fs::read_to_string(&log_path)?;
+    // The whole output, readable (an error's text is printed escaped), then what went wrong.
     let fail = |what: String| -> TestResult {
-        Err(format!(
-            "{what}\n--- node page.mjs ---\n{output}\n--- agent log ---\n{}",
+        eprintln!(
+            "--- node page.mjs ---\n{output}\n--- agent log ---\n{}",
             agent.logs()
-        )
-        .into())
+        );
+        Err(format!("{what}: its output and the agent's log are above").into())
     };
     let Some(status) = status else {
         return fail(format!("the browser run did not finish within {LIMIT:?}"));
