@@ -468,14 +468,23 @@ class Errors(Checks):
         self.assert_openai_error(e.exception, 404)
 
     def test_a_prompt_over_the_limit(self):
-        # Far past the model's context (8192 tokens for SmolLM2), well within a request body.
-        long = "The hive is quiet today. " * 8000
-        with self.assertRaises(openai.APIStatusError) as e:
-            ask(long, max_tokens=4, extra_body={"retrieval": False})
-        # The SDK has no class of its own for 413.
-        self.assertNotIsInstance(e.exception, openai.BadRequestError)
-        self.assert_openai_error(e.exception, 413)
-
+        # Far past the model's context (8192 tokens for SmolLM2), well within a request body;
+        # then past the agent's request body limit too (1 MiB by default).
+        for size in (8_000, 80_000):
+            for stream in (False, True):
+                with self.subTest(characters=25 * size, stream=stream):
+                    with self.assertRaises(openai.APIStatusError) as e:
+                        # Streamed, the error must come as the response's status, before any
+                        # event (the SDK raises it from create()).
+                        ask(
+                            "The hive is quiet today. " * size,
+                            max_tokens=4,
+                            stream=stream,
+                            extra_body={"retrieval": False},
+                        )
+                    # The SDK has no class of its own for 413.
+                    self.assertNotIsInstance(e.exception, openai.BadRequestError)
+                    self.assert_openai_error(e.exception, 413)
 
 if __name__ == "__main__":
     unittest.main()
