@@ -15,6 +15,36 @@ impl fmt::Display for EmbedError {
 
 impl std::error::Error for EmbedError {}
 
+/// What went wrong in a generator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GenerateError {
+    /// The prompt and the answer's room do not fit the model's window.
+    PromptTooLong {
+        /// Tokens of the prompt.
+        tokens: usize,
+        /// Tokens the model can attend to, less the room kept for the answer.
+        limit: usize,
+    },
+    /// The request itself is refused (an unknown role, a bad option).
+    Invalid(String),
+    /// The model or server failed.
+    Failed(String),
+}
+
+impl fmt::Display for GenerateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::PromptTooLong { tokens, limit } => write!(
+                f,
+                "the prompt has {tokens} tokens; the model takes at most {limit} with room for the answer"
+            ),
+            Self::Invalid(m) | Self::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for GenerateError {}
+
 /// Result alias used throughout `outpost-core`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -31,7 +61,7 @@ pub enum ErrorKind {
     /// The database cannot be opened or used: not SQLite, another application's, newer,
     /// corrupt, or a SQLite failure.
     Database,
-    /// The embedding model failed.
+    /// The embedding or language model failed.
     Model,
     /// A derived index could not be built, loaded or searched (it is rebuilt from the database;
     /// nothing stored is lost).
@@ -146,6 +176,9 @@ pub enum Error {
     /// The embedding model failed.
     #[error("embedding failed: {0}")]
     Embed(#[from] EmbedError),
+    /// The language model refused the request or failed.
+    #[error("generation: {0}")]
+    Generate(#[from] GenerateError),
     /// A vector index (derived from the database) could not be built, loaded or searched.
     #[error("vector index: {0}")]
     Index(String),
@@ -225,7 +258,8 @@ impl Error {
             | Error::Corrupt { .. }
             | Error::CannotOpen { .. }
             | Error::Sqlite(_) => ErrorKind::Database,
-            Error::Embed(_) => ErrorKind::Model,
+            Error::Embed(_) | Error::Generate(GenerateError::Failed(_)) => ErrorKind::Model,
+            Error::Generate(_) => ErrorKind::InvalidInput,
             Error::Index(_) => ErrorKind::Index,
             Error::Export(_) => ErrorKind::Export,
         }

@@ -16,13 +16,14 @@
 //! - [`replica`]: change records, applying pulled changes, checksums.
 //! - [`index`]: the derived indexes (HNSW, text), rebuilt from SQLite whenever in doubt.
 //! - [`db`]: the SQLite file: schema, migrations, collections, documents, outbox, work queue.
-//! - [`embed`], [`hlc`], [`model`], [`error`]: the embedder trait, the clock, plain types,
-//!   errors.
+//! - [`embed`], [`generate`], [`hlc`], [`model`], [`error`]: the embedder and generator traits,
+//!   the clock, plain types, errors.
 
 pub mod db;
 pub mod embed;
 pub mod engine;
 pub mod error;
+pub mod generate;
 pub mod hlc;
 pub mod index;
 pub mod ingest;
@@ -34,8 +35,11 @@ pub mod search;
 pub use db::queue::{QueuedWork, WorkItem, WorkOp};
 pub use db::Store;
 pub use embed::{count_tokens, EmbedError, Embedder, HashEmbedder};
-pub use engine::{ContextOptions, Engine, SearchOptions, TextInput};
+pub use engine::{Answer, AskEvent, AskOptions, ContextOptions, Engine, SearchOptions, TextInput};
 pub use error::{Error, ErrorKind, InputProblem, Result};
+pub use generate::{
+    ChatMessage, FinishReason, GenerateError, GenerateOptions, Generation, Generator,
+};
 pub use index::ann::IndexMemory;
 pub use ingest::chunk::ChunkParams;
 pub use ingest::{IngestOptions, IngestReport, Progress, DEFAULT_COLLECTION};

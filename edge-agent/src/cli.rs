@@ -54,6 +54,9 @@ pub enum Command {
     Search(SearchArgs),
     /// Build a RAG context block with numbered citations, within a token budget.
     Context(ContextArgs),
+    /// Answer a question from the documents with the on-device language model: the answer
+    /// streams, then its numbered sources.
+    Ask(AskArgs),
     /// List, show or delete documents.
     #[command(subcommand)]
     Docs(DocsCommand),
@@ -123,6 +126,9 @@ pub struct ServeArgs {
     /// Seconds between background syncs (0: only on POST /v1/sync).
     #[arg(long)]
     pub sync_interval: Option<u64>,
+    /// The language model of /v1/chat/completions and the page (loaded at its first use).
+    #[command(flatten)]
+    pub llm: LlmArgs,
 }
 
 /// `outpost config`.
@@ -431,6 +437,9 @@ pub enum ModelsCommand {
     Fetch {
         /// Model name.
         name: Option<String>,
+        /// The default chat model (SmolLM2-135M-Instruct, GGUF Q4_1) instead.
+        #[arg(long, conflicts_with = "name")]
+        llm: bool,
     },
     /// Known and installed models.
     List {
@@ -447,6 +456,8 @@ pub enum BenchCommand {
     Search(BenchSearchArgs),
     /// Embedding throughput over a file of texts, and single-query latency.
     Embed(BenchEmbedArgs),
+    /// The language model: prompt reading and generation speed, time to first token, memory.
+    Llm(BenchLlmArgs),
     /// Push and pull rates against a central Postgres, by both transports, against COPY.
     Sync(BenchSyncArgs),
     /// A bounded load test of the agent's HTTP API on loopback: concurrent clients mixing
@@ -542,6 +553,96 @@ pub struct BenchSyncArgs {
     #[arg(long, value_delimiter = ',', default_value = "0")]
     pub rtt_ms: Vec<u64>,
     /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `outpost bench llm`.
+#[derive(Debug, Args)]
+pub struct BenchLlmArgs {
+    /// A file holding the prompt exactly as the model reads it (chat template applied).
+    #[arg(long)]
+    pub prompt_file: PathBuf,
+    /// Tokens generated per run (end-of-turn ignored, so every run generates this many).
+    #[arg(long, default_value_t = 128)]
+    pub tokens: usize,
+    /// Measured runs (after one warm-up); medians are reported.
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    /// Threads (default: the core count).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// The chat model.
+    #[arg(long, env = "OUTPOST_LLM_MODEL")]
+    pub llm_model: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Which language model answers: a local GGUF, or an OpenAI-compatible server.
+#[derive(Debug, Args, Clone, Default)]
+pub struct LlmArgs {
+    /// The chat model: a GGUF file (or a folder holding one) of a llama-family model with a chat
+    /// template [default: the fetched SmolLM2-135M-Instruct].
+    #[arg(long, env = "OUTPOST_LLM_MODEL")]
+    pub llm_model: Option<PathBuf>,
+    /// Generate with an OpenAI-compatible server instead (llama.cpp server, Ollama, a cloud
+    /// API), e.g. http://127.0.0.1:8080/v1; retrieval stays local.
+    #[arg(long, env = "OUTPOST_LLM_URL")]
+    pub llm_url: Option<String>,
+    /// The model name to ask that server for.
+    #[arg(long, env = "OUTPOST_LLM_NAME", requires = "llm_url")]
+    pub llm_name: Option<String>,
+    /// Tokens the model attends to, prompt and answer together [default: the model's own,
+    /// at most 4096].
+    #[arg(long, env = "OUTPOST_LLM_WINDOW")]
+    pub llm_window: Option<usize>,
+}
+
+/// `outpost ask`.
+#[derive(Debug, Args)]
+pub struct AskArgs {
+    /// The question.
+    #[arg(required = true)]
+    pub question: Vec<String>,
+    /// hybrid, vector or text.
+    #[arg(long, default_value = "hybrid")]
+    pub mode: String,
+    /// Filters, as for search.
+    #[arg(long)]
+    pub filter: Vec<String>,
+    /// Chunks retrieved before merging and fitting.
+    #[arg(long, default_value_t = 12)]
+    pub candidates: usize,
+    /// Most tokens of sources (shrunk to fit the model's window).
+    #[arg(long, default_value_t = 1536)]
+    pub budget: usize,
+    /// Keep the question and answer in this conversation, and use its memory.
+    #[arg(long)]
+    pub conversation: Option<String>,
+    /// Most tokens in the answer.
+    #[arg(long, default_value_t = 256)]
+    pub max_tokens: usize,
+    /// Sampling temperature (0: greedy, the default).
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f64,
+    /// Nucleus sampling probability.
+    #[arg(long)]
+    pub top_p: Option<f64>,
+    /// Sampler seed.
+    #[arg(long, default_value_t = 299_792_458)]
+    pub seed: u64,
+    /// A text that ends the answer (repeatable).
+    #[arg(long)]
+    pub stop: Vec<String>,
+    /// Cosine similarity the best chunk must reach to count as relevant (0: always answer).
+    #[arg(long, default_value_t = 0.25)]
+    pub min_relevance: f64,
+    /// The language model.
+    #[command(flatten)]
+    pub llm: LlmArgs,
+    /// Print JSON: answer, citations and timings.
     #[arg(long)]
     pub json: bool,
 }

@@ -43,6 +43,27 @@ pub enum Error {
         reason: String,
     },
 
+    /// No chat model where one was looked for.
+    #[error(
+        "no chat model (GGUF file) at {}; run `outpost models fetch --llm` to download the default \
+         one, or pass `--llm-model <file.gguf>`",
+        path.display()
+    )]
+    MissingLlm {
+        /// Where it was looked for.
+        path: PathBuf,
+    },
+
+    /// A GGUF file that cannot be used as a chat model: not GGUF, not llama-family, or missing
+    /// its tokenizer or chat template.
+    #[error("cannot use {} as a chat model: {reason}", path.display())]
+    BadGguf {
+        /// The GGUF file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// A model loaded on first use is not the one its directory held when it was opened.
     #[error(
         "the model in {} changed since it was opened: opened as {opened}, now {found}; \

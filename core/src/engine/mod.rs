@@ -34,7 +34,9 @@ use crate::replica::{ApplyReport, Change, OutboxEntry, Parked, PushBatch};
 use crate::search::{Filter, RrfParams, SearchHit, SearchMode, SearchRequest};
 
 mod admin;
+mod ask;
 mod pool;
+pub use ask::{Answer, AskEvent, AskOptions};
 use pool::Readers;
 
 /// How to search.
@@ -522,14 +524,24 @@ impl Engine {
         if query.trim().is_empty() {
             return Err(Error::invalid("query", "the query is empty"));
         }
-        if opts.budget == 0 {
-            return Err(Error::invalid("budget", "must be at least 1 token"));
-        }
         let vector = if opts.search.mode == SearchMode::Text {
             None
         } else {
             Some(self.embed_one(query)?)
         };
+        self.context_with_vector(query, vector, opts)
+    }
+
+    /// [`Engine::context`] with the query's vector already made (`None` for a text search).
+    fn context_with_vector(
+        &self,
+        query: &str,
+        vector: Option<Vec<f32>>,
+        opts: &ContextOptions,
+    ) -> Result<Context> {
+        if opts.budget == 0 {
+            return Err(Error::invalid("budget", "must be at least 1 token"));
+        }
         let mut b = Builder::new(self.embedder.tokenizer()?, opts.budget);
         let (mut recent, mut recalled) = (Vec::new(), Vec::new());
         if let Some(conv) = &opts.conversation_id {

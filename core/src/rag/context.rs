@@ -33,6 +33,8 @@ pub struct Citation {
     pub byte_end: usize,
     /// Whether the passage was cut short to fit the budget.
     pub truncated: bool,
+    /// The passage as the context gives it (cut short where `truncated`).
+    pub text: String,
 }
 
 /// A rendered context block.
@@ -223,7 +225,7 @@ impl<'t> Builder<'t> {
             let header = format!("[{n}] {} — {}\n", p.title, p.source);
             let block = format!("{header}{}\n\n", p.text.trim());
             if self.try_push(block, self.budget) {
-                citations.push(citation(n, &p, false));
+                citations.push(citation(n, &p, p.text.trim()));
                 continue;
             }
             // Cut the passage to what is left; worth it only if a useful amount fits.
@@ -239,7 +241,7 @@ impl<'t> Builder<'t> {
                     break;
                 }
                 if self.try_push(format!("{header}{cut} …\n\n"), self.budget) {
-                    citations.push(citation(n, &p, true));
+                    citations.push(citation(n, &p, cut));
                     break;
                 }
                 room -= (room / 8).max(1);
@@ -271,7 +273,8 @@ impl<'t> Builder<'t> {
     }
 }
 
-fn citation(n: usize, p: &Passage, truncated: bool) -> Citation {
+fn citation(n: usize, p: &Passage, text: &str) -> Citation {
+    let truncated = text.len() < p.text.trim().len();
     Citation {
         n,
         document_id: p.document_id.clone(),
@@ -281,6 +284,7 @@ fn citation(n: usize, p: &Passage, truncated: bool) -> Citation {
         byte_start: p.byte_start,
         byte_end: p.byte_end,
         truncated,
+        text: text.to_owned(),
     }
 }
 

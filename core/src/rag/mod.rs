@@ -1,5 +1,7 @@
 //! Retrieval-augmented generation: the context block built from search results within a token
-//! budget ([`context`]) and conversation memory ([`conversation`]).
+//! budget ([`context`]), conversation memory ([`conversation`]), and the messages and citations
+//! of an answer ([`answer`]).
 
+pub mod answer;
 pub mod context;
 pub mod conversation;

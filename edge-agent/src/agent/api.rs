@@ -31,6 +31,7 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    param: Option<String>,
 }
 
 /// The error body.
@@ -47,16 +48,49 @@ pub struct ErrorDetail {
     code: String,
     /// What, and where.
     message: String,
+    /// The OpenAI error type: `invalid_request_error`, `authentication_error`,
+    /// `not_found_error`, `rate_limit_error`, `server_error`.
+    #[serde(rename = "type")]
+    kind: String,
+    /// The request field at fault, when one is.
+    param: Option<String>,
 }
 
 impl ApiError {
     /// A 400 naming the problem.
     pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::with_status(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// A 404 naming what is missing.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::with_status(StatusCode::NOT_FOUND, message)
+    }
+
+    /// A 503: what is unavailable and how to make it available.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::with_status(StatusCode::SERVICE_UNAVAILABLE, message)
+    }
+
+    /// A 429 (sent with `Retry-After`).
+    pub fn too_many(message: impl Into<String>) -> Self {
+        Self::with_status(StatusCode::TOO_MANY_REQUESTS, message)
+    }
+
+    fn with_status(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
-            status: StatusCode::BAD_REQUEST,
-            code: "bad_request",
+            status,
+            code: Self::status_code(status),
             message: message.into(),
+            param: None,
         }
+    }
+
+    /// The same error, naming the request field at fault.
+    #[must_use]
+    pub fn with_param(mut self, param: &str) -> Self {
+        self.param = Some(param.to_owned());
+        self
     }
 
     /// A 401.
@@ -65,6 +99,7 @@ impl ApiError {
             status: StatusCode::UNAUTHORIZED,
             code: "unauthorized",
             message: "missing or wrong bearer token (Authorization: Bearer <token>)".into(),
+            param: None,
         }
     }
 
@@ -75,6 +110,7 @@ impl ApiError {
             413 => "too_large",
             415 => "unsupported_media_type",
             422 => "invalid",
+            429 => "rate_limited",
             503 => "unavailable",
             s if s >= 500 => "internal",
             _ => "bad_request",
@@ -87,8 +123,21 @@ impl IntoResponse for ApiError {
         if self.status.is_server_error() {
             tracing::error!(code = self.code, message = %self.message, "request failed");
         }
-        let body = json!({ "error": { "code": self.code, "message": self.message } });
+        let kind = match self.status.as_u16() {
+            401 => "authentication_error",
+            404 => "not_found_error",
+            429 => "rate_limit_error",
+            s if s >= 500 => "server_error",
+            _ => "invalid_request_error",
+        };
+        let body = json!({ "error": { "code": self.code, "message": self.message,
+                                      "type": kind, "param": self.param } });
         let mut response = (self.status, axum::Json(body)).into_response();
+        if self.status == StatusCode::TOO_MANY_REQUESTS {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("2"));
+        }
         // Handlers read it to count errors by kind.
         response.extensions_mut().insert(ErrorCode(self.code));
         response
@@ -111,6 +160,7 @@ impl From<outpost_core::Error> for ApiError {
             status,
             code: Self::status_code(status),
             message: e.to_string(),
+            param: None,
         }
     }
 }
@@ -123,6 +173,7 @@ impl From<PoolError> for ApiError {
                 status: StatusCode::INTERNAL_SERVER_ERROR,
                 code: "internal",
                 message: other.to_string(),
+                param: None,
             },
         }
     }
@@ -135,6 +186,7 @@ impl From<JsonRejection> for ApiError {
             status,
             code: Self::status_code(status),
             message: r.body_text(),
+            param: None,
         }
     }
 }
@@ -267,6 +319,7 @@ pub async fn post_document(
                 status: StatusCode::UNPROCESSABLE_ENTITY,
                 code: "invalid",
                 message: format!("{filename}:{}: {}", b.line, b.reason),
+                param: None,
             });
         }
         docs.into_iter()
@@ -335,6 +388,7 @@ fn upload_error(message: &str, status: StatusCode) -> ApiError {
         status,
         code: ApiError::status_code(status),
         message: message.to_string(),
+        param: None,
     }
 }
 
@@ -705,7 +759,29 @@ pub async fn recent_messages(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Health, sync, metrics
+// Health, stats, sync, metrics
+
+/// What the database holds, by collection, and the files waiting to be ingested.
+#[utoipa::path(get, path = "/v1/stats", tag = "health", responses((status = 200, body = Object)))]
+pub async fn stats(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    let (stats, queued) = state
+        .engines
+        .read(|e| Ok::<_, outpost_core::Error>((e.stats()?, e.work_depth()?)))
+        .await??;
+    let collections: Vec<Value> = stats
+        .collections
+        .iter()
+        .map(|c| json!({ "name": c.collection.name, "documents": c.documents, "chunks": c.chunks, "model": c.collection.model_id }))
+        .collect();
+    Ok(Json(json!({
+        "collections": collections,
+        "documents": stats.collections.iter().map(|c| c.documents).sum::<usize>(),
+        "chunks": stats.collections.iter().map(|c| c.chunks).sum::<usize>(),
+        "queued": queued,
+        "language_model": state.llm.id,
+        "generation_waiting": state.llm.waiting(),
+    })))
+}
 
 /// Alive.
 #[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = Object)))]
@@ -753,6 +829,7 @@ pub async fn sync_status(State(state): State<AppState>) -> ApiResult<Json<Value>
             status: StatusCode::INTERNAL_SERVER_ERROR,
             code: "internal",
             message: e.to_string(),
+            param: None,
         })?;
     let mut v = serde_json::to_value(local).unwrap_or_default();
     v["central"] = serde_json::to_value(state.sync.snapshot()).unwrap_or_default();
@@ -770,11 +847,13 @@ pub async fn sync_now(State(state): State<AppState>) -> ApiResult<Json<Value>> {
             status: StatusCode::CONFLICT,
             code: "not_configured",
             message: "no central store is configured (sync.central, OUTPOST_SUPABASE_* or OUTPOST_CENTRAL_URL)".into(),
+            param: None,
         }),
         Err(SyncRequestError::Failed(message)) => Err(ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
             code: "unavailable",
             message,
+            param: None,
         }),
     }
 }
@@ -796,6 +875,7 @@ pub async fn metrics(State(state): State<AppState>) -> ApiResult<Response> {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             code: "internal",
             message,
+            param: None,
         })?;
     let (stats, sync, queued) = counts;
     let m = &state.metrics;
@@ -810,6 +890,7 @@ pub async fn metrics(State(state): State<AppState>) -> ApiResult<Response> {
         status: StatusCode::INTERNAL_SERVER_ERROR,
         code: "internal",
         message: e.to_string(),
+        param: None,
     })?;
     Ok((
         [(
@@ -827,7 +908,7 @@ pub async fn metrics(State(state): State<AppState>) -> ApiResult<Response> {
     info(title = "Outpost agent API", description = "Offline semantic search, RAG context and conversation memory on an edge device."),
     paths(post_document, list_documents, get_document, delete_document, search, context,
           create_conversation, list_conversations, get_conversation, add_message,
-          recent_messages, healthz, readyz, sync_status, sync_now, metrics),
+          recent_messages, healthz, readyz, stats, sync_status, sync_now, metrics),
     components(schemas(ErrorBody, ErrorDetail, NewDocument, Ingested, SearchBody, Rrf, Hit,
                        SearchResults, ContextBody, NewConversation, NewMessage)),
     modifiers(&BearerAuth)
@@ -845,11 +926,6 @@ impl utoipa::Modify for BearerAuth {
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
     }
-}
-
-/// `GET /openapi.json`.
-pub async fn openapi() -> axum::Json<utoipa::openapi::OpenApi> {
-    axum::Json(ApiDoc::openapi())
 }
 
 /// Every route, with the body limits.
@@ -883,12 +959,13 @@ pub fn routes(state: AppState) -> Router {
         .route("/v1/sync/status", get(sync_status))
         .route("/v1/sync", post(sync_now))
         .route("/metrics", get(metrics))
-        .route("/openapi.json", get(openapi))
+        .route("/v1/stats", get(stats))
         .fallback(|| async {
             ApiError {
                 status: StatusCode::NOT_FOUND,
                 code: "not_found",
                 message: "no such route; GET /openapi.json lists them".into(),
+                param: None,
             }
         })
         .layer(DefaultBodyLimit::max(body_limit))

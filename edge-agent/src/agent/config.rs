@@ -48,6 +48,11 @@ pub struct Serve {
     pub readers: usize,
     /// Largest `k` a search may ask for.
     pub max_k: usize,
+    /// Most tokens one chat completion may generate.
+    pub max_output_tokens: usize,
+    /// Chat requests that may wait while the model answers another; one more is refused
+    /// with 429.
+    pub llm_queue: usize,
 }
 
 impl Default for Serve {
@@ -59,6 +64,8 @@ impl Default for Serve {
             max_upload_bytes: 50 * 1024 * 1024,
             readers: 2,
             max_k: 1000,
+            max_output_tokens: 1024,
+            llm_queue: 4,
         }
     }
 }

@@ -9,11 +9,14 @@
 
 pub mod api;
 pub mod config;
+pub mod llm;
 pub mod metrics;
+pub mod openai;
 pub mod pool;
 pub mod state;
 pub mod syncer;
 pub mod watch;
+pub mod web;
 pub mod worker;
 
 use std::net::SocketAddr;
@@ -50,7 +53,8 @@ async fn auth(State(state): State<AppState>, request: Request, next: Next) -> Re
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
         let ok = given.is_some_and(|g| same_secret(g.trim().as_bytes(), token.as_bytes()));
-        if !ok && request.uri().path() != "/healthz" {
+        let open = request.uri().path() == "/healthz" || web::is_page(request.uri().path());
+        if !ok && !open {
             state.metrics.error("unauthorized");
             return api::ApiError::unauthorized().into_response();
         }
@@ -85,9 +89,36 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
 
 /// The router with its middleware.
 pub fn app(state: AppState) -> axum::Router {
+    let openai = axum::Router::new()
+        .route(
+            "/v1/chat/completions",
+            axum::routing::post(openai::chat_completions),
+        )
+        .route("/v1/embeddings", axum::routing::post(openai::embeddings))
+        .route("/v1/models", axum::routing::get(openai::models))
+        .route("/openapi.json", axum::routing::get(openapi))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.config.serve.max_body_bytes,
+        ))
+        .with_state(state.clone());
     api::routes(state.clone())
+        .merge(openai)
+        .merge(web::routes())
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth))
         .layer(axum::middleware::from_fn_with_state(state, observe))
+}
+
+/// The OpenAPI description of the whole API: [`api::ApiDoc`] and [`openai::OpenAiDoc`].
+pub fn openapi_doc() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi as _;
+    let mut doc = api::ApiDoc::openapi();
+    doc.merge(openai::OpenAiDoc::openapi());
+    doc
+}
+
+/// `GET /openapi.json`.
+async fn openapi() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(openapi_doc())
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
@@ -119,12 +150,17 @@ async fn stop_signal() {
 /// # Errors
 /// Start-up failures: the database, the model, the address, a watched folder, the central
 /// configuration.
-pub fn run(config: Config, db: std::path::PathBuf, embedder: Arc<dyn Embedder>) -> Result<i32> {
+pub fn run(
+    config: Config,
+    db: std::path::PathBuf,
+    embedder: Arc<dyn Embedder>,
+    llm: llm::Llm,
+) -> Result<i32> {
     let addr: SocketAddr = config.addr()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let result = rt.block_on(serve(config, db, embedder, addr));
+    let result = rt.block_on(serve(config, db, embedder, llm, addr));
     // Do not wait for a blocking task still embedding a large file: its work stays queued.
     rt.shutdown_timeout(Duration::from_millis(200));
     result
@@ -134,6 +170,7 @@ async fn serve(
     config: Config,
     db: std::path::PathBuf,
     embedder: Arc<dyn Embedder>,
+    llm: llm::Llm,
     addr: SocketAddr,
 ) -> Result<i32> {
     let metrics = Arc::new(Metrics::new());
@@ -174,6 +211,7 @@ async fn serve(
         engines: engines.clone(),
         metrics: metrics.clone(),
         sync,
+        llm: Arc::new(llm),
     };
 
     // Watched folders → the durable queue → the worker. The worker runs even without folders:

@@ -1,11 +1,12 @@
 //! What every request handler and middleware of the agent reaches: the configuration, the
-//! database connections, the metrics and the background sync.
+//! database connections, the metrics, the background sync and the language model.
 
 use std::sync::Arc;
 
 use outpost_core::IngestOptions;
 
 use super::config::Config;
+use super::llm::Llm;
 use super::metrics::Metrics;
 use super::pool::Engines;
 use super::syncer::SyncHandle;
@@ -21,6 +22,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Background sync.
     pub sync: SyncHandle,
+    /// The language model (loaded at its first use).
+    pub llm: Arc<Llm>,
 }
 
 impl AppState {

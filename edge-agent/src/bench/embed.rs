@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use outpost_models::BertEmbedder;
 
-use super::report::percentile;
+use super::report::{candle_threads, percentile};
 use crate::cli::BenchEmbedArgs;
 use crate::output::outln;
 
@@ -148,12 +148,4 @@ pub fn run(args: &BenchEmbedArgs, model: Arc<BertEmbedder>) -> Result<i32> {
         )?;
     }
     Ok(0)
-}
-
-/// Threads candle's CPU kernels use (`RAYON_NUM_THREADS`, else the available cores).
-fn candle_threads() -> usize {
-    std::env::var("RAYON_NUM_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }

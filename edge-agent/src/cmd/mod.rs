@@ -3,6 +3,7 @@
 //! the model the global flags name); the agent and the benchmarks they start live in
 //! `crate::agent` and `crate::bench`.
 
+mod ask;
 mod bench;
 mod conv;
 mod docs;
@@ -64,6 +65,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         Command::Ingest(args) => docs::ingest(cli, args),
         Command::Search(args) => query::search(cli, args),
         Command::Context(args) => query::context(cli, args),
+        Command::Ask(args) => ask::ask(cli, args),
         Command::Docs(cmd) => docs::docs(cli, cmd),
         Command::Stats { json } => docs::stats(cli, *json),
         Command::Conv(cmd) => conv::conv(cli, cmd),

@@ -1,4 +1,4 @@
-//! `outpost models`: the embedding model files.
+//! `outpost models`: the embedding and chat model files.
 
 use anyhow::Result;
 use serde_json::json;
@@ -10,8 +10,13 @@ use crate::output::{outln, print_json};
 pub fn models(cmd: &ModelsCommand) -> Result<i32> {
     let root = outpost_models::files::models_root();
     match cmd {
-        ModelsCommand::Fetch { name } => {
-            let name = name.as_deref().unwrap_or(outpost_models::DEFAULT_MODEL);
+        ModelsCommand::Fetch { name, llm } => {
+            let default = if *llm {
+                outpost_models::DEFAULT_LLM
+            } else {
+                outpost_models::DEFAULT_MODEL
+            };
+            let name = name.as_deref().unwrap_or(default);
             eprintln!("fetching {name} into {}", root.display());
             let dir = outpost_models::fetch(name, &root)?;
             outln!("{}", dir.display())?;

@@ -1,14 +1,15 @@
 //! What the commands work on, as the global flags name it: the database file (`--db`,
-//! `OUTPOST_DB`) and the embedder (`--embedder`, `--model-dir`, `--cpu`).
+//! `OUTPOST_DB`), the embedder (`--embedder`, `--model-dir`, `--cpu`) and the language model
+//! (`--llm-model`, `--llm-url`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 
-use outpost_core::{Embedder, Engine, HashEmbedder};
+use outpost_core::{Embedder, Engine, Generator, HashEmbedder};
 
-use crate::cli::{Cli, EmbedderKind};
+use crate::cli::{Cli, EmbedderKind, LlmArgs};
 
 /// `<user data dir>/outpost/outpost.db`.
 pub fn default_db() -> PathBuf {
@@ -74,4 +75,26 @@ pub fn engine(cli: &Cli) -> Result<(Engine, Arc<dyn Embedder>)> {
     // A command is one caller: one reader beside the writer is enough.
     let engine = Engine::open(db_path(cli), model.clone(), 1)?;
     Ok((engine, model))
+}
+
+/// The language model `--llm-model` / `--llm-url` name: a local GGUF (on the GPU unless `cpu`)
+/// or an OpenAI-compatible server (its key from `OUTPOST_LLM_API_KEY`).
+pub fn open_llm(args: &LlmArgs, cpu: bool) -> Result<Arc<dyn Generator>> {
+    if let Some(url) = &args.llm_url {
+        let key = std::env::var("OUTPOST_LLM_API_KEY")
+            .ok()
+            .filter(|k| !k.is_empty());
+        let name = args.llm_name.as_deref().unwrap_or("default");
+        let window = args.llm_window.unwrap_or(8192);
+        return Ok(Arc::new(outpost_models::remote::OpenAiGenerator::new(
+            url, name, key, window,
+        )?));
+    }
+    let path = outpost_models::resolve_llm(args.llm_model.as_deref())?;
+    let device = outpost_models::select_device(!cpu);
+    let window = args
+        .llm_window
+        .unwrap_or(outpost_models::llm::DEFAULT_WINDOW);
+    let model = outpost_models::LlamaGenerator::open(&path, &device, window, None)?;
+    Ok(Arc::new(model))
 }

@@ -108,7 +108,7 @@ pub fn embed(cli: &Cli, args: &EmbedArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn parse_filters(raw: &[String]) -> Result<Vec<Filter>> {
+pub(super) fn parse_filters(raw: &[String]) -> Result<Vec<Filter>> {
     Ok(raw
         .iter()
         .map(|f| f.parse::<Filter>())

@@ -46,7 +46,31 @@ pub fn serve(cli: &Cli, config: agent::config::Config) -> Result<i32> {
         config.model_dir.as_deref(),
         config.cpu || cli.cpu,
     )?;
-    agent::run(config, db, embedder)
+    let llm_args = match &cli.command {
+        crate::cli::Command::Serve(a) => a.llm.clone(),
+        _ => crate::cli::LlmArgs::default(),
+    };
+    let cpu = config.cpu || cli.cpu;
+    let queue = config.serve.llm_queue;
+    agent::run(config, db, embedder, llm(llm_args, cpu, queue))
+}
+
+/// The agent's language model, opened at its first use: `--llm-url`'s server, or the GGUF of
+/// `--llm-model` (or the fetched default; none installed: the chat API answers 503).
+fn llm(args: crate::cli::LlmArgs, cpu: bool, queue: usize) -> agent::llm::Llm {
+    let id = match (
+        &args.llm_url,
+        outpost_models::resolve_llm(args.llm_model.as_deref()),
+    ) {
+        (Some(_), _) => Some(args.llm_name.clone().unwrap_or_else(|| "default".into())),
+        (None, Ok(path)) => Some(outpost_models::llm::model_id_for(&path)),
+        (None, Err(e)) => {
+            tracing::info!("no language model, the chat API is off: {e}");
+            None
+        }
+    };
+    let loader: agent::llm::Loader = Box::new(move || super::open::open_llm(&args, cpu));
+    agent::llm::Llm::new(id, loader, queue)
 }
 
 /// `outpost config show`.

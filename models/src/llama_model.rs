@@ -1,0 +1,368 @@
+//! A llama-family decoder over GGUF weights: a fork of candle-transformers' `quantized_llama`
+//! (GGUF path only, no mixture of experts) with three changes:
+//! - the KV cache can be cut back to a prefix ([`LlamaModel::truncate`]), so a new prompt that
+//!   shares its start with the previous one (the next turn of a conversation) runs only its new
+//!   tokens;
+//! - the token-embedding table stays quantized and only the rows looked up are dequantized (the
+//!   upstream model dequantizes all of it: 113 MB of f32 for SmolLM2's 49,152 × 576 table);
+//! - weights in a type whose CPU dot product candle has no SIMD kernel for (Q4_1, Q5_0, Q5_1) are
+//!   requantized to Q8_0 when loaded, on the CPU only: Q8_0 holds every Q4_1 value to within
+//!   half a step of 1/127 of its block's largest value, and runs on candle's AVX2 / NEON path
+//!   (`docs/BENCHMARKS.md` has the speed-up).
+
+use std::collections::HashMap;
+use std::io::{Read, Seek};
+
+use candle_core::quantized::{gguf_file, GgmlDType, QMatMul, QTensor};
+use candle_core::{DType, Device, IndexOp, Module, Result, Tensor, D};
+use candle_transformers::quantized_nn::RmsNorm;
+
+/// Positions the rotary tables are computed for; the context window is capped at this.
+pub const MAX_POSITIONS: usize = 8192;
+
+/// The model's shape, from the GGUF metadata.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlamaConfig {
+    /// `general.architecture`.
+    pub architecture: String,
+    /// Transformer blocks.
+    pub blocks: usize,
+    /// Hidden size.
+    pub hidden: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// Key/value heads (grouped-query attention).
+    pub kv_heads: usize,
+    /// Positions the model was trained for (`<arch>.context_length`), capped at
+    /// [`MAX_POSITIONS`].
+    pub context_length: usize,
+    /// Vocabulary size (rows of the embedding table).
+    pub vocab: usize,
+}
+
+struct Layer {
+    wq: QMatMul,
+    wk: QMatMul,
+    wv: QMatMul,
+    wo: QMatMul,
+    attn_norm: RmsNorm,
+    w_gate: QMatMul,
+    w_down: QMatMul,
+    w_up: QMatMul,
+    ffn_norm: RmsNorm,
+    kv: Option<(Tensor, Tensor)>,
+}
+
+/// The model with its KV cache (one sequence).
+pub struct LlamaModel {
+    config: LlamaConfig,
+    embeddings: QTensor,
+    layers: Vec<Layer>,
+    norm: RmsNorm,
+    output: QMatMul,
+    cos: Tensor,
+    sin: Tensor,
+    neox: bool,
+    head_dim: usize,
+    masks: HashMap<(usize, usize), Tensor>,
+    /// Positions held in the KV cache.
+    cached: usize,
+    device: Device,
+}
+
+fn md<'a>(ct: &'a gguf_file::Content, key: &str) -> Result<&'a gguf_file::Value> {
+    ct.metadata
+        .get(key)
+        .ok_or_else(|| candle_core::Error::Msg(format!("GGUF metadata has no `{key}`")))
+}
+
+/// Reads the model's shape from GGUF metadata.
+///
+/// # Errors
+/// A candle error naming the missing or mistyped key.
+pub fn config(ct: &gguf_file::Content) -> Result<LlamaConfig> {
+    let architecture = md(ct, "general.architecture")?.to_string()?.clone();
+    let key = |k: &str| format!("{architecture}.{k}");
+    let u = |k: &str| -> Result<usize> { Ok(md(ct, &key(k))?.to_u32()? as usize) };
+    let vocab = match ct.tensor_infos.get("token_embd.weight") {
+        Some(info) => info.shape.dims().first().copied().unwrap_or(0),
+        None => candle_core::bail!("GGUF has no tensor `token_embd.weight`"),
+    };
+    Ok(LlamaConfig {
+        blocks: u("block_count")?,
+        hidden: u("embedding_length")?,
+        heads: u("attention.head_count")?,
+        kv_heads: u("attention.head_count_kv")?,
+        context_length: u("context_length").unwrap_or(2048).min(MAX_POSITIONS),
+        vocab,
+        architecture,
+    })
+}
+
+/// Loads a tensor, requantizing it to Q8_0 on the CPU where its own type has no SIMD kernel.
+fn weight<R: Read + Seek>(
+    ct: &gguf_file::Content,
+    r: &mut R,
+    name: &str,
+    device: &Device,
+) -> Result<QMatMul> {
+    let t = ct.tensor(r, name, device)?;
+    let slow_on_cpu = matches!(
+        t.dtype(),
+        GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1
+    );
+    if device.is_cpu() && slow_on_cpu && t.shape().dims().last().is_some_and(|d| d % 32 == 0) {
+        let f = t.dequantize(device)?;
+        return QMatMul::from_qtensor(QTensor::quantize(&f, GgmlDType::Q8_0)?);
+    }
+    QMatMul::from_qtensor(t)
+}
+
+impl LlamaModel {
+    /// Loads the model from a GGUF file's content.
+    ///
+    /// # Errors
+    /// A candle error for a missing tensor or metadata key, or an unreadable file.
+    pub fn load<R: Read + Seek>(
+        ct: &gguf_file::Content,
+        r: &mut R,
+        device: &Device,
+    ) -> Result<Self> {
+        let config = config(ct)?;
+        let arch = config.architecture.as_str();
+        let key = |k: &str| format!("{arch}.{k}");
+        let eps = f64::from(md(ct, &key("attention.layer_norm_rms_epsilon"))?.to_f32()?);
+        let rope_base = md(ct, &key("rope.freq_base"))
+            .and_then(|v| v.to_f32())
+            .unwrap_or(10_000.0);
+        let head_dim = config.hidden / config.heads.max(1);
+        let rope_dim = md(ct, &key("rope.dimension_count"))
+            .and_then(|v| v.to_u32())
+            .map_or(head_dim, |d| d as usize);
+        // llama.cpp's llama_model_rope_type: these families rotate halves, llama pairs.
+        let neox = matches!(
+            arch,
+            "qwen" | "qwen2" | "qwen3" | "falcon" | "phi2" | "phi3" | "stablelm" | "starcoder2"
+        );
+        let (cos, sin) = rope_tables(rope_dim, rope_base, device)?;
+
+        let embeddings = ct.tensor(r, "token_embd.weight", device)?;
+        let norm = RmsNorm::from_qtensor(ct.tensor(r, "output_norm.weight", device)?, eps)?;
+        // Tied output: SmolLM2 (like most small models) reuses the embedding table.
+        let output = if ct.tensor_infos.contains_key("output.weight") {
+            weight(ct, r, "output.weight", device)?
+        } else {
+            weight(ct, r, "token_embd.weight", device)?
+        };
+        let mut layers = Vec::with_capacity(config.blocks);
+        for i in 0..config.blocks {
+            let p = format!("blk.{i}");
+            layers.push(Layer {
+                wq: weight(ct, r, &format!("{p}.attn_q.weight"), device)?,
+                wk: weight(ct, r, &format!("{p}.attn_k.weight"), device)?,
+                wv: weight(ct, r, &format!("{p}.attn_v.weight"), device)?,
+                wo: weight(ct, r, &format!("{p}.attn_output.weight"), device)?,
+                attn_norm: RmsNorm::from_qtensor(
+                    ct.tensor(r, &format!("{p}.attn_norm.weight"), device)?,
+                    eps,
+                )?,
+                w_gate: weight(ct, r, &format!("{p}.ffn_gate.weight"), device)?,
+                w_down: weight(ct, r, &format!("{p}.ffn_down.weight"), device)?,
+                w_up: weight(ct, r, &format!("{p}.ffn_up.weight"), device)?,
+                ffn_norm: RmsNorm::from_qtensor(
+                    ct.tensor(r, &format!("{p}.ffn_norm.weight"), device)?,
+                    eps,
+                )?,
+                kv: None,
+            });
+        }
+        Ok(Self {
+            config,
+            embeddings,
+            layers,
+            norm,
+            output,
+            cos,
+            sin,
+            neox,
+            head_dim,
+            masks: HashMap::new(),
+            cached: 0,
+            device: device.clone(),
+        })
+    }
+
+    /// The model's shape.
+    pub fn config(&self) -> &LlamaConfig {
+        &self.config
+    }
+
+    /// Cuts the KV cache back to its first `len` positions (all of it for `len` 0).
+    ///
+    /// # Errors
+    /// A candle error from narrowing the cache tensors.
+    pub fn truncate(&mut self, len: usize) -> Result<()> {
+        if len >= self.cached {
+            return Ok(());
+        }
+        for layer in &mut self.layers {
+            layer.kv = match layer.kv.take() {
+                Some((k, v)) if len > 0 => Some((k.narrow(2, 0, len)?, v.narrow(2, 0, len)?)),
+                _ => None,
+            };
+        }
+        self.cached = len;
+        Ok(())
+    }
+
+    /// Runs `tokens` at the positions after the cached ones and returns the logits of the last
+    /// one (f32, one row of `vocab`).
+    ///
+    /// # Errors
+    /// A candle error; an input past the rotary tables' [`MAX_POSITIONS`].
+    pub fn forward(&mut self, tokens: &[u32]) -> Result<Tensor> {
+        let seq_len = tokens.len();
+        let pos = self.cached;
+        if seq_len == 0 {
+            candle_core::bail!("no tokens to run");
+        }
+        if pos + seq_len > self.cos.dim(0)? {
+            candle_core::bail!(
+                "{} positions exceed the model's {}",
+                pos + seq_len,
+                self.cos.dim(0)?
+            );
+        }
+        let ids = Tensor::new(tokens, &self.device)?;
+        let mut x = self.embeddings.embedding(&ids)?.unsqueeze(0)?;
+        let mask = if seq_len == 1 {
+            None
+        } else {
+            Some(self.mask(seq_len, pos)?)
+        };
+        let cos = self.cos.narrow(0, pos, seq_len)?;
+        let sin = self.sin.narrow(0, pos, seq_len)?;
+        let (heads, kv_heads, head_dim, neox) = (
+            self.config.heads,
+            self.config.kv_heads,
+            self.head_dim,
+            self.neox,
+        );
+        for layer in &mut self.layers {
+            let residual = x.clone();
+            let h = layer.attn_norm.forward(&x)?;
+            let attn = layer.attention(
+                &h,
+                mask.as_ref(),
+                &cos,
+                &sin,
+                heads,
+                kv_heads,
+                head_dim,
+                neox,
+            )?;
+            x = (attn + residual)?;
+            let residual = x.clone();
+            let h = layer.ffn_norm.forward(&x)?;
+            let gate = candle_nn::ops::silu(&layer.w_gate.forward(&h)?)?;
+            let up = layer.w_up.forward(&h)?;
+            x = (layer.w_down.forward(&(gate * up)?)? + residual)?;
+        }
+        self.cached = pos + seq_len;
+        let x = self.norm.forward(&x)?;
+        let last = x.i((.., seq_len - 1, ..))?;
+        self.output.forward(&last)?.squeeze(0)?.to_dtype(DType::F32)
+    }
+
+    fn mask(&mut self, seq_len: usize, pos: usize) -> Result<Tensor> {
+        let key = (seq_len, pos + seq_len);
+        if let Some(m) = self.masks.get(&key) {
+            return Ok(m.clone());
+        }
+        let m = candle_transformers::utils::build_causal_mask(seq_len, pos, &self.device)?;
+        self.masks.insert(key, m.clone());
+        Ok(m)
+    }
+}
+
+impl Layer {
+    #[allow(clippy::too_many_arguments)]
+    fn attention(
+        &mut self,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        cos: &Tensor,
+        sin: &Tensor,
+        heads: usize,
+        kv_heads: usize,
+        head_dim: usize,
+        neox: bool,
+    ) -> Result<Tensor> {
+        let (b, seq_len, hidden) = x.dims3()?;
+        let q = self.wq.forward(x)?;
+        let k = self.wk.forward(x)?;
+        let v = self.wv.forward(x)?;
+        let q = q
+            .reshape((b, seq_len, heads, head_dim))?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let k = k
+            .reshape((b, seq_len, kv_heads, head_dim))?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let v = v
+            .reshape((b, seq_len, kv_heads, head_dim))?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let rope = if neox {
+            candle_nn::rotary_emb::rope
+        } else {
+            candle_nn::rotary_emb::rope_i
+        };
+        let q = rope(&q, cos, sin)?;
+        let k = rope(&k, cos, sin)?;
+        let (k, v) = match &self.kv {
+            Some((kc, vc)) => (Tensor::cat(&[kc, &k], 2)?, Tensor::cat(&[vc, &v], 2)?),
+            None => (k, v),
+        };
+        self.kv = Some((k.clone(), v.clone()));
+        let k = candle_transformers::utils::repeat_kv(k, heads / kv_heads.max(1))?;
+        let v = candle_transformers::utils::repeat_kv(v, heads / kv_heads.max(1))?;
+        let att = (q.matmul(&k.t()?)? / (head_dim as f64).sqrt())?;
+        let att = match mask {
+            Some(m) => {
+                let m = m.broadcast_as(att.shape())?;
+                let neg =
+                    Tensor::new(f32::NEG_INFINITY, att.device())?.broadcast_as(att.shape())?;
+                m.where_cond(&neg, &att)?
+            }
+            None => att,
+        };
+        let att = candle_nn::ops::softmax_last_dim(&att)?;
+        let y = att.matmul(&v.contiguous()?)?;
+        let y = y.transpose(1, 2)?.reshape((b, seq_len, hidden))?;
+        self.wo.forward(&y)
+    }
+}
+
+fn rope_tables(dim: usize, base: f32, device: &Device) -> Result<(Tensor, Tensor)> {
+    let theta: Vec<f32> = (0..dim)
+        .step_by(2)
+        .map(|i| 1.0 / base.powf(i as f32 / dim as f32))
+        .collect();
+    let n = theta.len();
+    let theta = Tensor::new(theta.as_slice(), device)?;
+    let idx = Tensor::arange(0, MAX_POSITIONS as u32, device)?
+        .to_dtype(DType::F32)?
+        .reshape((MAX_POSITIONS, 1))?;
+    let freqs = idx.matmul(&theta.reshape((1, n))?)?;
+    Ok((freqs.cos()?, freqs.sin()?))
+}
+
+/// The index of the largest logit (greedy decoding).
+///
+/// # Errors
+/// A candle error for a tensor that is not a vector.
+pub fn argmax(logits: &Tensor) -> Result<u32> {
+    logits.argmax(D::Minus1)?.to_scalar::<u32>()
+}
