@@ -37,8 +37,9 @@ DIMENSIONS = 384
 QUESTION = "How do I count the varroa mites in my honey bee colony?"
 ANSWERED_BY = "bees/varroa-mite-control.md"
 MAX_TOKENS = 48
-# Generation on two CPU cores: generous, but a hung request still fails the test.
-TIMEOUT_S = 300.0
+# Generation on two CPU cores (a debug build under `cargo test`): generous, but a hung request
+# still fails its test in time for the others to run.
+TIMEOUT_S = 180.0
 
 
 def client(api_key=None):
@@ -200,10 +201,11 @@ class Chat(Checks):
                 {"role": "assistant", "content": "Honey."},
                 {"role": "user", "content": QUESTION},
             ],
-            max_tokens=16,
+            max_tokens=8,
+            extra_body={"k": 3},
         )
         self.assertTrue(c.choices[0].message.content.strip(), c)
-        self.assert_usage(c.usage, 16)
+        self.assert_usage(c.usage, 8)
         # The last user message is what is searched.
         self.assert_sources(sources_of(c))
 
