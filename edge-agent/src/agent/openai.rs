@@ -385,7 +385,7 @@ pub async fn chat_completions(
     let created = now();
     let stream = req.stream;
     let cancel = Arc::new(AtomicBool::new(false));
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
     let llm = state.llm.clone();
     let flag = cancel.clone();
     let engines = state.engines.clone();
@@ -417,17 +417,20 @@ pub async fn chat_completions(
     }
     // The response streams from here; the generation's end comes through `work`.
     let (frames_tx, frames_rx) = tokio::sync::mpsc::channel::<String>(64);
-    let chunk = move |delta: Value, finish: Option<&str>, extra: Option<(&str, Value)>| {
+    let chunk = move |delta: Value, finish: Option<&str>, extra: &[(&str, Value)]| {
         let mut c = json!({ "id": id, "object": "chat.completion.chunk", "created": created,
                             "model": model_id,
                             "choices": [{ "index": 0, "delta": delta, "logprobs": null,
                                           "finish_reason": finish }] });
-        if let Some((k, v)) = extra {
-            c[k] = v;
+        for (k, v) in extra {
+            c[*k] = v.clone();
         }
         format!("data: {c}\n\n")
     };
+    // The generation runs beside the stream, which forwards its events as they come.
+    let work = tokio::spawn(work);
     tokio::spawn(async move {
+        let mut rx = rx;
         // Dropped when the client goes: generation stops at its next token.
         let _guard = CancelOnDrop(cancel);
         while let Some(event) = rx.recv().await {
@@ -437,39 +440,32 @@ pub async fn chat_completions(
                     chunk(
                         json!({ "role": "assistant", "content": "" }),
                         None,
-                        Some(("sources", json!(s))),
+                        &[("sources", json!(s))],
                     )
                 }
-                Event::Text(t) => chunk(json!({ "content": t }), None, None),
+                Event::Text(t) => chunk(json!({ "content": t }), None, &[]),
             };
             if frames_tx.send(frame).await.is_err() {
                 return;
             }
         }
         let last = match work.await {
-            Ok(Ok(done)) => {
+            Ok(Ok(Ok(done))) => {
                 let s: Vec<Value> = done
                     .sources
                     .iter()
                     .map(|c| source_json(c, &done.cited))
                     .collect();
-                let mut f = chunk(
+                // The usage rides on the last chunk (as with stream_options.include_usage).
+                chunk(
                     json!({}),
                     Some(done.finish.as_str()),
-                    Some(("sources", json!(s))),
-                );
-                // The usage rides on the last chunk (as with stream_options.include_usage).
-                f = f.replacen("}\n\n", &format!(",\"usage\":{}}}\n\n", usage(&done)), 1);
-                f
+                    &[("sources", json!(s)), ("usage", usage(&done))],
+                )
             }
-            Ok(Err(e)) => format!(
-                "data: {}\n\n",
-                json!({ "error": { "message": e.to_string(), "type": "server_error", "param": null, "code": "internal" } })
-            ),
-            Err(e) => format!(
-                "data: {}\n\n",
-                json!({ "error": { "message": e.to_string(), "type": "server_error", "param": null, "code": "internal" } })
-            ),
+            Ok(Ok(Err(e))) => error_event(&e.to_string()),
+            Ok(Err(e)) => error_event(&e.to_string()),
+            Err(e) => error_event(&e.to_string()),
         };
         let _ = frames_tx.send(last).await;
         let _ = frames_tx.send("data: [DONE]\n\n".to_owned()).await;
@@ -489,6 +485,13 @@ pub async fn chat_completions(
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     *response.status_mut() = StatusCode::OK;
     Ok(response)
+}
+
+/// An error after the stream began: an event with an OpenAI error body (the status is sent).
+fn error_event(message: &str) -> String {
+    let e = json!({ "error": { "message": message, "type": "server_error", "param": null,
+                               "code": "internal" } });
+    format!("data: {e}\n\n")
 }
 
 /// `POST /v1/embeddings`.
