@@ -25,6 +25,10 @@ const TOKEN: &str = "page-test-token";
 /// What the page is asked: the corpus has notes on varroa mites.
 const QUESTION: &str = "How do beekeepers check their hives for varroa mites?";
 
+/// The longest answer asked for: enough to stream and cite, short enough for a debug build's
+/// generation on the CPU.
+const MAX_TOKENS: &str = "64";
+
 /// The longest the browser run may take (generation runs on the CPU) before it is killed.
 const LIMIT: Duration = Duration::from_secs(10 * 60);
 
@@ -143,6 +147,7 @@ fn the_page_streams_an_answer_with_sources_in_chromium() -> TestResult {
         .env("OUTPOST_CHROMIUM", &chromium)
         .env("OUTPOST_PAGE_TOKEN", TOKEN)
         .env("OUTPOST_PAGE_QUESTION", QUESTION)
+        .env("OUTPOST_PAGE_MAX_TOKENS", MAX_TOKENS)
         .env(
             "OUTPOST_PAGE_TIMEOUT_MS",
             (LIMIT.as_millis() / 2).to_string(),

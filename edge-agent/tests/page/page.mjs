@@ -9,6 +9,7 @@
 // screenshot (OUTPOST_PAGE_SCREENSHOT). OUTPOST_PAGE_TOKEN: the agent's token.
 // OUTPOST_PAGE_QUESTION: what to ask. OUTPOST_CHROMIUM: the browser (default /usr/bin/chromium).
 // OUTPOST_PAGE_TIMEOUT_MS: how long the answer may take (default 240000).
+// OUTPOST_PAGE_MAX_TOKENS: the longest answer asked for (default: the agent's).
 // Exits 0 after printing `page ok: {...}`, or 1 with what failed.
 
 import { createRequire } from "node:module";
@@ -21,6 +22,7 @@ const token = process.env.OUTPOST_PAGE_TOKEN || "";
 const question = process.env.OUTPOST_PAGE_QUESTION || "How do beekeepers check their hives for varroa mites?";
 const chromiumPath = process.env.OUTPOST_CHROMIUM || "/usr/bin/chromium";
 const answerTimeout = Number(process.env.OUTPOST_PAGE_TIMEOUT_MS || 240000);
+const maxTokens = Number(process.env.OUTPOST_PAGE_MAX_TOKENS || 0);
 
 function fail(message) {
   console.error(`page test failed: ${message}`);
@@ -137,6 +139,7 @@ async function run(page) {
       subtree: true,
     });
   });
+  if (maxTokens) await page.fill("#max-tokens", String(maxTokens));
   await page.fill("#ask-input", question);
   await page.click("#ask-button");
   step = "waiting for the streamed answer";

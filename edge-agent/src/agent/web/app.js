@@ -154,7 +154,7 @@ function renderSources() {
     const link = el("a", {
       cls: "source-link",
       text: s.title || s.source || s.document_id,
-      attrs: { href: `#source-${s.n}`, "data-n": String(s.n) },
+      attrs: { href: `#source-${s.n}`, "data-n": String(s.n), title: snippet(s.text || "") },
     });
     const li = el(
       "li",
@@ -184,11 +184,14 @@ async function ask(question) {
   renderSources();
   $("answer").classList.add("streaming");
   setStatus("ask-status", "Thinking…");
+  const request = { messages: [{ role: "user", content: question }], stream: true };
+  const maxTokens = Number($("max-tokens").value);
+  if (Number.isInteger(maxTokens) && maxTokens > 0) request.max_tokens = maxTokens;
   try {
     const resp = await fetch("/v1/chat/completions", {
       method: "POST",
       headers: headers(true),
-      body: JSON.stringify({ messages: [{ role: "user", content: question }], stream: true }),
+      body: JSON.stringify(request),
       signal: controller.signal,
     });
     if (!resp.ok) throw await failure(resp);
