@@ -40,6 +40,10 @@ pub struct GenerateOptions {
     pub seed: u64,
     /// Texts that end the answer where they appear (not included in it).
     pub stop: Vec<String>,
+    /// Divides the logit of a token the answer already holds among its last 64 tokens (1: off).
+    /// Small models loop without it; the prompt's tokens are not penalised, so quoting the
+    /// sources is not.
+    pub repeat_penalty: f64,
 }
 
 impl Default for GenerateOptions {
@@ -50,6 +54,7 @@ impl Default for GenerateOptions {
             top_p: None,
             seed: 299_792_458,
             stop: Vec::new(),
+            repeat_penalty: 1.1,
         }
     }
 }

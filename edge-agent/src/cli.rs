@@ -471,6 +471,38 @@ pub enum EvalCommand {
     /// nDCG@10, recall@100 and MRR@10 on a BEIR-format folder (corpus.jsonl, queries.jsonl,
     /// qrels/<split>.tsv), indexed into a database of its own.
     Beir(EvalBeirArgs),
+    /// How well `ask`'s answers are grounded on a BEIR-format folder: whether every citation
+    /// names a passage the model was given, and how often the cited passage is of a document
+    /// the qrels judge relevant.
+    Grounding(EvalGroundingArgs),
+}
+
+/// `outpost eval grounding`.
+#[derive(Debug, Args)]
+pub struct EvalGroundingArgs {
+    /// The BEIR folder.
+    pub dir: PathBuf,
+    /// Which qrels/<split>.tsv to use.
+    #[arg(long, default_value = "test")]
+    pub split: String,
+    /// Only the first N judged queries (in qrels order).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Keep the indexed corpus in this database and reuse it on later runs.
+    #[arg(long)]
+    pub index: Option<PathBuf>,
+    /// Most tokens per answer.
+    #[arg(long, default_value_t = 96)]
+    pub max_tokens: usize,
+    /// Most tokens of sources.
+    #[arg(long, default_value_t = 768)]
+    pub budget: usize,
+    /// The language model.
+    #[command(flatten)]
+    pub llm: LlmArgs,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `outpost eval beir`.
@@ -636,6 +668,9 @@ pub struct AskArgs {
     /// A text that ends the answer (repeatable).
     #[arg(long)]
     pub stop: Vec<String>,
+    /// Penalty on tokens the answer repeats (1: off).
+    #[arg(long, default_value_t = 1.1)]
+    pub repeat_penalty: f64,
     /// Cosine similarity the best chunk must reach to count as relevant (0: always answer).
     #[arg(long, default_value_t = 0.25)]
     pub min_relevance: f64,

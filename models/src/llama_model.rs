@@ -50,7 +50,50 @@ struct Layer {
     w_down: QMatMul,
     w_up: QMatMul,
     ffn_norm: RmsNorm,
-    kv: Option<(Tensor, Tensor)>,
+    kv: Option<Kv>,
+}
+
+/// One layer's keys and values: buffers of `capacity` positions (doubled when full), of which
+/// the first `len` hold the sequence. Appending writes in place, so a generated token costs a
+/// copy of its own keys and values, not of the whole cache.
+struct Kv {
+    k: Tensor,
+    v: Tensor,
+    len: usize,
+}
+
+impl Kv {
+    /// Appends `k` and `v` (`(1, kv_heads, n, head_dim)`) and returns the whole sequence's keys
+    /// and values, contiguous.
+    fn append(slot: &mut Option<Kv>, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+        let n = k.dim(2)?;
+        let len = slot.as_ref().map_or(0, |kv| kv.len);
+        let capacity = slot.as_ref().map_or(0, |kv| kv.k.dim(2).unwrap_or(0));
+        if len + n > capacity {
+            let (b, heads, _, hd) = k.dims4()?;
+            let new_capacity = (len + n).next_power_of_two().max(256);
+            let grow = |old: Option<&Tensor>| -> Result<Tensor> {
+                let t = Tensor::zeros((b, heads, new_capacity, hd), k.dtype(), k.device())?;
+                if let Some(old) = old {
+                    t.slice_set(&old.narrow(2, 0, len)?.contiguous()?, 2, 0)?;
+                }
+                Ok(t)
+            };
+            let k2 = grow(slot.as_ref().map(|kv| &kv.k))?;
+            let v2 = grow(slot.as_ref().map(|kv| &kv.v))?;
+            *slot = Some(Kv { k: k2, v: v2, len });
+        }
+        let kv = slot
+            .as_mut()
+            .ok_or_else(|| candle_core::Error::Msg("no KV cache".into()))?;
+        kv.k.slice_set(k, 2, len)?;
+        kv.v.slice_set(v, 2, len)?;
+        kv.len = len + n;
+        Ok((
+            kv.k.narrow(2, 0, kv.len)?.contiguous()?,
+            kv.v.narrow(2, 0, kv.len)?.contiguous()?,
+        ))
+    }
 }
 
 /// The model with its KV cache (one sequence).
@@ -206,10 +249,10 @@ impl LlamaModel {
             return Ok(());
         }
         for layer in &mut self.layers {
-            layer.kv = match layer.kv.take() {
-                Some((k, v)) if len > 0 => Some((k.narrow(2, 0, len)?, v.narrow(2, 0, len)?)),
-                _ => None,
-            };
+            match layer.kv.as_mut() {
+                Some(kv) if len > 0 => kv.len = kv.len.min(len),
+                _ => layer.kv = None,
+            }
         }
         self.cached = len;
         Ok(())
@@ -274,12 +317,16 @@ impl LlamaModel {
         self.output.forward(&last)?.squeeze(0)?.to_dtype(DType::F32)
     }
 
+    /// The causal mask of `seq_len` queries after `pos` cached positions, its rows repeated
+    /// once per query head that shares a key head (see `Layer::attention`).
     fn mask(&mut self, seq_len: usize, pos: usize) -> Result<Tensor> {
         let key = (seq_len, pos + seq_len);
         if let Some(m) = self.masks.get(&key) {
             return Ok(m.clone());
         }
         let m = candle_transformers::utils::build_causal_mask(seq_len, pos, &self.device)?;
+        let group = self.config.heads / self.config.kv_heads.max(1);
+        let m = Tensor::cat(&vec![&m; group], 0)?;
         self.masks.insert(key, m.clone());
         Ok(m)
     }
@@ -321,13 +368,12 @@ impl Layer {
         };
         let q = rope(&q, cos, sin)?;
         let k = rope(&k, cos, sin)?;
-        let (k, v) = match &self.kv {
-            Some((kc, vc)) => (Tensor::cat(&[kc, &k], 2)?, Tensor::cat(&[vc, &v], 2)?),
-            None => (k, v),
-        };
-        self.kv = Some((k.clone(), v.clone()));
-        let k = candle_transformers::utils::repeat_kv(k, heads / kv_heads.max(1))?;
-        let v = candle_transformers::utils::repeat_kv(v, heads / kv_heads.max(1))?;
+        let (k, v) = Kv::append(&mut self.kv, &k, &v)?;
+        // Grouped-query attention without copying keys per query head: the query heads that
+        // share a key head (consecutive ones) become rows of one matrix, `(kv_heads,
+        // group * seq_len, head_dim)`, multiplied with that key head once.
+        let group = heads / kv_heads.max(1);
+        let q = q.reshape((b, kv_heads, group * seq_len, head_dim))?;
         let att = (q.matmul(&k.t()?)? / (head_dim as f64).sqrt())?;
         let att = match mask {
             Some(m) => {
@@ -339,7 +385,7 @@ impl Layer {
             None => att,
         };
         let att = candle_nn::ops::softmax_last_dim(&att)?;
-        let y = att.matmul(&v.contiguous()?)?;
+        let y = att.matmul(&v)?.reshape((b, heads, seq_len, head_dim))?;
         let y = y.transpose(1, 2)?.reshape((b, seq_len, hidden))?;
         self.wo.forward(&y)
     }

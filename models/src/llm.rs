@@ -27,6 +27,9 @@ use tokenizers::Tokenizer;
 use crate::error::{Error, Result};
 use crate::llama_model::LlamaModel;
 
+/// Tokens of the answer the repeat penalty looks back over (llama.cpp's default).
+const REPEAT_WINDOW: usize = 64;
+
 /// Tokens read per forward pass while reading a prompt.
 const PROMPT_BATCH: usize = 256;
 
@@ -459,8 +462,19 @@ impl Generator for LlamaGenerator {
         let mut stream = Stream::new(&self.tokenizer, &opts.stop);
         let mut first_token_ms = 0.0;
         let mut generated = 0;
+        let mut answer_ids: Vec<u32> = Vec::new();
         let finish = loop {
+            if opts.repeat_penalty != 1.0 && !answer_ids.is_empty() {
+                let recent = &answer_ids[answer_ids.len().saturating_sub(REPEAT_WINDOW)..];
+                logits = candle_transformers::utils::apply_repeat_penalty(
+                    &logits,
+                    opts.repeat_penalty as f32,
+                    recent,
+                )
+                .map_err(failed)?;
+            }
             let next = sampler.sample(&logits).map_err(failed)?;
+            answer_ids.push(next);
             if generated == 0 {
                 first_token_ms = started.elapsed().as_secs_f64() * 1e3;
             }

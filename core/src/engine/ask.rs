@@ -14,6 +14,10 @@ use crate::rag::answer;
 use crate::rag::context::{Citation, Context};
 use crate::search::SearchMode;
 
+/// Cosine similarity (unit vectors of the embedding model) an answer must have with a source
+/// for the source to be named when the model cited none.
+pub const ATTRIBUTION_MIN: f64 = 0.3;
+
 /// How to answer.
 #[derive(Debug, Clone)]
 pub struct AskOptions {
@@ -68,6 +72,10 @@ pub struct Answer {
     pub sources: Vec<Citation>,
     /// The numbers the answer cites, in order of first use (all among `sources`).
     pub cited: Vec<usize>,
+    /// Who chose `cited`: `model` (its own `[n]` markers), `similarity` (the model cited
+    /// nothing valid, and the source closest to the answer by embedding, at cosine
+    /// [`ATTRIBUTION_MIN`] or more, is named), or `none`.
+    pub cited_by: &'static str,
     /// Numbers the answer cites that no source has (left out of `cited`).
     pub invalid_citations: Vec<usize>,
     /// Whether retrieval found relevant sources (when not, the answer says so and no model ran).
@@ -143,6 +151,7 @@ impl Engine {
             text: String::new(),
             sources: Vec::new(),
             cited: Vec::new(),
+            cited_by: "none",
             invalid_citations: Vec::new(),
             found: relevant,
             best_similarity,
@@ -166,9 +175,17 @@ impl Engine {
         })?;
         let (cited, invalid) = answer::cited(&generation.text, answer.sources.len());
         answer.text = generation.text.clone();
-        answer.cited = cited;
         answer.invalid_citations = invalid;
         let cancelled = generation.finish_reason == FinishReason::Cancelled;
+        if !cited.is_empty() {
+            answer.cited = cited;
+            answer.cited_by = "model";
+        } else if !cancelled && !answer.text.trim().is_empty() {
+            if let Some(n) = self.closest_source(&answer.text, &answer.sources)? {
+                answer.cited = vec![n];
+                answer.cited_by = "similarity";
+            }
+        }
         answer.generation = Some(generation);
         if !cancelled {
             self.remember(&answer, opts)?;
@@ -221,6 +238,36 @@ impl Engine {
             limit: room,
         }
         .into())
+    }
+
+    /// The source most similar to `text` by the embedding model, if at least
+    /// [`ATTRIBUTION_MIN`].
+    fn closest_source(&self, text: &str, sources: &[Citation]) -> Result<Option<usize>> {
+        if sources.is_empty() {
+            return Ok(None);
+        }
+        let mut texts: Vec<&str> = vec![text];
+        texts.extend(sources.iter().map(|c| c.text.as_str()));
+        let vectors = crate::embed::embed_all(self.embedder.as_ref(), &texts)?;
+        let (answer, rest) = vectors
+            .split_first()
+            .ok_or_else(|| Error::invalid("text", "no vector"))?;
+        let best = rest
+            .iter()
+            .zip(sources)
+            .map(|(v, c)| {
+                (
+                    v.iter()
+                        .zip(answer)
+                        .map(|(a, b)| f64::from(a * b))
+                        .sum::<f64>(),
+                    c.n,
+                )
+            })
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        Ok(best
+            .filter(|(cos, _)| *cos >= ATTRIBUTION_MIN)
+            .map(|(_, n)| n))
     }
 
     fn remember(&self, answer: &Answer, opts: &AskOptions) -> Result<()> {

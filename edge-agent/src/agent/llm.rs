@@ -29,6 +29,12 @@ pub enum SlotError {
 /// conversation (which carries only the bare question) renders to the same tokens.
 const REMEMBERED: usize = 256;
 
+/// User messages given to the model, by (question, answer), and the keys oldest first.
+type Turns = (
+    HashMap<(String, String), String>,
+    VecDeque<(String, String)>,
+);
+
 /// The model, its queue and its turn memory.
 pub struct Llm {
     /// What `/v1/models` lists for it (`None`: no model installed or configured).

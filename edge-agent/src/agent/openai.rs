@@ -152,6 +152,8 @@ fn parse(state: &AppState, body: &Value, model_id: &str) -> Result<ChatRequest, 
         }
     };
     let temperature = number("temperature", 0.0, 2.0)?.unwrap_or(0.0);
+    // llama.cpp's server takes the same extra field.
+    let repeat_penalty = number("repeat_penalty", 0.5, 2.0)?.unwrap_or(1.1);
     let top_p = number("top_p", 0.0, 1.0)?;
     let min_relevance = number("min_relevance", -1.0, 1.0)?.unwrap_or(0.25);
     let seed = match obj.get("seed").filter(|v| !v.is_null()) {
@@ -219,6 +221,7 @@ fn parse(state: &AppState, body: &Value, model_id: &str) -> Result<ChatRequest, 
             top_p,
             seed,
             stop,
+            repeat_penalty,
         },
         retrieval,
         search: SearchOptions {

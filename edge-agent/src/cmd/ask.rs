@@ -35,6 +35,7 @@ pub fn ask(cli: &Cli, args: &AskArgs) -> Result<i32> {
             top_p: args.top_p,
             seed: args.seed,
             stop: args.stop.clone(),
+            repeat_penalty: args.repeat_penalty,
         },
         min_relevance: args.min_relevance,
         ..Default::default()
@@ -81,6 +82,7 @@ pub fn ask(cli: &Cli, args: &AskArgs) -> Result<i32> {
             "model": llm.model_id(),
             "citations": citations,
             "cited": answer.cited,
+            "cited_by": answer.cited_by,
             "invalid_citations": answer.invalid_citations,
             "best_similarity": answer.best_similarity,
             "conversation_id": answer.conversation_id,

@@ -73,6 +73,10 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         Command::Embed(args) => query::embed(cli, args),
         Command::Bench(cmd) => bench::run(cli, cmd),
         Command::Eval(EvalCommand::Beir(args)) => eval::beir(args, open::load_bert(cli)?),
+        Command::Eval(EvalCommand::Grounding(args)) => {
+            let llm = open::open_llm(&args.llm, cli.cpu)?;
+            eval::grounding(args, open::load_bert(cli)?, llm.as_ref())
+        }
         Command::Import(cmd) => transfer::import(cli, cmd),
         Command::Export(cmd) => transfer::export(cli, cmd),
         Command::Login(args) => sync::login(args),
