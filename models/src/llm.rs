@@ -438,7 +438,16 @@ impl Generator for LlamaGenerator {
         s.model.truncate(common).map_err(failed)?;
         s.tokens.truncate(common);
         let mut logits = None;
-        for chunk in prompt[common..].chunks(PROMPT_BATCH) {
+        // Batches start at multiples of PROMPT_BATCH, whatever was cached, so a position is
+        // computed in the same batch shape with and without a cached prefix.
+        let mut batches: Vec<&[u32]> = Vec::new();
+        let mut at = common;
+        while at < prompt.len() {
+            let end = ((at / PROMPT_BATCH + 1) * PROMPT_BATCH).min(prompt.len());
+            batches.push(&prompt[at..end]);
+            at = end;
+        }
+        for chunk in batches {
             if !on_text("") {
                 s.tokens.clear();
                 s.model.truncate(0).map_err(failed)?;

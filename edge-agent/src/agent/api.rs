@@ -151,7 +151,20 @@ pub struct ErrorCode(pub &'static str);
 impl From<outpost_core::Error> for ApiError {
     fn from(e: outpost_core::Error) -> Self {
         use outpost_core::ErrorKind as K;
-        let status = match e.kind() {
+        let status = match (&e, e.kind()) {
+            // A prompt the model's window cannot hold: the request is too large.
+            (
+                outpost_core::Error::Generate(outpost_core::GenerateError::PromptTooLong {
+                    ..
+                }),
+                _,
+            ) => {
+                return Self::with_status(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
+                    .with_param("messages");
+            }
+            (_, kind) => kind,
+        };
+        let status = match status {
             K::NotFound => StatusCode::NOT_FOUND,
             K::InvalidInput => StatusCode::UNPROCESSABLE_ENTITY,
             K::Database | K::Model | K::Index | K::Export => StatusCode::INTERNAL_SERVER_ERROR,

@@ -44,10 +44,7 @@ pub struct Llm {
     running: Arc<Semaphore>,
     waiting: AtomicUsize,
     queue: usize,
-    turns: Mutex<(
-        HashMap<(String, String), String>,
-        VecDeque<(String, String)>,
-    )>,
+    turns: Mutex<Turns>,
 }
 
 /// A generation slot: the model is this request's until it is dropped.

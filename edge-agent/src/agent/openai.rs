@@ -384,6 +384,32 @@ pub async fn chat_completions(
         .model()
         .await
         .map_err(|e| ApiError::unavailable(format!("the language model cannot load: {e:#}")))?;
+    // A prompt the window cannot hold is refused before anything streams (with retrieval, the
+    // sources are fitted later; the rest of the prompt must leave them room).
+    let fixed = if req.retrieval {
+        let mut m = vec![ChatMessage::new(
+            "system",
+            outpost_core::rag::answer::SYSTEM_PROMPT,
+        )];
+        m.extend(req.messages.iter().cloned());
+        m
+    } else {
+        req.messages.clone()
+    };
+    let tokens = model
+        .count_tokens(&fixed)
+        .map_err(|e| ApiError::from(outpost_core::Error::from(e)))?;
+    let room = model
+        .context_window()
+        .saturating_sub(req.generate.max_tokens + if req.retrieval { 64 } else { 0 });
+    if tokens > room {
+        return Err(ApiError::from(outpost_core::Error::from(
+            outpost_core::GenerateError::PromptTooLong {
+                tokens,
+                limit: room,
+            },
+        )));
+    }
     let id = format!("chatcmpl-{}", uuid::Uuid::now_v7().simple());
     let created = now();
     let stream = req.stream;
