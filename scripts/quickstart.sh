@@ -26,3 +26,11 @@ echo "==> outpost search \"battery bank for a cabin fridge\" --filter source=$PW
 echo
 echo "==> outpost context \"what size battery bank for a cabin fridge\" --budget 250"
 "$outpost" context "what size battery bank for a cabin fridge" --budget 250
+
+echo
+echo "==> fetching the default chat model (SmolLM2-135M-Instruct, GGUF Q4_1, 98 MB)"
+"$outpost" models fetch --llm
+
+echo
+echo "==> outpost ask \"how do I count the varroa mites in a hive\" --max-tokens 96"
+"$outpost" ask "how do I count the varroa mites in a hive" --max-tokens 96

