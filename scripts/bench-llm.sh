@@ -79,6 +79,7 @@ run_llamacpp() {  # $1: repeat number
     "${t[@]}" "${pin[@]}" "$VENV/bin/python" bench/llm_llamacpp.py "$MODEL" "$PROMPT" \
         --tokens "$N" --runs "$RUNS" --threads "$THREADS" "${llamacpp_args[@]}" >"$work/llamacpp.$1.json" 2>"$work/llamacpp.$1.err" \
         || { cat "$work/llamacpp.$1.err" >&2; exit 1; }
+    echo "llamacpp $1: $(cat "$work/llamacpp.$1.json")" >&2
 }
 run_outpost() {
     local t=("${timer[@]}")
@@ -87,6 +88,7 @@ run_outpost() {
     "${t[@]}" "${pin[@]}" "$outpost" bench llm --prompt-file "$PROMPT" --tokens "$N" --runs "$RUNS" \
         --threads "$THREADS" --json ${OUTPOST_LLM_ARGS:-} >"$work/outpost.$1.json" 2>"$work/outpost.$1.err" \
         || { cat "$work/outpost.$1.err" >&2; exit 1; }
+    echo "outpost $1: $(cat "$work/outpost.$1.json")" >&2
 }
 
 # llama.cpp built with -march=native compiles its AMX kernels where the CPU reports AMX; on a VM

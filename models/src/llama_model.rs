@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Seek};
+use std::sync::Arc;
 
 use candle_core::quantized::{gguf_file, GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, IndexOp, Module, Result, Tensor, D};
@@ -40,15 +41,40 @@ pub struct LlamaConfig {
     pub vocab: usize,
 }
 
+/// A weight, with its quantized tensor kept for the fused kernels.
+struct Weight {
+    mm: QMatMul,
+    q: Option<Arc<QTensor>>,
+}
+
+impl Weight {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.mm.forward(x)
+    }
+
+    /// `x` times each of `ws`: in one pass over `x` where candle has a fused kernel for them (one
+    /// row on AVX-512 VNNI or ARM: a decode step's q, k, v or gate and up), else one by one.
+    fn fused(ws: &[&Weight], x: &Tensor) -> Result<Vec<Tensor>> {
+        let qs: Option<Vec<&QTensor>> = ws.iter().map(|w| w.q.as_deref()).collect();
+        let rows: usize = x.dims().iter().rev().skip(1).product();
+        if let (Some(qs), 1) = (qs, rows) {
+            if let Some(out) = QTensor::gemv_fused_shared_lhs(&qs, &x.contiguous()?)? {
+                return Ok(out);
+            }
+        }
+        ws.iter().map(|w| w.forward(x)).collect()
+    }
+}
+
 struct Layer {
-    wq: QMatMul,
-    wk: QMatMul,
-    wv: QMatMul,
-    wo: QMatMul,
+    wq: Weight,
+    wk: Weight,
+    wv: Weight,
+    wo: Weight,
     attn_norm: RmsNorm,
-    w_gate: QMatMul,
-    w_down: QMatMul,
-    w_up: QMatMul,
+    w_gate: Weight,
+    w_down: Weight,
+    w_up: Weight,
     ffn_norm: RmsNorm,
     kv: Option<Kv>,
 }
@@ -102,7 +128,7 @@ pub struct LlamaModel {
     embeddings: QTensor,
     layers: Vec<Layer>,
     norm: RmsNorm,
-    output: QMatMul,
+    output: Weight,
     cos: Tensor,
     sin: Tensor,
     neox: bool,
@@ -148,17 +174,21 @@ fn weight<R: Read + Seek>(
     r: &mut R,
     name: &str,
     device: &Device,
-) -> Result<QMatMul> {
-    let t = ct.tensor(r, name, device)?;
+) -> Result<Weight> {
+    let mut t = ct.tensor(r, name, device)?;
     let slow_on_cpu = matches!(
         t.dtype(),
         GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1
     );
     if device.is_cpu() && slow_on_cpu && t.shape().dims().last().is_some_and(|d| d % 32 == 0) {
         let f = t.dequantize(device)?;
-        return QMatMul::from_qtensor(QTensor::quantize(&f, GgmlDType::Q8_0)?);
+        t = QTensor::quantize(&f, GgmlDType::Q8_0)?;
     }
-    QMatMul::from_qtensor(t)
+    let t = Arc::new(t);
+    let mm = QMatMul::from_arc(t.clone())?;
+    // Only a tensor QMatMul keeps quantized can go through the fused kernels.
+    let q = matches!(mm, QMatMul::QTensor(_)).then_some(t);
+    Ok(Weight { mm, q })
 }
 
 impl LlamaModel {
@@ -307,8 +337,11 @@ impl LlamaModel {
             x = (attn + residual)?;
             let residual = x.clone();
             let h = layer.ffn_norm.forward(&x)?;
-            let gate = candle_nn::ops::silu(&layer.w_gate.forward(&h)?)?;
-            let up = layer.w_up.forward(&h)?;
+            let mut gate_up = Weight::fused(&[&layer.w_gate, &layer.w_up], &h)?.into_iter();
+            let (Some(gate), Some(up)) = (gate_up.next(), gate_up.next()) else {
+                candle_core::bail!("the fused feed-forward gave no output");
+            };
+            let gate = candle_nn::ops::silu(&gate)?;
             x = (layer.w_down.forward(&(gate * up)?)? + residual)?;
         }
         self.cached = pos + seq_len;
@@ -346,9 +379,10 @@ impl Layer {
         neox: bool,
     ) -> Result<Tensor> {
         let (b, seq_len, hidden) = x.dims3()?;
-        let q = self.wq.forward(x)?;
-        let k = self.wk.forward(x)?;
-        let v = self.wv.forward(x)?;
+        let mut qkv = Weight::fused(&[&self.wq, &self.wk, &self.wv], x)?.into_iter();
+        let (Some(q), Some(k), Some(v)) = (qkv.next(), qkv.next(), qkv.next()) else {
+            candle_core::bail!("the fused attention projection gave no output");
+        };
         let q = q
             .reshape((b, seq_len, heads, head_dim))?
             .transpose(1, 2)?
