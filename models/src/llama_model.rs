@@ -41,6 +41,9 @@ pub struct LlamaConfig {
     pub vocab: usize,
 }
 
+/// Rows from which a matmul dequantizes its weight and runs in f32 (see `Weight::forward`).
+const DEQUANTIZE_ROWS: usize = 32;
+
 /// A weight, with its quantized tensor kept for the fused kernels.
 struct Weight {
     mm: QMatMul,
@@ -48,7 +51,33 @@ struct Weight {
 }
 
 impl Weight {
+    /// `x` times this weight; one row (a decode step) through the fused kernel when there is
+    /// one, which is faster than QMatMul's own single-row path even for one weight.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let rows: usize = x.dims().iter().rev().skip(1).product();
+        if let (Some(q), 1) = (self.q.as_deref(), rows) {
+            if let Some(mut out) = QTensor::gemv_fused_shared_lhs(&[q], &x.contiguous()?)? {
+                if let Some(y) = out.pop() {
+                    return Ok(y);
+                }
+            }
+        }
+        // A prompt batch: the weight dequantized for this call and multiplied in f32 by gemm's
+        // blocked kernels reads the prompt several times faster than one quantized dot product
+        // per (row, output) pair; the f32 copy lives only for the call.
+        if let (Some(q), true) = (
+            self.q.as_deref(),
+            rows >= DEQUANTIZE_ROWS && x.device().is_cpu(),
+        ) {
+            let w = q.dequantize(x.device())?;
+            let (dims, k) = (x.dims().to_vec(), q.shape().dims2()?.1);
+            let y = x.reshape((rows, k))?.matmul(&w.t()?)?;
+            let mut out = dims;
+            if let Some(last) = out.last_mut() {
+                *last = y.dim(1)?;
+            }
+            return y.reshape(out);
+        }
         self.mm.forward(x)
     }
 
@@ -115,10 +144,8 @@ impl Kv {
         kv.k.slice_set(k, 2, len)?;
         kv.v.slice_set(v, 2, len)?;
         kv.len = len + n;
-        Ok((
-            kv.k.narrow(2, 0, kv.len)?.contiguous()?,
-            kv.v.narrow(2, 0, kv.len)?.contiguous()?,
-        ))
+        // Views, not copies: the matmuls read a batch stride past the unused capacity.
+        Ok((kv.k.narrow(2, 0, kv.len)?, kv.v.narrow(2, 0, kv.len)?))
     }
 }
 

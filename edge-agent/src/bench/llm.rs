@@ -69,7 +69,7 @@ pub fn run(args: &BenchLlmArgs, load: &dyn Fn() -> Result<LlamaGenerator>) -> Re
     }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
-        percentile(v, 50.0)
+        percentile(v, 0.5)
     };
     let report = LlmReport {
         engine: "outpost (candle)".into(),
