@@ -48,12 +48,37 @@ const DEQUANTIZE_ROWS: usize = 32;
 struct Weight {
     mm: QMatMul,
     q: Option<Arc<QTensor>>,
+    /// Columns of zeros the weight was padded with (see [`pad_for_vnni`]): the input gets as
+    /// many.
+    pad: usize,
+}
+
+/// Whether candle's tiled Q8_0 kernels (AVX-512 VNNI) run here: they need the inner dimension
+/// to be a multiple of 256, which SmolLM2's 576 is not, so weights are padded with zero
+/// columns to reach them (`docs/BENCHMARKS.md` has the speed-up of the decode step).
+fn pad_for_vnni() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512vnni")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 impl Weight {
     /// `x` times this weight; one row (a decode step) through the fused kernel when there is
     /// one, which is faster than QMatMul's own single-row path even for one weight.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let original = x;
+        let padded;
+        let x = if self.pad > 0 {
+            padded = x.pad_with_zeros(D::Minus1, 0, self.pad)?;
+            &padded
+        } else {
+            x
+        };
         let rows: usize = x.dims().iter().rev().skip(1).product();
         if let (Some(q), 1) = (self.q.as_deref(), rows) {
             if let Some(mut out) = QTensor::gemv_fused_shared_lhs(&[q], &x.contiguous()?)? {
@@ -69,9 +94,11 @@ impl Weight {
             self.q.as_deref(),
             rows >= DEQUANTIZE_ROWS && x.device().is_cpu(),
         ) {
-            let w = q.dequantize(x.device())?;
-            let (dims, k) = (x.dims().to_vec(), q.shape().dims2()?.1);
-            let y = x.reshape((rows, k))?.matmul(&w.t()?)?;
+            // Unpadded: the zero columns would only add work.
+            let k = q.shape().dims2()?.1 - self.pad;
+            let w = q.dequantize(x.device())?.narrow(1, 0, k)?;
+            let dims = original.dims().to_vec();
+            let y = original.reshape((rows, k))?.matmul(&w.t()?)?;
             let mut out = dims;
             if let Some(last) = out.last_mut() {
                 *last = y.dim(1)?;
@@ -86,7 +113,13 @@ impl Weight {
     fn fused(ws: &[&Weight], x: &Tensor) -> Result<Vec<Tensor>> {
         let qs: Option<Vec<&QTensor>> = ws.iter().map(|w| w.q.as_deref()).collect();
         let rows: usize = x.dims().iter().rev().skip(1).product();
-        if let (Some(qs), 1) = (qs, rows) {
+        let pad = ws.first().map_or(0, |w| w.pad);
+        if let (Some(qs), 1, true) = (qs, rows, ws.iter().all(|w| w.pad == pad)) {
+            let x = if pad > 0 {
+                x.pad_with_zeros(D::Minus1, 0, pad)?
+            } else {
+                x.clone()
+            };
             if let Some(out) = QTensor::gemv_fused_shared_lhs(&qs, &x.contiguous()?)? {
                 return Ok(out);
             }
@@ -195,6 +228,27 @@ pub fn config(ct: &gguf_file::Content) -> Result<LlamaConfig> {
     })
 }
 
+/// `t` (Q8_0, `n × k`) with `pad` zero columns after each row: whole zero blocks appended to each
+/// row's blocks, bytes copied as they are (exact, and no f32 copy of a 113 MB table).
+fn pad_q8_0(t: &QTensor, n: usize, k: usize, pad: usize) -> Result<QTensor> {
+    let block = GgmlDType::Q8_0.type_size();
+    let per_row = k / GgmlDType::Q8_0.block_size() * block;
+    let extra = pad / GgmlDType::Q8_0.block_size() * block;
+    let data = t.data()?;
+    let mut out = Vec::with_capacity(n * (per_row + extra));
+    for row in data.chunks_exact(per_row) {
+        out.extend_from_slice(row);
+        // A zero block: scale 0.0 (f16 zero bits) and 32 zero quants.
+        out.resize(out.len() + extra, 0);
+    }
+    let storage = candle_core::quantized::QStorage::from_data(
+        std::borrow::Cow::Owned(out),
+        &t.device(),
+        GgmlDType::Q8_0,
+    )?;
+    QTensor::new(storage, (n, k + pad))
+}
+
 /// Loads a tensor, requantizing it to Q8_0 on the CPU where its own type has no SIMD kernel.
 fn weight<R: Read + Seek>(
     ct: &gguf_file::Content,
@@ -211,11 +265,19 @@ fn weight<R: Read + Seek>(
         let f = t.dequantize(device)?;
         t = QTensor::quantize(&f, GgmlDType::Q8_0)?;
     }
+    let mut pad = 0;
+    if device.is_cpu() && t.dtype() == GgmlDType::Q8_0 && pad_for_vnni() {
+        let (n, k) = t.shape().dims2()?;
+        if k % 256 != 0 && n % 16 == 0 {
+            pad = k.next_multiple_of(256) - k;
+            t = pad_q8_0(&t, n, k, pad)?;
+        }
+    }
     let t = Arc::new(t);
     let mm = QMatMul::from_arc(t.clone())?;
     // Only a tensor QMatMul keeps quantized can go through the fused kernels.
     let q = matches!(mm, QMatMul::QTensor(_)).then_some(t);
-    Ok(Weight { mm, q })
+    Ok(Weight { mm, q, pad })
 }
 
 impl LlamaModel {
