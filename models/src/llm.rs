@@ -30,8 +30,9 @@ use crate::llama_model::LlamaModel;
 /// Tokens of the answer the repeat penalty looks back over (llama.cpp's default).
 const REPEAT_WINDOW: usize = 64;
 
-/// Tokens read per forward pass while reading a prompt.
-const PROMPT_BATCH: usize = 256;
+/// Tokens read per forward pass while reading a prompt; a cached prefix is reused in whole
+/// batches.
+const PROMPT_BATCH: usize = 128;
 
 /// The window used when none is asked for: the model's own, capped here because on a CPU a
 /// longer prompt costs seconds before the first token.
@@ -424,17 +425,19 @@ impl Generator for LlamaGenerator {
         let mut sampler = LogitsProcessor::from_sampling(opts.seed, sampling);
 
         let mut s = self.session();
-        // Reuse the cached keys and values of the longest common prefix; at least one token is
-        // run, whose logits give the first answer token.
-        let mut common = s
+        // Reuse the cached keys and values of the longest common prefix, cut back to a batch
+        // boundary: every batch after it is then read exactly as a fresh run reads it (same
+        // boundaries, same kernels), so the same request gives the same answer whatever was
+        // cached. At least one token is run, whose logits give the first answer token.
+        let common = s
             .tokens
             .iter()
             .zip(&prompt)
             .take_while(|(a, b)| a == b)
-            .count();
-        if common == prompt.len() {
-            common -= 1;
-        }
+            .count()
+            .min(prompt.len() - 1)
+            / PROMPT_BATCH
+            * PROMPT_BATCH;
         s.model.truncate(common).map_err(failed)?;
         s.tokens.truncate(common);
         let mut logits = None;

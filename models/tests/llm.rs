@@ -136,16 +136,24 @@ fn a_caller_that_stops_listening_stops_the_model() -> TestResult {
 
 #[test]
 fn the_next_turn_of_a_conversation_reuses_the_cache() -> TestResult {
-    let g = open(1024)?;
-    let mut msgs = vec![ChatMessage::new("user", "What is a bee?")];
+    let g = open(2048)?;
+    let notes = "Honey bees live in colonies of one queen, thousands of workers and some drones. \
+                 Workers forage for nectar and pollen and tell each other where flowers are. "
+        .repeat(8);
+    let mut msgs = vec![ChatMessage::new("user", format!("{notes}\nWhat is a bee?"))];
     let first = g.generate(&msgs, &opts(16), &mut |_| true)?;
     assert_eq!(first.cached_tokens, 0);
+    assert!(first.prompt_tokens > 256, "{}", first.prompt_tokens);
+    // The same request again gives the same answer, though most of it is now cached.
+    let again = g.generate(&msgs, &opts(16), &mut |_| true)?;
+    assert!(again.cached_tokens > 0);
+    assert_eq!(again.text, first.text);
     msgs.push(ChatMessage::new("assistant", first.text.clone()));
     msgs.push(ChatMessage::new("user", "And a wasp?"));
     let second = g.generate(&msgs, &opts(8), &mut |_| true)?;
-    // Everything the first turn read is reused: only the answer and the new question are read.
+    // What the first turn read is reused, in whole batches of 128 tokens.
     assert!(
-        second.cached_tokens >= first.prompt_tokens,
+        second.cached_tokens >= first.prompt_tokens / 128 * 128,
         "{} reused of the first turn's {}",
         second.cached_tokens,
         first.prompt_tokens
