@@ -32,7 +32,7 @@ const REPEAT_WINDOW: usize = 64;
 
 /// Tokens read per forward pass while reading a prompt; a cached prefix is reused in whole
 /// batches.
-const PROMPT_BATCH: usize = 128;
+const PROMPT_BATCH: usize = 256;
 
 /// The window used when none is asked for: the model's own, capped here because on a CPU a
 /// longer prompt costs seconds before the first token.
