@@ -231,15 +231,29 @@ fn lists_known_and_other_models() -> TestResult {
         r#"{"model_id": "me/custom"}"#,
     )?;
     fs::create_dir_all(root.join("not-a-model"))?;
+    // A chat model is a folder holding one GGUF file.
+    fs::create_dir_all(root.join("my-llm"))?;
+    fs::write(root.join("my-llm/tiny.gguf"), b"GGUF")?;
     fs::create_dir_all(root.join(".tiny.fetch-123"))?;
     fs::write(root.join(".tiny.fetch-123/model.safetensors"), WEIGHTS)?;
 
     let entries = list(root);
     let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
-    assert_eq!(names, [outpost_models::DEFAULT_MODEL, "custom"]);
-    let custom = &entries[1];
+    // Sorted by name; the known chat model is listed, not fetched.
+    assert_eq!(
+        names,
+        [
+            outpost_models::DEFAULT_LLM,
+            outpost_models::DEFAULT_MODEL,
+            "custom",
+            "my-llm"
+        ]
+    );
+    assert!(entries[0].known && !entries[0].present);
+    let custom = &entries[2];
     assert!(custom.present && !custom.known);
     assert_eq!(custom.model_id.as_deref(), Some("me/custom"));
+    assert!(entries[3].present && !entries[3].known);
     Ok(())
 }
 
