@@ -423,7 +423,16 @@ pub async fn chat_completions(
             .read(move |engine| {
                 let _slot = slot;
                 let mut send = |e: Event| !flag.load(Ordering::SeqCst) && tx.send(e).is_ok();
-                generate(engine, &llm, model.as_ref(), req, &mut send)
+                let done = generate(engine, &llm, model.as_ref(), req, &mut send);
+                if let Ok(d) = &done {
+                    if d.finish == FinishReason::Cancelled {
+                        tracing::info!(
+                            tokens = d.completion_tokens,
+                            "generation stopped: the client went away"
+                        );
+                    }
+                }
+                done
             })
             .await
     };
