@@ -73,3 +73,84 @@ async fn a_full_queue_is_a_429_and_a_gone_client_frees_the_model() -> TestResult
     );
     Ok(())
 }
+
+/// `outpost ask --llm-url` against a real OpenAI-compatible server — this agent — with the key
+/// from `OUTPOST_LLM_API_KEY`: the answer streams from the server, the sources stay local. (The
+/// serving agent holds no documents, so its own retrieval finds nothing and it answers so: the
+/// text that comes back is the server's, not a local model's.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ask_can_generate_with_an_openai_compatible_server() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let served = dir.path().join("served.db");
+    let agent = Agent::start(Start {
+        embedder: "hash",
+        env: &[("OUTPOST_TOKEN", "s3cret")],
+        ..Start::new(&served)
+    })?;
+    let (_, models) = agent
+        .call(reqwest::Method::GET, "/v1/models", None, Some("s3cret"))
+        .await?;
+    let name = models["data"][0]["id"]
+        .as_str()
+        .ok_or("no model")?
+        .to_owned();
+    let local = dir.path().join("local.db");
+    let ingest = std::process::Command::new(common::OUTPOST)
+        .arg("--db")
+        .arg(&local)
+        .arg("ingest")
+        .arg(common::corpus().join("bees"))
+        .output()?;
+    assert!(ingest.status.success());
+    let url = format!("{}/v1", agent.url);
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(common::OUTPOST)
+            .arg("--db")
+            .arg(&local)
+            .args([
+                "ask",
+                "How do I count varroa mites?",
+                "--json",
+                "--llm-url",
+                &url,
+            ])
+            .args(["--llm-name", &name])
+            .env("OUTPOST_LLM_API_KEY", "s3cret")
+            .env_remove("OUTPOST_LLM_MODEL")
+            .output()
+    })
+    .await??;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(
+        r["answer"], "I could not find anything about this in your documents.",
+        "{r}"
+    );
+    assert_eq!(r["found"], true, "local retrieval found the sources: {r}");
+    assert!(!r["citations"].as_array().ok_or("citations")?.is_empty());
+    assert_eq!(r["finish_reason"], "stop");
+
+    // A wrong key is the server's 401, reported with the URL.
+    let local = dir.path().join("local.db");
+    let url = format!("{}/v1", agent.url);
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(common::OUTPOST)
+            .arg("--db")
+            .arg(&local)
+            .args(["ask", "How do I count varroa mites?", "--llm-url", &url])
+            .env("OUTPOST_LLM_API_KEY", "wrong")
+            .output()
+    })
+    .await??;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("401") && err.contains("/v1/chat/completions"),
+        "{err}"
+    );
+    Ok(())
+}

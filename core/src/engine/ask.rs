@@ -142,7 +142,9 @@ impl Engine {
             }
             _ => None,
         };
-        let has_memory = !context.recent_messages.is_empty() || !opts.history.is_empty();
+        // Earlier turns are something to go on; a client's own system message is not.
+        let has_memory =
+            !context.recent_messages.is_empty() || opts.history.iter().any(|m| m.role != "system");
         let relevant = !context.citations.is_empty()
             && best_similarity.is_none_or(|s| s >= opts.min_relevance);
         let retrieval_ms = started.elapsed().as_secs_f64() * 1e3;
