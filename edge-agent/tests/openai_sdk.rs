@@ -12,10 +12,10 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::agent::{Agent, Start};
-use common::{exit_code, require_model, TestDb, TestResult};
+use common::{exit_code, require_model, wait_at_most, TestDb, TestResult};
 
 /// The bearer token the agent is started with.
 const TOKEN: &str = "openai-sdk-test-token";
@@ -119,18 +119,7 @@ fn the_openai_python_sdk_uses_the_agent_as_a_user_would() -> TestResult {
         cmd.env_remove(k);
     }
     let mut child = cmd.spawn()?;
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break Some(status);
-        }
-        if started.elapsed() > LIMIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = wait_at_most(&mut child, LIMIT)?;
     let output = std::fs::read_to_string(&log_path)?;
     // The whole output, readable (an error's text is printed escaped), then what went wrong.
     let fail = |what: String| -> TestResult {

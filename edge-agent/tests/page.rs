@@ -14,10 +14,10 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::agent::{Agent, Start};
-use common::{exit_code, require_model, TestDb, TestResult};
+use common::{exit_code, require_model, wait_at_most, TestDb, TestResult};
 
 /// The bearer token the agent is started with.
 const TOKEN: &str = "page-test-token";
@@ -157,18 +157,7 @@ fn the_page_streams_an_answer_with_sources_in_chromium() -> TestResult {
         .stdout(log.try_clone()?)
         .stderr(log)
         .spawn()?;
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break Some(status);
-        }
-        if started.elapsed() > LIMIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = wait_at_most(&mut child, LIMIT)?;
     let output = std::fs::read_to_string(&log_path)?;
     // The whole output, readable (an error's text is printed escaped), then what went wrong.
     let fail = |what: String| -> TestResult {

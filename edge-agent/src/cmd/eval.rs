@@ -7,6 +7,8 @@
 //! documents by their best-ranked chunk, and nDCG@10, recall@100 and MRR@10 are averaged over
 //! the queries that have judgements.
 
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -52,26 +54,7 @@ pub fn beir(args: &EvalBeirArgs, model: Arc<dyn Embedder>) -> Result<i32> {
     let dir = &args.dir;
     let queries = read_queries(&dir.join("queries.jsonl"))?;
     let qrels = read_qrels(&dir.join("qrels").join(format!("{}.tsv", args.split)))?;
-    let judged: Vec<(&String, &Qrels)> = qrels
-        .iter()
-        .filter(|(_, q)| q.values().any(|&g| g > 0))
-        .collect();
-    if judged.is_empty() {
-        bail!(
-            "qrels/{}.tsv in {} judges no document relevant",
-            args.split,
-            dir.display()
-        );
-    }
-    for (qid, _) in &judged {
-        if !queries.contains_key(*qid) {
-            bail!(
-                "qrels/{}.tsv names query '{qid}', which queries.jsonl in {} does not have",
-                args.split,
-                dir.display()
-            );
-        }
-    }
+    let judged = judged(&qrels, &queries, &args.split, dir)?;
 
     let corpus = index_corpus(
         dir,
@@ -170,6 +153,35 @@ pub fn beir(args: &EvalBeirArgs, model: Arc<dyn Embedder>) -> Result<i32> {
     Ok(0)
 }
 
+/// The queries of `qrels` that judge at least one document relevant, in query-id order; each must
+/// be in `queries`.
+fn judged<'a>(
+    qrels: &'a BTreeMap<String, Qrels>,
+    queries: &HashMap<String, String>,
+    split: &str,
+    dir: &Path,
+) -> Result<Vec<(&'a String, &'a Qrels)>> {
+    let judged: Vec<(&String, &Qrels)> = qrels
+        .iter()
+        .filter(|(_, q)| q.values().any(|&g| g > 0))
+        .collect();
+    if judged.is_empty() {
+        bail!(
+            "qrels/{split}.tsv in {} judges no document relevant",
+            dir.display()
+        );
+    }
+    for (qid, _) in &judged {
+        if !queries.contains_key(*qid) {
+            bail!(
+                "qrels/{split}.tsv names query '{qid}', which queries.jsonl in {} does not have",
+                dir.display()
+            );
+        }
+    }
+    Ok(judged)
+}
+
 /// The BEIR id of a stored record: its source is `<file>#<id>`.
 fn record_id(source: &str) -> String {
     source
@@ -219,20 +231,11 @@ pub fn grounding(
     let dir = &args.dir;
     let queries = read_queries(&dir.join("queries.jsonl"))?;
     let qrels = read_qrels(&dir.join("qrels").join(format!("{}.tsv", args.split)))?;
-    let mut judged: Vec<(&String, &Qrels)> = qrels
-        .iter()
-        .filter(|(_, q)| q.values().any(|&g| g > 0))
-        .collect();
-    judged.sort_by(|a, b| a.0.cmp(b.0));
+    anyhow::ensure!(args.limit != Some(0), "--limit must be at least 1");
+    // In query-id order (the qrels are a sorted map).
+    let mut judged = judged(&qrels, &queries, &args.split, dir)?;
     if let Some(n) = args.limit {
         judged.truncate(n);
-    }
-    if judged.is_empty() {
-        bail!(
-            "qrels/{}.tsv in {} judges no document relevant",
-            args.split,
-            dir.display()
-        );
     }
     let corpus = index_corpus(
         dir,
@@ -264,9 +267,7 @@ pub fn grounding(
     };
     let (mut ttft, mut speed, mut relevant_in_context) = (Vec::new(), Vec::new(), 0);
     for (qid, q) in &judged {
-        let Some(question) = queries.get(*qid) else {
-            bail!("qrels names query '{qid}', which queries.jsonl does not have");
-        };
+        let question = &queries[*qid];
         let opts = outpost_core::AskOptions {
             context: outpost_core::ContextOptions {
                 budget: args.budget,

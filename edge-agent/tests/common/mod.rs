@@ -52,6 +52,26 @@ pub fn exit_code(status: ExitStatus) -> i32 {
     }
 }
 
+/// Waits for `child` to finish, at most `limit`: its status, or `None` if it was still running
+/// and has been killed.
+pub fn wait_at_most(
+    child: &mut std::process::Child,
+    limit: std::time::Duration,
+) -> TestResult<Option<ExitStatus>> {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(None);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// The `outpost` command with `--db DB` and then `args`, inheriting the test's environment
 /// (`OUTPOST_HOME`, `OUTPOST_MODEL_DIR` ...) except a crash-test failpoint.
 pub fn outpost_command(db: &Path, args: &[&str]) -> Command {
