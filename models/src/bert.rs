@@ -12,7 +12,10 @@ use candle_nn::VarBuilder;
 use candle_transformers::models::bert::Config;
 
 use crate::bert_model::{BertModel, DTYPE};
+use crate::cpu_bert::{CpuBert, Encoded};
+use crate::kernels;
 use crate::weights::{Backend, WeightsFile};
+use rayon::prelude::*;
 use serde::Deserialize;
 use tokenizers::utils::padding::pad_encodings;
 use tokenizers::{
@@ -21,11 +24,20 @@ use tokenizers::{
 
 use crate::error::{Error, Result};
 
-/// Vectors tagged with the index of their input text.
-type Indexed = Vec<(usize, Vec<f32>)>;
-
-/// Inputs per forward pass: bounds memory and, with length sorting, the padding wasted per batch.
+/// Inputs per forward pass on CUDA: bounds memory and, with length sorting, the padding wasted
+/// per batch.
 const SUB_BATCH: usize = 32;
+
+/// Tokens per forward pass on the CPU (32 texts of 256 tokens): large enough that the matrix
+/// products run at full speed, small enough that a pass's buffers stay near 100 MiB for
+/// all-MiniLM-L6-v2.
+const PASS_TOKENS: usize = 8192;
+
+/// The encoder: this crate's own on the CPU, candle's on CUDA.
+enum Model {
+    Cpu(CpuBert),
+    Candle(BertModel),
+}
 
 /// Absolute cap on the sequence length when no `sentence_bert_config.json` says otherwise.
 const DEFAULT_MAX_SEQ: usize = 512;
@@ -87,10 +99,10 @@ struct OutpostModelFile {
 /// It is `Send + Sync`: the model weights are immutable tensors and the only mutable state is an
 /// atomic counter, so one instance can serve many threads.
 pub struct BertEmbedder {
-    model: BertModel,
+    model: Model,
     device: Device,
     /// No truncation or padding: counts every token of a text. The model's inputs are cut and
-    /// padded by hand ([`BertEmbedder::encode_for_model`]): a second tokenizer configured to do
+    /// padded by hand ([`BertEmbedder::encode_all`]): a second tokenizer configured to do
     /// it would hold another 8 MiB.
     tokenizer: Tokenizer,
     /// How a sub-batch is padded: to its longest input, with the model's pad token.
@@ -100,10 +112,10 @@ pub struct BertEmbedder {
     max_seq_length: usize,
     pooling: Pooling,
     truncated: AtomicU64,
-    /// Texts per forward pass.
+    /// Texts per forward pass on CUDA.
     sub_batch: usize,
-    /// Forward passes run at once on the CPU.
-    workers: usize,
+    /// Tokens per forward pass on the CPU.
+    pass_tokens: usize,
 }
 
 impl std::fmt::Debug for BertEmbedder {
@@ -155,8 +167,7 @@ impl BertEmbedder {
             pooling: d.pooling,
             truncated: AtomicU64::new(0),
             sub_batch: env_usize("OUTPOST_EMBED_SUB_BATCH").unwrap_or(SUB_BATCH),
-            workers: env_usize("OUTPOST_EMBED_WORKERS")
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+            pass_tokens: env_usize("OUTPOST_EMBED_PASS_TOKENS").unwrap_or(PASS_TOKENS),
         })
     }
 
@@ -187,121 +198,119 @@ impl BertEmbedder {
     /// [`Error::Tokenize`] if a text cannot be tokenized, [`Error::Candle`] if the forward pass
     /// fails.
     pub fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-        // Sorting by token count groups equal lengths, so each forward pass pads little. (Byte length
-        // is a poor proxy: two 254-token chunks can differ twofold in bytes, and sorting by it
-        // cost ingestion a fifth of its speed in padding.) Each text is tokenized again in its pass;
-        // tokenization was under 1% of ingest's profile.
-        let lengths: Vec<usize> = texts
-            .iter()
-            .map(|t| {
-                self.tokenizer
-                    .encode_fast(*t, false)
-                    .map_or(t.len(), |e| e.len())
-                    .min(self.max_seq_length)
-            })
-            .collect();
-        let mut order: Vec<usize> = (0..texts.len()).collect();
-        order.sort_by_key(|&i| lengths[i]);
+        match &self.model {
+            Model::Cpu(model) => self.embed_cpu(model, texts),
+            Model::Candle(model) => self.embed_candle(model, texts),
+        }
+    }
 
-        let workers = if self.device.is_cpu() {
-            self.workers
-        } else {
-            1
-        };
-        // As many forward passes as needed, rounded up to a multiple of the workers and of
-        // equal size, so that no worker idles at the end of a call (a call of 130 texts would
-        // otherwise be passes of 32, 32, 32, 32 and 2: three on one worker, two on the other).
-        let passes = texts.len().div_ceil(self.sub_batch.max(1)).max(1);
-        let passes = passes.div_ceil(workers) * workers;
-        let size = texts.len().div_ceil(passes).max(1);
-        let chunks: Vec<&[usize]> = order.chunks(size).collect();
-        let workers = workers.min(chunks.len()).max(1);
-        // One forward pass over the texts at `idx`, each vector tagged with its input index.
-        let pass = |idx: &[usize]| -> Result<Indexed> {
-            let batch: Vec<&str> = idx.iter().map(|&i| texts[i]).collect();
-            Ok(idx
+    /// On the CPU: texts packed into passes of up to `pass_tokens` tokens, without padding.
+    fn embed_cpu(&self, model: &CpuBert, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        let encodings = self.encode_all(texts)?;
+        let mut out = Vec::with_capacity(texts.len());
+        let mut rest = &encodings[..];
+        while !rest.is_empty() {
+            // At least one text a pass, then as many as fit the budget.
+            let mut tokens = rest[0].len();
+            let mut n = 1;
+            while n < rest.len() && tokens + rest[n].len() <= self.pass_tokens {
+                tokens += rest[n].len();
+                n += 1;
+            }
+            let (pass, next) = rest.split_at(n);
+            rest = next;
+            let inputs: Vec<Encoded<'_>> = pass
                 .iter()
-                .copied()
-                .zip(self.embed_sub_batch(&batch)?)
-                .collect())
-        };
-        let results: Vec<Result<Indexed>> = if workers == 1 {
-            chunks.iter().map(|c| pass(c)).collect()
-        } else {
-            // On the CPU, much of a forward pass (GELU, softmax, layer norm, copies) runs on the
-            // calling thread only; passes on one worker per core keep every core busy.
-            let next = std::sync::atomic::AtomicUsize::new(0);
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = (0..workers)
-                    .map(|_| {
-                        scope.spawn(|| -> Result<Indexed> {
-                            let mut done = Vec::new();
-                            while let Some(chunk) = chunks.get(next.fetch_add(1, Ordering::Relaxed))
-                            {
-                                done.extend(pass(chunk)?);
+                .map(|e| Encoded {
+                    ids: e.get_ids(),
+                    type_ids: e.get_type_ids(),
+                })
+                .collect();
+            let hidden = model.forward(&inputs)?;
+            let h = self.dims;
+            let mut row = 0;
+            for e in pass {
+                let len = e.len();
+                let rows = &hidden[row * h..(row + len) * h];
+                row += len;
+                let mut v = match self.pooling {
+                    Pooling::Cls => rows[..h].to_vec(),
+                    Pooling::Mean => {
+                        let mut sum = vec![0f32; h];
+                        for r in rows.chunks_exact(h) {
+                            for (s, x) in sum.iter_mut().zip(r) {
+                                *s += x;
                             }
-                            Ok(done)
-                        })
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join().unwrap_or_else(|_| {
-                            Err(Error::Tokenize(
-                                "an embedding worker thread panicked".into(),
-                            ))
-                        })
-                    })
-                    .collect()
-            })
-        };
+                        }
+                        // Every input has at least [CLS] and [SEP], so `len` is never zero.
+                        sum.iter_mut().for_each(|s| *s /= len.max(1) as f32);
+                        sum
+                    }
+                };
+                kernels::normalise(&mut v);
+                out.push(v);
+            }
+        }
+        Ok(out)
+    }
+
+    /// On CUDA: candle's tensors, in padded sub-batches of texts of similar length.
+    fn embed_candle(&self, model: &BertModel, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        let encodings = self.encode_all(texts)?;
+        // Sorting by token count groups equal lengths, so each forward pass pads little.
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| encodings[i].len());
         let mut out: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
-        for r in results {
-            for (i, v) in r? {
+        for idx in order.chunks(self.sub_batch.max(1)) {
+            let mut batch: Vec<Encoding> = idx.iter().map(|&i| encodings[i].clone()).collect();
+            pad_encodings(&mut batch, &self.padding).map_err(|e| Error::Tokenize(e.to_string()))?;
+            for (&i, v) in idx.iter().zip(self.embed_padded(model, &batch)?) {
                 out[i] = v;
             }
         }
         Ok(out)
     }
 
-    /// Encodes `texts` as the model reads them: special tokens added, each cut to the model's
-    /// window (as a tokenizer configured with right truncation does: before the special tokens
-    /// are added), all padded to the longest. Returns how many were cut.
-    fn encode_for_model(&self, texts: &[&str]) -> Result<(Vec<Encoding>, u64)> {
+    /// Encodes `texts` as the model reads them, in parallel: special tokens added, each cut to
+    /// the model's window (as a tokenizer configured with right truncation does: before the
+    /// special tokens are added). Counts the texts that were cut.
+    fn encode_all(&self, texts: &[&str]) -> Result<Vec<Encoding>> {
         let tokenize = |e: tokenizers::Error| Error::Tokenize(e.to_string());
         let processor = self.tokenizer.get_post_processor();
         let specials = processor.map_or(0, |p| p.added_tokens(false));
         let window = self.max_seq_length.saturating_sub(specials);
-        let mut truncated = 0;
-        let mut encodings = Vec::with_capacity(texts.len());
-        for text in texts {
+        let encode = |text: &&str| -> Result<(Encoding, bool)> {
             let mut encoding = self.tokenizer.encode_fast(*text, false).map_err(tokenize)?;
-            if encoding.len() > window {
+            let cut = encoding.len() > window;
+            if cut {
                 encoding.truncate(window, 0, TruncationDirection::Right);
-                truncated += 1;
             }
-            encodings.push(match processor {
+            let encoding = match processor {
                 Some(p) => p.process(encoding, None, true).map_err(tokenize)?,
                 None => encoding,
-            });
-        }
-        pad_encodings(&mut encodings, &self.padding).map_err(tokenize)?;
-        Ok((encodings, truncated))
-    }
-
-    fn embed_sub_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-        let (encodings, truncated) = self.encode_for_model(texts)?;
+            };
+            Ok((encoding, cut))
+        };
+        let encoded: Vec<(Encoding, bool)> = if texts.len() > 1 {
+            texts.par_iter().map(encode).collect::<Result<_>>()?
+        } else {
+            texts.iter().map(encode).collect::<Result<_>>()?
+        };
+        let truncated = encoded.iter().filter(|(_, cut)| *cut).count() as u64;
         if truncated > 0 {
             self.truncated.fetch_add(truncated, Ordering::Relaxed);
         }
+        Ok(encoded.into_iter().map(|(e, _)| e).collect())
+    }
 
+    /// One candle forward pass over `encodings`, padded to one length.
+    fn embed_padded(&self, model: &BertModel, encodings: &[Encoding]) -> Result<Vec<Vec<f32>>> {
         let batch = encodings.len();
         let seq = encodings.first().map_or(0, |e| e.len());
         let mut ids = Vec::with_capacity(batch * seq);
         let mut type_ids = Vec::with_capacity(batch * seq);
         let mut mask = Vec::with_capacity(batch * seq);
-        for e in &encodings {
+        for e in encodings {
             ids.extend_from_slice(e.get_ids());
             type_ids.extend_from_slice(e.get_type_ids());
             mask.extend_from_slice(e.get_attention_mask());
@@ -310,7 +319,7 @@ impl BertEmbedder {
         let type_ids = Tensor::from_vec(type_ids, (batch, seq), &self.device)?;
         let mask = Tensor::from_vec(mask, (batch, seq), &self.device)?;
 
-        let hidden = self.model.forward(&ids, &type_ids, Some(&mask))?;
+        let hidden = model.forward(&ids, &type_ids, Some(&mask))?;
         let pooled = match self.pooling {
             Pooling::Mean => {
                 let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
@@ -605,11 +614,16 @@ fn load_tokenizer(path: &Path, pad_token_id: usize) -> Result<(Tokenizer, Paddin
 }
 
 /// Reads the weights and builds the model (see [`crate::weights`] for why they are not mapped).
-fn load_weights(path: &Path, config: &Config, device: &Device) -> Result<BertModel> {
+fn load_weights(path: &Path, config: &Config, device: &Device) -> Result<Model> {
     let file = std::sync::Arc::new(WeightsFile::open(path)?);
+    if device.is_cpu() {
+        return CpuBert::load(&file, config).map(Model::Cpu);
+    }
     let vb = VarBuilder::from_backend(Box::new(Backend(file.clone())), DTYPE, device.clone());
-    BertModel::load(vb, config, Some(&file)).map_err(|e| Error::BadWeights {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })
+    BertModel::load(vb, config, Some(&file))
+        .map(Model::Candle)
+        .map_err(|e| Error::BadWeights {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
 }

@@ -8,9 +8,11 @@
 
 pub mod bert;
 mod bert_model;
+mod cpu_bert;
 pub mod device;
 pub mod error;
 pub mod files;
+mod kernels;
 mod llama_model;
 pub mod llm;
 #[cfg(feature = "remote")]

@@ -114,7 +114,7 @@ impl WeightsFile {
     }
 
     /// Reads tensor `name` onto `device`, as stored.
-    fn load(&self, name: &str, device: &Device) -> candle_core::Result<Tensor> {
+    pub fn load(&self, name: &str, device: &Device) -> candle_core::Result<Tensor> {
         let entry = self.entry(name).ok_or_else(|| {
             candle_core::Error::CannotFindTensor {
                 path: name.to_owned(),
