@@ -303,8 +303,12 @@ pub(crate) fn exp(x: f32) -> f32 {
     let underflow = x < -87.3;
     let x = x.clamp(-87.3, 88.7);
     // Round to nearest by the 1.5 · 2^23 trick (vectorises where `round` may not).
+    // The integer n is then in the low bits of the shifted value, read without a float-to-int
+    // cast (Rust's saturating `as` does not vectorise).
     const SHIFT: f32 = 12_582_912.0;
-    let n = (x * std::f32::consts::LOG2_E + SHIFT) - SHIFT;
+    let shifted = x * std::f32::consts::LOG2_E + SHIFT;
+    let n = shifted - SHIFT;
+    let n_bits = shifted.to_bits().wrapping_sub(SHIFT.to_bits());
     let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
     let mut p = 1.987_569_1e-4_f32;
     p = p * r + 1.398_199_9e-3;
@@ -313,7 +317,7 @@ pub(crate) fn exp(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 0.5;
     let e = p * r * r + r + 1.0;
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    let scale = f32::from_bits(n_bits.wrapping_add(127) << 23);
     if underflow {
         0.0
     } else {
