@@ -1,35 +1,54 @@
 #!/usr/bin/env bash
-# Embedding throughput of outpost (candle) against sentence-transformers (PyTorch), in one go,
-# on the same texts, machine and thread count: the first N SciFact documents (title + text;
-# both truncate at the model's 256 tokens), batch 32, sorted by length in both.
+# Embedding throughput of outpost against the encoders a user would pick instead, in one run on
+# the same texts, machine, thread count and batching: sentence-transformers (PyTorch) and ONNX
+# Runtime (fp32 export, the same after ORT's transformer optimizer, and int8 by quantize_dynamic),
+# all from the same all-MiniLM-L6-v2 weights. Texts: the first N SciFact documents (title + text;
+# every encoder truncates at the model's 256 tokens). Rounds are interleaved (outpost, then each
+# peer, ROUNDS times); the table gives medians, ratios to outpost fp32, single-query p50, peak
+# resident memory and parity (min and mean cosine against sentence-transformers).
 #
-# Needs a venv with sentence-transformers (see scripts/parity/README.md); PYTHON points at it.
-# Env: N (1000), THREADS ($(nproc)), SCIFACT (../shared/data/scifact), PYTHON (.venv/bin/python),
-# OUTPOST_HOME / OUTPOST_MODEL_DIR as for outpost; DEVICE (cpu) = cpu | cuda runs both sides on
-# that device (outpost must then be built with `--features cuda`); OUTPOST_BIN uses that binary
-# instead of building target/release/outpost; BATCH (32) is both sides' batch size.
+# Env: N (1000), THREADS ($(nproc)), ROUNDS (3), BATCH (32: the peers' batch size),
+# SCIFACT (../shared/data/scifact), PEERS ("st ort-fp32 ort-opt ort-int8"),
+# OUTPOST_VARIANTS ("fp32 int8": outpost's own rows), VENV (.cache/embed-peers: created with the
+# pinned versions below when missing), OUTPOST_BIN (else target/release/outpost is built),
+# OUTPOST_HOME / OUTPOST_MODEL_DIR as for outpost. DEVICE=cuda runs outpost and
+# sentence-transformers on the GPU (outpost built with `--features cuda`; PEERS defaults to st).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 N="${N:-1000}"
 THREADS="${THREADS:-$(nproc)}"
-SCIFACT="${SCIFACT:-../shared/data/scifact}"
-PYTHON="${PYTHON:-.venv/bin/python}"
-DEVICE="${DEVICE:-cpu}"
+ROUNDS="${ROUNDS:-3}"
 BATCH="${BATCH:-32}"
-
+SCIFACT="${SCIFACT:-../shared/data/scifact}"
+DEVICE="${DEVICE:-cpu}"
+VENV="${VENV:-.cache/embed-peers}"
+OUTPOST_VARIANTS="${OUTPOST_VARIANTS:-fp32 int8}"
 case "$DEVICE" in
-    cpu) device_flag=(--cpu) ;;
-    cuda) device_flag=() ;;
+    cpu) device_flag=(--cpu); PEERS="${PEERS:-st ort-fp32 ort-opt ort-int8}" ;;
+    cuda) device_flag=(); PEERS="${PEERS:-st}" ;;
     *) echo "DEVICE must be cpu or cuda, not $DEVICE" >&2; exit 2 ;;
 esac
+
+# The peers, pinned: current sentence-transformers on transformers 5, PyTorch, ONNX Runtime.
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sentence_transformers, onnxruntime, onnx' 2>/dev/null; then
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q torch==2.15.0 sentence-transformers==6.3.0 transformers==5.25.0 \
+        onnxruntime==1.32.0 onnx==1.23.2 numpy
+fi
+py="$VENV/bin/python"
+
 if [ -n "${OUTPOST_BIN:-}" ]; then
     outpost="$OUTPOST_BIN"
 else
     cargo build --release --quiet -p outpost
     outpost=target/release/outpost
 fi
-model_dir="${OUTPOST_MODEL_DIR:-$("$outpost" models list --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["models"][0]["path"])')}"
+model_dir="${OUTPOST_MODEL_DIR:-$("$outpost" models list --json | python3 -c 'import json,sys; print(next(m["path"] for m in json.load(sys.stdin)["models"] if m["name"] == "all-MiniLM-L6-v2" and m["present"]))')}"
+onnx_dir="$VENV/onnx/$(basename "$model_dir")"
+mkdir -p "$onnx_dir"
+HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 "$py" scripts/bench_embed_peers.py prepare "$model_dir" "$onnx_dir" 2>"$onnx_dir.log" \
+    || { cat "$onnx_dir.log" >&2; exit 1; }
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
@@ -44,37 +63,34 @@ with open(path) as f:
         print(" ".join((d["title"] + " " + d["text"]).split()))
 PY
 
-RAYON_NUM_THREADS="$THREADS" OUTPOST_MODEL_DIR="$model_dir" OUTPOST_EMBED_SUB_BATCH="$BATCH" \
-    "$outpost" "${device_flag[@]}" bench embed --input "$work/texts.txt" --json >"$work/outpost.json"
-
-HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 "$PYTHON" - "$work/texts.txt" "$model_dir" "$THREADS" "$DEVICE" "$BATCH" >"$work/st.json" <<'PY'
-import json, sys, time
-import torch
-from sentence_transformers import SentenceTransformer
-texts_path, model_dir, threads, device, batch = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
-torch.set_num_threads(threads)
-texts = [l.rstrip("\n") for l in open(texts_path) if l.strip()]
-model = SentenceTransformer(model_dir, device=device)
-model.encode(texts[:batch], batch_size=batch)  # warm-up: CUDA context, kernels, allocator
-start = time.perf_counter()
-model.encode(texts, batch_size=batch, normalize_embeddings=True)
-seconds = time.perf_counter() - start
-q = []
-for _ in range(50):
-    t = time.perf_counter()
-    model.encode(["how do I keep a sourdough starter alive"])
-    q.append((time.perf_counter() - t) * 1000)
-q.sort()
-print(json.dumps({"texts": len(texts), "seconds": seconds, "texts_per_second": len(texts) / seconds,
-                  "query_p50_ms": q[len(q) // 2], "threads": torch.get_num_threads(),
-                  "torch": torch.__version__}))
-PY
-
-python3 - "$work/outpost.json" "$work/st.json" <<'PY'
+echo "$N texts, $THREADS threads, $ROUNDS rounds, device $DEVICE, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" >&2
+for round in $(seq "$ROUNDS"); do
+    for variant in $OUTPOST_VARIANTS; do
+        name=outpost; quant=()
+        if [ "$variant" = int8 ]; then name=outpost-int8; quant=(--quantize int8); fi
+        RAYON_NUM_THREADS="$THREADS" OUTPOST_MODEL_DIR="$model_dir" \
+            "$outpost" "${device_flag[@]}" bench embed --input "$work/texts.txt" "${quant[@]}" \
+            --save-vectors "$work/$name.npy" --json >"$work/run.json"
+        python3 - "$work/run.json" "$name" "$work/$name.npy" >>"$work/results.jsonl" <<'PY'
 import json, sys
-o, s = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
-print(f"texts: {o['texts']} ({o['tokens']} tokens, {o['truncated']} truncated), threads: {o['threads']} / {s['threads']}, device: {o['device']}")
-print(f"outpost (candle):        {o['texts_per_second']:8.1f} texts/s  {o['seconds']:7.2f} s  query p50 {o['query_p50_ms']:.2f} ms")
-print(f"sentence-transformers:   {s['texts_per_second']:8.1f} texts/s  {s['seconds']:7.2f} s  query p50 {s['query_p50_ms']:.2f} ms  (torch {s['torch']})")
-print(f"ratio outpost / sentence-transformers: {o['texts_per_second'] / s['texts_per_second']:.2f}")
+r = json.load(open(sys.argv[1]))
+print(json.dumps({"peer": sys.argv[2], "texts_per_second": r["texts_per_second"],
+                  "query_p50_ms": r["query_p50_ms"], "peak_rss_bytes": r["peak_rss_bytes"],
+                  "vectors": sys.argv[3]}))
 PY
+        echo "round $round: $name $(tail -1 "$work/results.jsonl")" >&2
+    done
+    for peer in $PEERS; do
+        OMP_NUM_THREADS="$THREADS" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 DEVICE="$DEVICE" \
+            "$py" scripts/bench_embed_peers.py run "$peer" "$work/texts.txt" "$model_dir" "$onnx_dir" \
+            "$THREADS" "$BATCH" "$work/$peer.npy" 2>>"$work/peers.log" \
+            | python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); r["vectors"]=sys.argv[1]; print(json.dumps(r))' "$work/$peer.npy" \
+            >>"$work/results.jsonl" || { cat "$work/peers.log" >&2; exit 1; }
+        echo "round $round: $peer $(tail -1 "$work/results.jsonl")" >&2
+    done
+done
+if [ ! -f "$work/st.npy" ]; then
+    echo "no sentence-transformers run to compare with (PEERS lacks st)" >&2
+    exit 1
+fi
+"$py" scripts/bench_embed_peers.py report "$work/results.jsonl" "$work/st.npy"

@@ -689,7 +689,8 @@ pub struct BenchEmbedArgs {
     #[arg(long)]
     pub input: PathBuf,
     /// Texts per embedding call, as `ingest --batch` (texts are sorted by length first, as
-    /// sentence-transformers does; the model splits a call into forward passes of 32).
+    /// sentence-transformers does; on the CPU the model packs a call into forward passes of up
+    /// to 8,192 tokens, on CUDA into padded passes of 32 texts).
     #[arg(long, default_value_t = 128)]
     pub batch: usize,
     /// Only the first N texts.
@@ -698,6 +699,10 @@ pub struct BenchEmbedArgs {
     /// Single-query latency samples.
     #[arg(long, default_value_t = 50)]
     pub queries: usize,
+    /// Write the vectors, in input order, to this NumPy `.npy` file (f32, texts × dims): for
+    /// comparing them with another encoder's.
+    #[arg(long, value_name = "FILE")]
+    pub save_vectors: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

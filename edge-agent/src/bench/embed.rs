@@ -29,6 +29,37 @@ fn memory() -> (Option<u64>, Option<u64>) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// Writes `rows` (all of one length) as a NumPy `.npy` file of little-endian f32, atomically.
+fn write_npy(path: &std::path::Path, rows: &[Vec<f32>]) -> Result<()> {
+    let dims = rows.first().map_or(0, Vec::len);
+    anyhow::ensure!(
+        rows.iter().all(|r| r.len() == dims),
+        "vectors of different lengths"
+    );
+    // Format 1.0: magic, version, header length, then a Python dict literal padded with spaces
+    // to a multiple of 64 bytes and ended by a newline.
+    let dict = format!(
+        "{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {dims}), }}",
+        rows.len()
+    );
+    let unpadded = 10 + dict.len() + 1;
+    let header = format!(
+        "{dict}{}\n",
+        " ".repeat(unpadded.next_multiple_of(64) - unpadded)
+    );
+    let mut bytes = Vec::with_capacity(10 + header.len() + rows.len() * dims * 4);
+    bytes.extend_from_slice(b"\x93NUMPY\x01\x00");
+    bytes.extend_from_slice(&u16::try_from(header.len())?.to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    for v in rows.iter().flatten() {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    let tmp = path.with_extension("npy.tmp");
+    std::fs::write(&tmp, &bytes)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
 #[derive(Debug, Serialize)]
 struct EmbedReport {
     model: String,
@@ -80,6 +111,7 @@ pub fn run(args: &BenchEmbedArgs, model: Arc<BertEmbedder>) -> Result<i32> {
     } else {
         ProgressBar::hidden()
     };
+    let mut vectors = Vec::with_capacity(sorted.len());
     let started = Instant::now();
     for batch in sorted.chunks(args.batch) {
         let v = outpost_core::Embedder::embed(model.as_ref(), batch)?;
@@ -89,10 +121,18 @@ pub fn run(args: &BenchEmbedArgs, model: Arc<BertEmbedder>) -> Result<i32> {
             v.len(),
             batch.len()
         );
+        vectors.extend(v);
         bar.inc(batch.len() as u64);
     }
     let seconds = started.elapsed().as_secs_f64();
     bar.finish_and_clear();
+    if let Some(path) = &args.save_vectors {
+        let mut in_order = vec![Vec::new(); vectors.len()];
+        for (&i, v) in order.iter().zip(vectors) {
+            in_order[i] = v;
+        }
+        write_npy(path, &in_order).with_context(|| format!("writing {}", path.display()))?;
+    }
 
     let query = "how do I keep a sourdough starter alive";
     let mut times = Vec::with_capacity(args.queries);
