@@ -163,7 +163,7 @@ def run(peer, texts_path, model_dir, onnx_dir, threads, batch, vectors_path):
 
 NAMES = {
     "outpost": "**outpost** fp32 (`bench embed`)",
-    "outpost-int8": "**outpost** int8 (`bench embed --quantize int8`)",
+    "outpost-int8": "**outpost** int8 (`--quantize int8 bench embed`)",
     "st": "sentence-transformers (PyTorch)",
     "ort-fp32": "ONNX Runtime fp32 (legacy export)",
     "ort-opt": "ONNX Runtime fp32, transformer optimizer",

@@ -33,6 +33,17 @@ const SUB_BATCH: usize = 32;
 /// all-MiniLM-L6-v2.
 const PASS_TOKENS: usize = 8192;
 
+/// How the encoder's dense layers compute.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Quantize {
+    /// f32 weights and products: the reference.
+    #[default]
+    None,
+    /// int8 weights (per output column) and activations (per token), i32 sums: about twice the
+    /// speed on CPUs with AVX-512 VNNI, at cosine ≈ 0.99 to the f32 vectors. CPU only.
+    Int8,
+}
+
 /// The encoder: this crate's own on the CPU, candle's on CUDA.
 enum Model {
     Cpu(CpuBert),
@@ -138,10 +149,25 @@ impl BertEmbedder {
     /// absent, [`Error::BadConfig`] for unparsable JSON, [`Error::TokenizerLoad`] or
     /// [`Error::Candle`] if the tokenizer or the weights cannot be loaded.
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
-        Self::load_described(describe(dir)?, device)
+        Self::load_described(describe(dir)?, device, Quantize::None)
     }
 
-    fn load_described(d: Described, device: &Device) -> Result<Self> {
+    /// [`Self::load`], with the dense layers computed as `quantize` says.
+    ///
+    /// # Errors
+    /// As [`Self::load`]; [`Error::UnsupportedModel`] for int8 on a GPU.
+    pub fn load_with(dir: &Path, device: &Device, quantize: Quantize) -> Result<Self> {
+        Self::load_described(describe(dir)?, device, quantize)
+    }
+
+    fn load_described(d: Described, device: &Device, quantize: Quantize) -> Result<Self> {
+        if quantize == Quantize::Int8 && !device.is_cpu() {
+            return Err(Error::UnsupportedModel {
+                path: d.weights_path,
+                reason: "int8 runs on the CPU only (use --cpu, or no --quantize on the GPU)"
+                    .to_owned(),
+            });
+        }
         let (tokenizer, padding) = load_tokenizer(&d.tokenizer_path, d.config.pad_token_id)?;
         // A tokenizer of another model would produce ids past the embedding table.
         let vocab = tokenizer.get_vocab_size(true);
@@ -154,7 +180,10 @@ impl BertEmbedder {
                 ),
             });
         }
-        let model = load_weights(&d.weights_path, &d.config, device)?;
+        let mut model = load_weights(&d.weights_path, &d.config, device)?;
+        if let (Model::Cpu(m), Quantize::Int8) = (&mut model, quantize) {
+            m.quantize_int8();
+        }
 
         Ok(Self {
             model,
@@ -486,7 +515,8 @@ impl LazyBertEmbedder {
         if let Some(model) = self.loaded.get() {
             return Ok(model);
         }
-        let model = BertEmbedder::load_described(describe(&self.dir)?, &self.device)?;
+        let model =
+            BertEmbedder::load_described(describe(&self.dir)?, &self.device, Quantize::None)?;
         // Vectors of another model under this one's id would corrupt every collection it fills.
         if model.model_id != self.model_id || model.dims != self.dims {
             return Err(Error::ModelChanged {

@@ -25,6 +25,7 @@ use candle_transformers::models::bert::{Config, HiddenAct};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::int8::{self, QWeights};
 use crate::kernels::{self, Activation, Mat};
 use crate::weights::WeightsFile;
 
@@ -34,12 +35,24 @@ pub(crate) struct Encoded<'a> {
     pub type_ids: &'a [u32],
 }
 
-/// A dense layer: `weight` is `input × output`, row-major.
+/// A dense layer: `weight` is `input × output`, row-major; or, quantized, `int8` (and `weight`
+/// empty).
 struct Dense {
     weight: Vec<f32>,
+    int8: Option<QWeights>,
     bias: Vec<f32>,
     input: usize,
     output: usize,
+}
+
+impl Dense {
+    /// Replaces the f32 weight by its int8 form.
+    fn quantize(&mut self) {
+        if self.int8.is_none() {
+            self.int8 = Some(QWeights::new(&self.weight, self.input, self.output));
+            self.weight = Vec::new();
+        }
+    }
 }
 
 struct Norm {
@@ -131,6 +144,7 @@ impl Loader<'_> {
         let w = self.get(&format!("{name}.weight"), &[output, input])?;
         Ok(Dense {
             weight: transpose(&w, output, input),
+            int8: None,
             bias: self.get(&format!("{name}.bias"), &[output])?,
             input,
             output,
@@ -151,6 +165,7 @@ impl Loader<'_> {
         }
         Ok(Dense {
             weight,
+            int8: None,
             bias: [q.bias, k.bias, v.bias].concat(),
             input: hidden,
             output: 3 * hidden,
@@ -270,6 +285,16 @@ impl CpuBert {
             act,
             eps: config.layer_norm_eps as f32,
         })
+    }
+
+    /// Quantizes every dense layer's weights to int8 ([`crate::int8`]); attention, embeddings
+    /// and normalisation stay f32.
+    pub fn quantize_int8(&mut self) {
+        for l in &mut self.layers {
+            for d in [&mut l.qkv, &mut l.attention_out, &mut l.up, &mut l.down] {
+                d.quantize();
+            }
+        }
     }
 
     /// The last layer's token vectors of `texts`, packed: `Σ len × hidden`, text after text.
@@ -443,6 +468,10 @@ impl CpuBert {
 
 /// `out = x · weight` over `tokens` rows (the bias is added by the caller's fused step).
 fn dense(layer: &Dense, x: &[f32], tokens: usize, out: &mut [f32]) {
+    if let Some(q) = &layer.int8 {
+        int8::matmul(x, tokens, layer.input, q, out);
+        return;
+    }
     kernels::matmul(
         Mat::dense(&x[..tokens * layer.input], tokens, layer.input),
         Mat::dense(&layer.weight, layer.input, layer.output),

@@ -12,6 +12,7 @@ mod cpu_bert;
 pub mod device;
 pub mod error;
 pub mod files;
+mod int8;
 mod kernels;
 mod llama_model;
 pub mod llm;
@@ -19,7 +20,7 @@ pub mod llm;
 pub mod remote;
 mod weights;
 
-pub use bert::{BertEmbedder, LazyBertEmbedder, Pooling};
+pub use bert::{BertEmbedder, LazyBertEmbedder, Pooling, Quantize};
 pub use device::select_device;
 pub use error::{Error, Result};
 pub use files::{

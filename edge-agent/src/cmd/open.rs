@@ -9,7 +9,7 @@ use anyhow::{Context as _, Result};
 
 use outpost_core::{Embedder, Engine, Generator, HashEmbedder};
 
-use crate::cli::{Cli, EmbedderKind, LlmArgs};
+use crate::cli::{Cli, EmbedderKind, LlmArgs, QuantizeKind};
 
 /// `<user data dir>/outpost/outpost.db`.
 pub fn default_db() -> PathBuf {
@@ -31,21 +31,24 @@ pub fn open_store(cli: &Cli) -> Result<Engine> {
 }
 
 /// The embedding model, loaded on the GPU unless `cpu` (or none is available), from
-/// `model_dir` or the fetched default: what the benchmarks and `eval` measure.
+/// `model_dir` or the fetched default, its dense layers as `quantize` says: what the
+/// benchmarks and `eval` measure.
 pub fn load_model(
     model_dir: Option<&std::path::Path>,
     cpu: bool,
+    quantize: QuantizeKind,
 ) -> Result<Arc<outpost_models::BertEmbedder>> {
     let dir = outpost_models::resolve_model_dir(model_dir)?;
-    let device = outpost_models::select_device(!cpu);
-    let model = outpost_models::BertEmbedder::load(&dir, &device)
+    // int8 is a CPU path: asking for it chooses the CPU.
+    let device = outpost_models::select_device(!cpu && quantize == QuantizeKind::None);
+    let model = outpost_models::BertEmbedder::load_with(&dir, &device, quantize.into())
         .with_context(|| format!("loading model from {}", dir.display()))?;
     Ok(Arc::new(model))
 }
 
 /// The embedding model as `--model-dir` and `--cpu` name it.
 pub fn load_bert(cli: &Cli) -> Result<Arc<outpost_models::BertEmbedder>> {
-    load_model(cli.model_dir.as_deref(), cli.cpu)
+    load_model(cli.model_dir.as_deref(), cli.cpu, cli.quantize)
 }
 
 /// The embedder `--embedder` names: the model ([`load_model`]) or the hash embedder.
@@ -53,9 +56,10 @@ pub fn embedder_for(
     kind: EmbedderKind,
     model_dir: Option<&std::path::Path>,
     cpu: bool,
+    quantize: QuantizeKind,
 ) -> Result<Arc<dyn Embedder>> {
     Ok(match kind {
-        EmbedderKind::Minilm => load_model(model_dir, cpu)?,
+        EmbedderKind::Minilm => load_model(model_dir, cpu, quantize)?,
         EmbedderKind::Hash => Arc::new(HashEmbedder::new(HASH_DIMS)),
     })
 }
@@ -65,7 +69,12 @@ pub const HASH_DIMS: usize = 384;
 
 /// The embedder the global flags name.
 pub fn load_embedder(cli: &Cli) -> Result<Arc<dyn Embedder>> {
-    embedder_for(cli.embedder, cli.model_dir.as_deref(), cli.cpu)
+    embedder_for(
+        cli.embedder,
+        cli.model_dir.as_deref(),
+        cli.cpu,
+        cli.quantize,
+    )
 }
 
 /// An engine over the database and the embedder; the embedder also on its own, for its

@@ -45,6 +45,7 @@ pub fn serve(cli: &Cli, config: agent::config::Config) -> Result<i32> {
         cli.embedder,
         config.model_dir.as_deref(),
         config.cpu || cli.cpu,
+        cli.quantize,
     )?;
     let llm_args = match &cli.command {
         crate::cli::Command::Serve(a) => a.llm.clone(),

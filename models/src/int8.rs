@@ -1,0 +1,300 @@
+//! Dense layers in int8 for the CPU encoder (`--quantize int8`): weights quantized once at load,
+//! symmetric per output column; activations quantized as they come, symmetric per row (token);
+//! products summed in i32 and scaled back to f32, where the encoder's fused steps take over.
+//!
+//! Per-token activation scales (ONNX Runtime's `quantize_dynamic` uses one per tensor) keep one
+//! token's large values from flattening every other token's. On x86-64 with AVX-512 VNNI the
+//! product is `vpdpbusd` (u8 × i8, four at a time into i32; activations are offset by 128 to be
+//! unsigned, and the offset is taken back out with each column's weight sum); elsewhere a
+//! portable loop computes the same sums exactly, so both give identical results.
+#![allow(unsafe_code)]
+
+use rayon::prelude::*;
+
+/// Output columns per packed block: one 512-bit register of i32 sums.
+const COLS: usize = 16;
+/// Rows of a task on the pool: their quantized activations stay in L1/L2 while every column
+/// block passes over them.
+const TASK_ROWS: usize = 64;
+
+/// A weight matrix (`input × output`) in int8, packed for the kernel.
+pub(crate) struct QWeights {
+    /// `input` rounded up to a multiple of 4 (zero-padded).
+    k4: usize,
+    output: usize,
+    /// Blocks of 16 columns; in each, for every group of 4 inputs, 16 × 4 bytes: column by
+    /// column, its 4 consecutive inputs. Columns past `output` are zero.
+    packed: Vec<i8>,
+    /// Per column: the scale back to f32, and the sum of its quantized weights.
+    scales: Vec<f32>,
+    sums: Vec<i32>,
+}
+
+impl QWeights {
+    /// Quantizes `w` (`input × output`, row-major).
+    pub fn new(w: &[f32], input: usize, output: usize) -> Self {
+        let k4 = input.next_multiple_of(4);
+        let blocks = output.div_ceil(COLS);
+        let mut scales = vec![0f32; output];
+        let mut sums = vec![0i32; output];
+        let mut packed = vec![0i8; blocks * k4 * COLS];
+        for (col, (scale, sum)) in scales.iter_mut().zip(&mut sums).enumerate() {
+            let max = (0..input)
+                .map(|k| w[k * output + col].abs())
+                .fold(0f32, f32::max);
+            *scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+            let (block, lane) = (col / COLS, col % COLS);
+            for k in 0..input {
+                let q = (w[k * output + col] / *scale).round().clamp(-127.0, 127.0) as i8;
+                *sum += i32::from(q);
+                packed[block * k4 * COLS + (k / 4) * COLS * 4 + lane * 4 + k % 4] = q;
+            }
+        }
+        Self {
+            k4,
+            output,
+            packed,
+            scales,
+            sums,
+        }
+    }
+}
+
+/// `out = x · w` for `rows` rows of `x` (`input` wide), into `out` (`output` wide).
+pub(crate) fn matmul(x: &[f32], rows: usize, input: usize, w: &QWeights, out: &mut [f32]) {
+    let n = w.output;
+    assert!(x.len() >= rows * input && out.len() >= rows * n);
+    let task = |(t, out): (usize, &mut [f32])| {
+        let first = t * TASK_ROWS;
+        let count = out.len() / n;
+        let mut qx = vec![0u8; count * w.k4];
+        let mut scales = vec![0f32; count];
+        for r in 0..count {
+            let row = &x[(first + r) * input..(first + r + 1) * input];
+            scales[r] = quantize_row(row, &mut qx[r * w.k4..r * w.k4 + input]);
+            // Padding inputs read as 0 after the offset: 128.
+            qx[r * w.k4 + input..(r + 1) * w.k4].fill(128);
+        }
+        product(&qx, &scales, count, w, out);
+    };
+    let out = &mut out[..rows * n];
+    if rayon::current_num_threads() > 1 && rows > TASK_ROWS {
+        out.par_chunks_mut(TASK_ROWS * n).enumerate().for_each(task);
+    } else {
+        out.chunks_mut(TASK_ROWS * n).enumerate().for_each(task);
+    }
+}
+
+/// Quantizes `row` to u8 (symmetric int8 + 128) in `q`; returns the scale back to f32.
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512vl+avx2+fma",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
+fn quantize_row(row: &[f32], q: &mut [u8]) -> f32 {
+    let mut lanes = [0f32; 16];
+    let mut chunks = row.chunks_exact(16);
+    for c in &mut chunks {
+        for (m, v) in lanes.iter_mut().zip(c) {
+            *m = m.max(v.abs());
+        }
+    }
+    let max = chunks
+        .remainder()
+        .iter()
+        .fold(lanes.iter().copied().fold(0f32, f32::max), |m, v| {
+            m.max(v.abs())
+        });
+    let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+    let inv = 1.0 / scale;
+    // Round to nearest through the 1.5 · 2^23 shift (vectorises; `as` casts do not).
+    const SHIFT: f32 = 12_582_912.0;
+    for (q, v) in q.iter_mut().zip(row) {
+        let shifted = (v * inv).clamp(-127.0, 127.0) + SHIFT;
+        *q = (shifted
+            .to_bits()
+            .wrapping_sub(SHIFT.to_bits())
+            .wrapping_add(128)) as u8;
+    }
+    scale
+}
+
+/// `out[r][c] = scale_r · scale_c · Σ_k (qx[r][k] − 128) · w[k][c]`.
+fn product(qx: &[u8], scales: &[f32], rows: usize, w: &QWeights, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512vnni")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+    {
+        // SAFETY: the CPU has the features the kernel is compiled for (checked just above).
+        unsafe { vnni::product(qx, scales, rows, w, out) };
+        return;
+    }
+    portable_product(qx, scales, rows, w, out);
+}
+
+/// The same sums as the VNNI kernel, in plain loops.
+fn portable_product(qx: &[u8], scales: &[f32], rows: usize, w: &QWeights, out: &mut [f32]) {
+    let n = w.output;
+    for r in 0..rows {
+        let a = &qx[r * w.k4..(r + 1) * w.k4];
+        for c in 0..n {
+            let (block, lane) = (c / COLS, c % COLS);
+            let base = &w.packed[block * w.k4 * COLS..(block + 1) * w.k4 * COLS];
+            let mut acc = 0i32;
+            for k4 in 0..w.k4 / 4 {
+                let wq = &base[k4 * COLS * 4 + lane * 4..k4 * COLS * 4 + lane * 4 + 4];
+                for i in 0..4 {
+                    acc += i32::from(a[k4 * 4 + i]) * i32::from(wq[i]);
+                }
+            }
+            out[r * n + c] = (acc - 128 * w.sums[c]) as f32 * w.scales[c] * scales[r];
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod vnni {
+    use super::{QWeights, COLS};
+    use std::arch::x86_64::*;
+
+    /// Rows per micro-kernel call: 2 × 8 accumulators of 16 columns.
+    const MR: usize = 8;
+
+    /// # Safety
+    /// The CPU must have AVX-512 F, BW and VNNI.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub(super) unsafe fn product(
+        qx: &[u8],
+        scales: &[f32],
+        rows: usize,
+        w: &QWeights,
+        out: &mut [f32],
+    ) {
+        let n = w.output;
+        let blocks = n.div_ceil(COLS);
+        let mut b = 0;
+        while b < blocks {
+            let pair = blocks - b >= 2;
+            let mut r = 0;
+            while r < rows {
+                let mr = (rows - r).min(MR);
+                // SAFETY: rows r..r+mr and blocks b..b+1|2 are within `qx`, `out` and `w`.
+                unsafe { tile(qx, scales, r, mr, w, b, pair, out) };
+                r += mr;
+            }
+            b += if pair { 2 } else { 1 };
+        }
+        let _ = n;
+    }
+
+    /// Rows `r..r + mr` by column blocks `b` (and `b + 1` if `pair`).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile(
+        qx: &[u8],
+        scales: &[f32],
+        r: usize,
+        mr: usize,
+        w: &QWeights,
+        b: usize,
+        pair: bool,
+        out: &mut [f32],
+    ) {
+        let k4 = w.k4;
+        let n = w.output;
+        let zero = _mm512_setzero_si512();
+        let mut acc0 = [zero; MR];
+        let mut acc1 = [zero; MR];
+        let w0 = w.packed[b * k4 * COLS..].as_ptr();
+        let w1 = if pair {
+            w.packed[(b + 1) * k4 * COLS..].as_ptr()
+        } else {
+            w0
+        };
+        let a = qx[r * k4..].as_ptr();
+        for k in 0..k4 / 4 {
+            // SAFETY: k < k4 / 4, so each 64-byte load is within its block of k4 × 16 bytes,
+            // and each 4-byte activation read within row i's k4 bytes.
+            unsafe {
+                let wa = _mm512_loadu_si512(w0.add(k * 64).cast());
+                let wb = _mm512_loadu_si512(w1.add(k * 64).cast());
+                for i in 0..MR {
+                    if i < mr {
+                        let x =
+                            _mm512_set1_epi32(a.add(i * k4 + k * 4).cast::<i32>().read_unaligned());
+                        acc0[i] = _mm512_dpbusd_epi32(acc0[i], x, wa);
+                        acc1[i] = _mm512_dpbusd_epi32(acc1[i], x, wb);
+                    }
+                }
+            }
+        }
+        let store = |acc: &[__m512i; MR], block: usize, out: &mut [f32]| {
+            let c0 = block * COLS;
+            let cols = (n - c0).min(COLS);
+            let mut sums = [0i32; COLS];
+            let mut wscale = [0f32; COLS];
+            sums[..cols].copy_from_slice(&w.sums[c0..c0 + cols]);
+            wscale[..cols].copy_from_slice(&w.scales[c0..c0 + cols]);
+            // SAFETY: plain loads and arithmetic on registers; stores go through slices.
+            unsafe {
+                let offset = _mm512_mullo_epi32(
+                    _mm512_loadu_si512(sums.as_ptr().cast()),
+                    _mm512_set1_epi32(128),
+                );
+                let ws = _mm512_loadu_ps(wscale.as_ptr());
+                for i in 0..mr {
+                    let v = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i], offset));
+                    let v = _mm512_mul_ps(_mm512_mul_ps(v, ws), _mm512_set1_ps(scales[r + i]));
+                    let mut tmp = [0f32; COLS];
+                    _mm512_storeu_ps(tmp.as_mut_ptr(), v);
+                    let row = (r + i) * n + c0;
+                    out[row..row + cols].copy_from_slice(&tmp[..cols]);
+                }
+            }
+        };
+        store(&acc0, b, out);
+        if pair {
+            store(&acc1, b + 1, out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn int8_products_are_close_to_f32_and_the_kernels_agree() {
+        let (m, k, n) = (21, 70, 53);
+        let x: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 17.0)
+            .collect();
+        let w: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 13 % 29) as f32 - 14.0) / 40.0)
+            .collect();
+        let q = QWeights::new(&w, k, n);
+        let mut got = vec![0f32; m * n];
+        matmul(&x, m, k, &q, &mut got);
+        let mut max_err = 0f32;
+        let mut max_val = 0f32;
+        for i in 0..m {
+            for j in 0..n {
+                let want: f32 = (0..k).map(|p| x[i * k + p] * w[p * n + j]).sum();
+                max_err = max_err.max((got[i * n + j] - want).abs());
+                max_val = max_val.max(want.abs());
+            }
+        }
+        assert!(max_err <= 0.02 * max_val, "error {max_err} of {max_val}");
+
+        // The portable loop gives exactly what the dispatched kernel gave.
+        let mut qx = vec![0u8; m * q.k4];
+        let mut scales = vec![0f32; m];
+        for r in 0..m {
+            scales[r] = quantize_row(&x[r * k..(r + 1) * k], &mut qx[r * q.k4..r * q.k4 + k]);
+            qx[r * q.k4 + k..(r + 1) * q.k4].fill(128);
+        }
+        let mut portable = vec![0f32; m * n];
+        portable_product(&qx, &scales, m, &q, &mut portable);
+        assert_eq!(portable, got);
+    }
+}
