@@ -650,7 +650,7 @@ fn load_weights(path: &Path, config: &Config, device: &Device) -> Result<Model> 
         return CpuBert::load(&file, config).map(Model::Cpu);
     }
     let vb = VarBuilder::from_backend(Box::new(Backend(file.clone())), DTYPE, device.clone());
-    BertModel::load(vb, config, Some(&file))
+    BertModel::load(vb, config)
         .map(Model::Candle)
         .map_err(|e| Error::BadWeights {
             path: path.to_path_buf(),

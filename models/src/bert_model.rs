@@ -1,17 +1,11 @@
-//! BERT encoder, forked from candle-transformers 0.11 (`models/bert.rs`, Apache-2.0 / MIT) to
-//! run its GELU as a vectorised kernel: candle computes `gelu_erf` with scalar libm `erff`, which
-//! took a seventh of all embedding time on the CPU; to keep dense weights transposed once at
-//! load; and, on the CPU, to read the word-embedding table from the weights file row by row
-//! ([`FileTable`]) instead of holding it in memory. Everything else is candle's code, unchanged
-//! but for imports; the configuration type is still candle's.
+//! BERT encoder on CUDA, forked from candle-transformers 0.11 (`models/bert.rs`, Apache-2.0 /
+//! MIT) to keep dense weights transposed once at load (candle multiplies by a transposed view,
+//! which its CPU gemm repacked on every call). Everything else is candle's code, unchanged but
+//! for imports; the configuration type is still candle's. On the CPU the encoder is
+//! [`crate::cpu_bert`].
 #![allow(missing_docs, dead_code, clippy::all)]
 
-use std::sync::Arc;
-
-use crate::kernels::gelu_erf;
-use crate::weights::WeightsFile;
-
-use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Result, Shape, Tensor};
+use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::{embedding, Embedding, Module, VarBuilder};
 use candle_transformers::models::bert::{Config, HiddenAct};
 use candle_transformers::models::with_tracing::{layer_norm, LayerNorm};
@@ -60,34 +54,10 @@ impl HiddenActLayer {
     fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
         let _enter = self.span.enter();
         match self.act {
-            HiddenAct::Gelu if xs.device().is_cpu() && xs.dtype() == DType::F32 => {
-                xs.apply_op1_no_bwd(&FastGeluErf)
-            }
             HiddenAct::Gelu => xs.gelu_erf(),
             HiddenAct::GeluApproximate => xs.gelu(),
             HiddenAct::Relu => xs.relu(),
         }
-    }
-}
-
-/// `x * (1 + erf(x / sqrt 2)) / 2` with [`crate::kernels::erf`], a rational approximation the
-/// compiler vectorises.
-struct FastGeluErf;
-
-impl CustomOp1 for FastGeluErf {
-    fn name(&self) -> &'static str {
-        "fast-gelu-erf"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(data) = storage else {
-            candle_core::bail!("fast-gelu-erf: only f32 is supported");
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("fast-gelu-erf: input is not contiguous");
-        };
-        let out: Vec<f32> = data[start..end].iter().map(|&v| gelu_erf(v)).collect();
-        Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
 }
 
@@ -110,82 +80,9 @@ impl Module for Dropout {
     }
 }
 
-/// The word-embedding table read from the weights file as rows are needed. (Fork change: the
-/// table is half of all-MiniLM-L6-v2's weights, 45 MiB, of which a text touches a few rows; read
-/// with positioned reads through the page cache, it costs the process no resident memory, and a
-/// gather of a batch's rows is microseconds against a forward pass of milliseconds.)
-struct FileTable {
-    file: Arc<WeightsFile>,
-    /// Where the table's f32 little-endian rows start in the file.
-    offset: u64,
-    rows: usize,
-    cols: usize,
-}
-
-impl FileTable {
-    /// The tensor `name` of `file` as a table, or `None` if it is not an f32 `(rows, cols)`
-    /// table (which is then loaded the usual way).
-    fn open(file: &Arc<WeightsFile>, name: &str, rows: usize, cols: usize) -> Option<Self> {
-        let entry = file.entry(name)?;
-        (entry.dtype == Some(DType::F32) && entry.shape == [rows, cols]).then(|| Self {
-            file: file.clone(),
-            offset: entry.offset,
-            rows,
-            cols,
-        })
-    }
-
-    /// The rows of `ids`, shaped `ids.dims() + (cols,)`, on the CPU.
-    fn forward(&self, ids: &Tensor) -> Result<Tensor> {
-        let mut dims = ids.dims().to_vec();
-        let ids = ids.flatten_all()?.to_vec1::<u32>()?;
-        let row_bytes = self.cols * 4;
-        let mut bytes = vec![0u8; ids.len() * row_bytes];
-        for (&id, row) in ids.iter().zip(bytes.chunks_exact_mut(row_bytes)) {
-            let id = id as usize;
-            if id >= self.rows {
-                candle_core::bail!(
-                    "token id {id} is past the {} rows of the word embeddings",
-                    self.rows
-                );
-            }
-            self.file
-                .read_at(row, self.offset + (id * row_bytes) as u64)
-                .map_err(|e| {
-                    candle_core::Error::Msg(format!(
-                        "reading the word embeddings from {}: {e}",
-                        self.file.path().display()
-                    ))
-                })?;
-        }
-        let values: Vec<f32> = bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
-        dims.push(self.cols);
-        Tensor::from_vec(values, dims, &Device::Cpu)
-    }
-}
-
-/// Where the word embeddings are: in memory (on a GPU, or a table that is not plain f32), or
-/// in the weights file.
-enum WordTable {
-    Loaded(Embedding),
-    File(FileTable),
-}
-
-impl WordTable {
-    fn forward(&self, ids: &Tensor) -> Result<Tensor> {
-        match self {
-            Self::Loaded(e) => e.forward(ids),
-            Self::File(t) => t.forward(ids),
-        }
-    }
-}
-
 // https://github.com/huggingface/transformers/blob/6eedfa6dd15dc1e22a55ae036f681914e5a0d9a1/src/transformers/models/bert/modeling_bert.py#L180
 struct BertEmbeddings {
-    word_embeddings: WordTable,
+    word_embeddings: Embedding,
     position_embeddings: Option<Embedding>,
     token_type_embeddings: Embedding,
     layer_norm: LayerNorm,
@@ -194,22 +91,12 @@ struct BertEmbeddings {
 }
 
 impl BertEmbeddings {
-    fn load(vb: VarBuilder, config: &Config, weights: Option<&Arc<WeightsFile>>) -> Result<Self> {
-        let name = format!("{}.word_embeddings.weight", vb.prefix());
-        let in_file = match weights {
-            Some(file) if vb.device().is_cpu() => {
-                FileTable::open(file, &name, config.vocab_size, config.hidden_size)
-            }
-            _ => None,
-        };
-        let word_embeddings = match in_file {
-            Some(table) => WordTable::File(table),
-            None => WordTable::Loaded(embedding(
-                config.vocab_size,
-                config.hidden_size,
-                vb.pp("word_embeddings"),
-            )?),
-        };
+    fn load(vb: VarBuilder, config: &Config) -> Result<Self> {
+        let word_embeddings = embedding(
+            config.vocab_size,
+            config.hidden_size,
+            vb.pp("word_embeddings"),
+        )?;
         let position_embeddings = embedding(
             config.max_position_embeddings,
             config.hidden_size,
@@ -515,31 +402,22 @@ pub struct BertModel {
 }
 
 impl BertModel {
-    /// Builds the model from `vb`; on the CPU, the word embeddings are read from `weights` (the
-    /// file `vb` reads) as needed rather than loaded.
-    pub fn load(
-        vb: VarBuilder,
-        config: &Config,
-        weights: Option<&Arc<WeightsFile>>,
-    ) -> Result<Self> {
+    /// Builds the model from `vb`.
+    pub fn load(vb: VarBuilder, config: &Config) -> Result<Self> {
         let vb = if vb.contains_tensor("bert") {
             vb.pp("bert")
         } else {
             vb
         };
         let (embeddings, encoder) = match (
-            BertEmbeddings::load(vb.pp("embeddings"), config, weights),
+            BertEmbeddings::load(vb.pp("embeddings"), config),
             BertEncoder::load(vb.pp("encoder"), config),
         ) {
             (Ok(embeddings), Ok(encoder)) => (embeddings, encoder),
             (Err(err), _) | (_, Err(err)) => {
                 if let Some(model_type) = &config.model_type {
                     if let (Ok(embeddings), Ok(encoder)) = (
-                        BertEmbeddings::load(
-                            vb.pp(format!("{model_type}.embeddings")),
-                            config,
-                            weights,
-                        ),
+                        BertEmbeddings::load(vb.pp(format!("{model_type}.embeddings")), config),
                         BertEncoder::load(vb.pp(format!("{model_type}.encoder")), config),
                     ) {
                         (embeddings, encoder)
@@ -592,52 +470,4 @@ fn get_extended_attention_mask(attention_mask: &Tensor, dtype: DType) -> Result<
             .to_device(attention_mask.device())?
             .to_dtype(dtype)?,
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{FileTable, WeightsFile};
-    use candle_core::{Device, Tensor};
-    use candle_nn::{Embedding, Module};
-    use std::sync::Arc;
-
-    type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
-
-    #[test]
-    fn the_table_in_the_file_gives_the_rows_of_the_loaded_one() -> TestResult {
-        let dir = tempfile::tempdir()?;
-        let path = dir.path().join("model.safetensors");
-        let values: Vec<f32> = (0..40).map(|i| i as f32 * 0.25 - 3.0).collect();
-        let table = Tensor::from_vec(values, (10, 4), &Device::Cpu)?;
-        let bias = Tensor::zeros(4, candle_core::DType::F32, &Device::Cpu)?;
-        candle_core::safetensors::save(
-            &[
-                ("a.bias", bias),
-                ("e.word_embeddings.weight", table.clone()),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect(),
-            &path,
-        )?;
-        let ids = Tensor::new(&[[3u32, 0, 9], [9, 9, 1]], &Device::Cpu)?;
-        let weights = Arc::new(WeightsFile::open(&path)?);
-        let file = FileTable::open(&weights, "e.word_embeddings.weight", 10, 4)
-            .ok_or("the table was not found in the file")?;
-        let want = Embedding::new(table, 4).forward(&ids)?;
-        let got = file.forward(&ids)?;
-        assert_eq!(got.dims(), &[2, 3, 4]);
-        assert_eq!(got.to_vec3::<f32>()?, want.to_vec3::<f32>()?);
-
-        // An id past the table is an error, not a read of whatever follows it.
-        let past = Tensor::new(&[[10u32]], &Device::Cpu)?;
-        let err = file.forward(&past).err().ok_or("id 10 was read")?;
-        assert!(err.to_string().contains("past the 10 rows"), "{err}");
-
-        // A table of another shape, or another tensor, is loaded the usual way instead.
-        assert!(FileTable::open(&weights, "e.word_embeddings.weight", 10, 5).is_none());
-        assert!(FileTable::open(&weights, "a.bias", 1, 4).is_none());
-        assert!(FileTable::open(&weights, "missing", 10, 4).is_none());
-        Ok(())
-    }
 }

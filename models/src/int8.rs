@@ -1,12 +1,14 @@
 //! Dense layers in int8 for the CPU encoder (`--quantize int8`): weights quantized once at load,
-//! symmetric per output column; activations quantized as they come, symmetric per row (token);
-//! products summed in i32 and scaled back to f32, where the encoder's fused steps take over.
+//! symmetric per output column; activations quantized as they come, per row (token), to u8 with
+//! a zero point (the GELU's outputs are nearly all positive: asymmetric ranges double their
+//! resolution); products summed in i32 and scaled back to f32, where the encoder's fused steps
+//! take over.
 //!
-//! Per-token activation scales (ONNX Runtime's `quantize_dynamic` uses one per tensor) keep one
+//! Per-token activation ranges (ONNX Runtime's `quantize_dynamic` uses one per tensor) keep one
 //! token's large values from flattening every other token's. On x86-64 with AVX-512 VNNI the
-//! product is `vpdpbusd` (u8 × i8, four at a time into i32; activations are offset by 128 to be
-//! unsigned, and the offset is taken back out with each column's weight sum); elsewhere a
-//! portable loop computes the same sums exactly, so both give identical results.
+//! product is `vpdpbusd` (u8 × i8, four at a time into i32; the zero point is taken back out
+//! with each column's weight sum); elsewhere a portable loop computes the same sums exactly, so
+//! both give identical results.
 #![allow(unsafe_code)]
 
 use rayon::prelude::*;
@@ -69,13 +71,13 @@ pub(crate) fn matmul(x: &[f32], rows: usize, input: usize, w: &QWeights, out: &m
         let count = out.len() / n;
         let mut qx = vec![0u8; count * w.k4];
         let mut scales = vec![0f32; count];
+        let mut zeros = vec![0i32; count];
         for r in 0..count {
             let row = &x[(first + r) * input..(first + r + 1) * input];
-            scales[r] = quantize_row(row, &mut qx[r * w.k4..r * w.k4 + input]);
-            // Padding inputs read as 0 after the offset: 128.
-            qx[r * w.k4 + input..(r + 1) * w.k4].fill(128);
+            // Padding inputs (past `input`) meet zero weights: any value will do.
+            (scales[r], zeros[r]) = quantize_row(row, &mut qx[r * w.k4..r * w.k4 + input]);
         }
-        product(&qx, &scales, count, w, out);
+        product(&qx, &scales, &zeros, count, w, out);
     };
     let out = &mut out[..rows * n];
     if rayon::current_num_threads() > 1 && rows > TASK_ROWS {
@@ -85,55 +87,62 @@ pub(crate) fn matmul(x: &[f32], rows: usize, input: usize, w: &QWeights, out: &m
     }
 }
 
-/// Quantizes `row` to u8 (symmetric int8 + 128) in `q`; returns the scale back to f32.
+/// Quantizes `row` to u8 in `q`: `x ≈ scale · (q − zero)`, over the row's range widened to
+/// include 0 (so 0 is exact). Returns `(scale, zero)`.
 #[multiversion::multiversion(targets(
     "x86_64+avx512f+avx512bw+avx512vl+avx2+fma",
     "x86_64+avx2+fma",
     "aarch64+neon"
 ))]
-fn quantize_row(row: &[f32], q: &mut [u8]) -> f32 {
-    let mut lanes = [0f32; 16];
+fn quantize_row(row: &[f32], q: &mut [u8]) -> (f32, i32) {
+    let mut lo = [0f32; 16];
+    let mut hi = [0f32; 16];
     let mut chunks = row.chunks_exact(16);
     for c in &mut chunks {
-        for (m, v) in lanes.iter_mut().zip(c) {
-            *m = m.max(v.abs());
+        for ((l, h), v) in lo.iter_mut().zip(&mut hi).zip(c) {
+            *l = l.min(*v);
+            *h = h.max(*v);
         }
     }
-    let max = chunks
-        .remainder()
-        .iter()
-        .fold(lanes.iter().copied().fold(0f32, f32::max), |m, v| {
-            m.max(v.abs())
-        });
-    let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+    let (mut min, mut max) = (0f32, 0f32);
+    for v in lo.iter().chain(&hi).chain(chunks.remainder()) {
+        min = min.min(*v);
+        max = max.max(*v);
+    }
+    let scale = if max > min { (max - min) / 255.0 } else { 1.0 };
     let inv = 1.0 / scale;
+    let zero = (-min * inv).round().clamp(0.0, 255.0);
     // Round to nearest through the 1.5 · 2^23 shift (vectorises; `as` casts do not).
     const SHIFT: f32 = 12_582_912.0;
     for (q, v) in q.iter_mut().zip(row) {
-        let shifted = (v * inv).clamp(-127.0, 127.0) + SHIFT;
-        *q = (shifted
-            .to_bits()
-            .wrapping_sub(SHIFT.to_bits())
-            .wrapping_add(128)) as u8;
+        let shifted = (v * inv + zero).clamp(0.0, 255.0) + SHIFT;
+        *q = shifted.to_bits().wrapping_sub(SHIFT.to_bits()) as u8;
     }
-    scale
+    (scale, zero as i32)
 }
 
-/// `out[r][c] = scale_r · scale_c · Σ_k (qx[r][k] − 128) · w[k][c]`.
-fn product(qx: &[u8], scales: &[f32], rows: usize, w: &QWeights, out: &mut [f32]) {
+/// `out[r][c] = scale_r · scale_c · Σ_k (qx[r][k] − zero_r) · w[k][c]`.
+fn product(qx: &[u8], scales: &[f32], zeros: &[i32], rows: usize, w: &QWeights, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512vnni")
         && std::arch::is_x86_feature_detected!("avx512bw")
     {
         // SAFETY: the CPU has the features the kernel is compiled for (checked just above).
-        unsafe { vnni::product(qx, scales, rows, w, out) };
+        unsafe { vnni::product(qx, scales, zeros, rows, w, out) };
         return;
     }
-    portable_product(qx, scales, rows, w, out);
+    portable_product(qx, scales, zeros, rows, w, out);
 }
 
 /// The same sums as the VNNI kernel, in plain loops.
-fn portable_product(qx: &[u8], scales: &[f32], rows: usize, w: &QWeights, out: &mut [f32]) {
+fn portable_product(
+    qx: &[u8],
+    scales: &[f32],
+    zeros: &[i32],
+    rows: usize,
+    w: &QWeights,
+    out: &mut [f32],
+) {
     let n = w.output;
     for r in 0..rows {
         let a = &qx[r * w.k4..(r + 1) * w.k4];
@@ -147,7 +156,7 @@ fn portable_product(qx: &[u8], scales: &[f32], rows: usize, w: &QWeights, out: &
                     acc += i32::from(a[k4 * 4 + i]) * i32::from(wq[i]);
                 }
             }
-            out[r * n + c] = (acc - 128 * w.sums[c]) as f32 * w.scales[c] * scales[r];
+            out[r * n + c] = (acc - zeros[r] * w.sums[c]) as f32 * w.scales[c] * scales[r];
         }
     }
 }
@@ -166,6 +175,7 @@ mod vnni {
     pub(super) unsafe fn product(
         qx: &[u8],
         scales: &[f32],
+        zeros: &[i32],
         rows: usize,
         w: &QWeights,
         out: &mut [f32],
@@ -179,7 +189,7 @@ mod vnni {
             while r < rows {
                 let mr = (rows - r).min(MR);
                 // SAFETY: rows r..r+mr and blocks b..b+1|2 are within `qx`, `out` and `w`.
-                unsafe { tile(qx, scales, r, mr, w, b, pair, out) };
+                unsafe { tile(qx, (scales, zeros), r, mr, w, b, pair, out) };
                 r += mr;
             }
             b += if pair { 2 } else { 1 };
@@ -192,7 +202,7 @@ mod vnni {
     #[allow(clippy::too_many_arguments)]
     unsafe fn tile(
         qx: &[u8],
-        scales: &[f32],
+        (scales, zeros): (&[f32], &[i32]),
         r: usize,
         mr: usize,
         w: &QWeights,
@@ -237,12 +247,10 @@ mod vnni {
             wscale[..cols].copy_from_slice(&w.scales[c0..c0 + cols]);
             // SAFETY: plain loads and arithmetic on registers; stores go through slices.
             unsafe {
-                let offset = _mm512_mullo_epi32(
-                    _mm512_loadu_si512(sums.as_ptr().cast()),
-                    _mm512_set1_epi32(128),
-                );
+                let sums = _mm512_loadu_si512(sums.as_ptr().cast());
                 let ws = _mm512_loadu_ps(wscale.as_ptr());
                 for i in 0..mr {
+                    let offset = _mm512_mullo_epi32(sums, _mm512_set1_epi32(zeros[r + i]));
                     let v = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i], offset));
                     let v = _mm512_mul_ps(_mm512_mul_ps(v, ws), _mm512_set1_ps(scales[r + i]));
                     let mut tmp = [0f32; COLS];
@@ -289,12 +297,13 @@ mod tests {
         // The portable loop gives exactly what the dispatched kernel gave.
         let mut qx = vec![0u8; m * q.k4];
         let mut scales = vec![0f32; m];
+        let mut zeros = vec![0i32; m];
         for r in 0..m {
-            scales[r] = quantize_row(&x[r * k..(r + 1) * k], &mut qx[r * q.k4..r * q.k4 + k]);
-            qx[r * q.k4 + k..(r + 1) * q.k4].fill(128);
+            (scales[r], zeros[r]) =
+                quantize_row(&x[r * k..(r + 1) * k], &mut qx[r * q.k4..r * q.k4 + k]);
         }
         let mut portable = vec![0f32; m * n];
-        portable_product(&qx, &scales, m, &q, &mut portable);
+        portable_product(&qx, &scales, &zeros, m, &q, &mut portable);
         assert_eq!(portable, got);
     }
 }

@@ -1,13 +1,15 @@
-//! Parity of [`BertEmbedder`] (candle) with sentence-transformers (PyTorch, CPU).
+//! Parity of [`BertEmbedder`] with sentence-transformers (PyTorch, CPU).
 //!
 //! The model runs on the CPU, or on CUDA device 0 when the crate is built with the `cuda`
 //! feature; then a missing GPU fails the test instead of quietly testing the CPU again.
 //!
 //! The reference is `tests/fixtures/parity_minilm.json`, written by
-//! `scripts/parity/make_reference.py` (see `scripts/parity/README.md` to regenerate it). Two
+//! `scripts/parity/make_reference.py` (see `scripts/parity/README.md` to regenerate it). The
 //! checks:
 //!
 //! * every reference text embeds to a vector with cosine ≥ 0.9999 to the reference vector;
+//! * with `--quantize int8` (on the CPU), cosine ≥ 0.99 instead;
+//! * a text's vector is the same alone as packed into one pass with the others;
 //! * for the first 20 SciFact queries (file order) over the first 500 SciFact documents (file
 //!   order), each query's top-10 neighbour set by cosine equals the reference set. A document is
 //!   embedded as `title + " " + text`, the same join the script uses.
@@ -22,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 use outpost_core::Embedder;
-use outpost_models::BertEmbedder;
+use outpost_models::{BertEmbedder, Quantize};
 use serde::Deserialize;
 
 type TestResult = Result<(), Box<dyn StdError>>;
@@ -210,6 +212,66 @@ fn texts_match_sentence_transformers() -> TestResult {
         worst.1,
         failures.join("\n")
     );
+    Ok(())
+}
+
+/// Least cosine to the reference accepted for any text with `--quantize int8`.
+const MIN_COSINE_INT8: f32 = 0.99;
+
+#[test]
+fn int8_texts_stay_close_to_sentence_transformers() -> TestResult {
+    let fixture = load_fixture()?;
+    let dir = outpost_models::resolve_model_dir(None)?;
+    // int8 is a CPU path whatever the build.
+    let model = BertEmbedder::load_with(&dir, &Device::Cpu, Quantize::Int8)?;
+    let texts: Vec<&str> = fixture.texts.iter().map(|t| t.text.as_str()).collect();
+    let vectors = model.embed_texts(&texts)?;
+    let (worst, text) = fixture
+        .texts
+        .iter()
+        .zip(&vectors)
+        .map(|(r, v)| (cosine(v, &r.embedding), r.text.as_str()))
+        .fold((f32::INFINITY, ""), |w, c| {
+            if c.0 < w.0 || c.0.is_nan() {
+                c
+            } else {
+                w
+            }
+        });
+    eprintln!(
+        "int8 parity: {} texts, minimum cosine {worst:.6} for {text:?}",
+        texts.len()
+    );
+    assert!(
+        worst >= MIN_COSINE_INT8,
+        "int8: cosine {worst} < {MIN_COSINE_INT8} for {text:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_text_embeds_the_same_alone_and_packed_with_others() -> TestResult {
+    // On the CPU, texts share a forward pass end to end without padding: attention must stay
+    // within each text, so a text's vector cannot depend on its neighbours in the pass.
+    let fixture = load_fixture()?;
+    let model = load_model(&fixture)?;
+    let texts: Vec<&str> = fixture.texts.iter().map(|t| t.text.as_str()).collect();
+    let together = model.embed_texts(&texts)?;
+    let reversed: Vec<&str> = texts.iter().rev().copied().collect();
+    let backwards = model.embed_texts(&reversed)?;
+    for (i, text) in texts.iter().enumerate() {
+        let alone = model.embed_texts(&[text])?;
+        for (how, v) in [
+            ("with the others", &together[i]),
+            ("in reverse order", &backwards[texts.len() - 1 - i]),
+        ] {
+            let cos = cosine(&alone[0], v);
+            assert!(
+                cos >= 0.999_999,
+                "{text:?}: cosine {cos} between alone and {how}"
+            );
+        }
+    }
     Ok(())
 }
 
