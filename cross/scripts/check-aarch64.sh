@@ -14,7 +14,9 @@
 #      the HNSW index's, which use usearch's portable code on aarch64);
 #   5. indexes the example corpus with the native binary and searches it with the aarch64 one
 #      (the same SQLite file on both architectures), full-text and hybrid;
-#   6. checks that aarch64 embeddings agree with x86_64 ones (cosine >= 0.9999).
+#   6. checks that aarch64 embeddings agree with x86_64 ones (cosine >= 0.9999);
+#   7. runs the encoder's kernel and parity tests under qemu (f32 and int8 against the
+#      sentence-transformers reference), and checks that its products are gemm's NEON kernels.
 # The model-using core tests are not run under qemu: embedding there is ~100x slower than native.
 #
 #   cross/scripts/check-aarch64.sh          # prints one line per stage and the total time
@@ -128,4 +130,16 @@ print(f"  lowest cosine between aarch64 and x86_64 embeddings: {worst:.6f}")
 sys.exit(0 if worst >= 0.9999 else 1)
 EOF
 stage "aarch64 embeddings agree with x86_64"
+
+# 7. The encoder's own tests on aarch64: its kernels (products, softmax, LayerNorm, GELU, the
+# int8 layers' portable loop against f32), and the parity tests against sentence-transformers
+# (f32 at cosine >= 0.9999, int8 at >= 0.99, a text the same alone as packed with others). The
+# SciFact neighbour test is left to scripts/test.sh: 520 long texts are too slow emulated.
+xcargo test --quiet -p outpost-models --lib --test parity -- --skip scifact_neighbours 2>&1 |
+    grep -E '^test result' | sed 's/^/  /'
+parity_bin="$(ls -t "$CARGO_TARGET_DIR/$TARGET/release/deps/"parity-* | grep -v '\.d$' | head -1)"
+# The products are gemm's NEON micro-kernels there (its x86 ones are not built for aarch64).
+aarch64-linux-gnu-nm -C "$parity_bin" | grep -q 'gemm_f32::microkernel::neon' ||
+    die "the aarch64 parity binary has no NEON matrix kernels"
+stage "encoder kernels and parity tests passed under qemu (NEON kernels)"
 echo "check-aarch64: passed in $(($(date +%s) - started)) s"
