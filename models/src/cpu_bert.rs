@@ -373,9 +373,8 @@ impl CpuBert {
     /// Word + position + token type embeddings of every token, LayerNorm-ed.
     fn embed(&self, texts: &[Encoded<'_>], tokens: usize) -> Result<Vec<f32>> {
         let h = self.hidden;
-        let mut x = vec![0f32; tokens * h];
-        let mut rows = x.chunks_exact_mut(h);
-        let mut bytes = vec![0u8; h * 4];
+        // (word, position, token type) of every token, checked against the tables.
+        let mut rows: Vec<(usize, usize, usize)> = Vec::with_capacity(tokens);
         for text in texts {
             if text.ids.len() > self.max_positions {
                 return Err(Error::Tokenize(format!(
@@ -392,13 +391,20 @@ impl CpuBert {
                         self.vocab, self.type_vocab
                     )));
                 }
-                let Some(row) = rows.next() else {
-                    unreachable!("x has a row per token")
-                };
+                rows.push((id, pos, ty));
+            }
+        }
+        let mut x = vec![0f32; tokens * h];
+        // Rows filled and normalised in parallel (reading the word rows is a system call each).
+        let fill = |bytes: &mut Vec<u8>,
+                    (out, rows): (&mut [f32], &[(usize, usize, usize)])|
+         -> Result<()> {
+            for (row, &(id, pos, ty)) in out.chunks_exact_mut(h).zip(rows) {
                 match &self.words {
                     WordTable::Loaded(table) => row.copy_from_slice(&table[id * h..(id + 1) * h]),
                     WordTable::File { file, offset } => {
-                        file.read_at(&mut bytes, offset + (id * h * 4) as u64)
+                        bytes.resize(h * 4, 0);
+                        file.read_at(bytes, offset + (id * h * 4) as u64)
                             .map_err(Error::io(file.path()))?;
                         for (v, b) in row.iter_mut().zip(bytes.chunks_exact(4)) {
                             *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
@@ -411,11 +417,18 @@ impl CpuBert {
                     *v += p + t;
                 }
             }
+            let n = &self.embedding_norm;
+            kernels::layer_norm(out, &n.gamma, &n.beta, self.eps);
+            Ok(())
+        };
+        let per = 64;
+        if rayon::current_num_threads() == 1 || tokens <= per {
+            fill(&mut Vec::new(), (&mut x, &rows))?;
+        } else {
+            x.par_chunks_mut(per * h)
+                .zip(rows.par_chunks(per))
+                .try_for_each_init(Vec::new, fill)?;
         }
-        let n = &self.embedding_norm;
-        kernels::for_rows(&mut x, h, |_, rows| {
-            kernels::layer_norm(rows, &n.gamma, &n.beta, self.eps);
-        });
         Ok(x)
     }
 
