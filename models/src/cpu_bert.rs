@@ -446,7 +446,8 @@ impl CpuBert {
             outs.push(mine);
             rest = next;
         }
-        let task = |scores: &mut Vec<f32>, (i, out): (usize, &mut &mut [f32])| {
+        let task = |(scores, inv): &mut (Vec<f32>, Vec<f32>),
+                    (i, out): (usize, &mut &mut [f32])| {
             let len = texts[i].ids.len();
             if len == 0 {
                 return;
@@ -456,25 +457,32 @@ impl CpuBert {
                 let q = Mat::strided(&rows[head * d..], len, d, 3 * h);
                 let k = Mat::strided(&rows[h + head * d..], len, d, 3 * h);
                 let v = Mat::strided(&rows[2 * h + head * d..], len, d, 3 * h);
-                scores.clear();
                 scores.resize(len * len, 0.0);
+                inv.resize(len, 0.0);
                 kernels::matmul(q, k, true, scores, len, scale, false);
-                kernels::softmax(scores, len);
-                let scores = Mat::dense(scores, len, len);
-                kernels::matmul(scores, v, false, &mut out[head * d..], h, 1.0, false);
+                kernels::softmax_unscaled(scores, len, inv);
+                let probs = Mat::dense(scores, len, len);
+                let out = &mut out[head * d..];
+                kernels::matmul(probs, v, false, out, h, 1.0, false);
+                // The softmax's division, on the d outputs of a row instead of its len scores.
+                for (row, inv) in out.chunks_mut(h).zip(inv.iter()) {
+                    for x in &mut row[..d] {
+                        *x *= inv;
+                    }
+                }
             }
         };
         let tokens: usize = texts.iter().map(|t| t.ids.len()).sum();
         if rayon::current_num_threads() == 1 || texts.len() == 1 || tokens < 64 {
-            let mut scores = Vec::new();
+            let mut scratch = (Vec::new(), Vec::new());
             outs.iter_mut()
                 .enumerate()
-                .for_each(|t| task(&mut scores, t));
+                .for_each(|t| task(&mut scratch, t));
         } else {
             outs.par_iter_mut()
                 .enumerate()
                 .with_max_len(1)
-                .for_each_init(Vec::new, task);
+                .for_each_init(|| (Vec::new(), Vec::new()), task);
         }
     }
 }

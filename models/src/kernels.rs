@@ -251,22 +251,31 @@ fn normalise_row(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
     }
 }
 
-/// Softmax of every row (of `width` values) of `rows`, in place.
+/// Softmax without its last division: every row of `rows` becomes `e^(x − max)`, and `inv`
+/// gets each row's `1 / Σ`. Attention divides its output rows instead (head-size values a row,
+/// not sequence-length ones).
 #[multiversion(targets(
     "x86_64+avx512f+avx512bw+avx512vl+avx2+fma",
     "x86_64+avx2+fma",
     "aarch64+neon"
 ))]
-pub(crate) fn softmax(rows: &mut [f32], width: usize) {
-    for row in rows.chunks_exact_mut(width) {
+pub(crate) fn softmax_unscaled(rows: &mut [f32], width: usize, inv: &mut [f32]) {
+    for (row, inv) in rows.chunks_exact_mut(width).zip(inv) {
         let max = max(row);
-        for v in row.iter_mut() {
+        let mut acc = [0f32; LANES];
+        let mut chunks = row.chunks_exact_mut(LANES);
+        for c in &mut chunks {
+            for (a, v) in acc.iter_mut().zip(c.iter_mut()) {
+                *v = exp(*v - max);
+                *a += *v;
+            }
+        }
+        let mut total = acc.iter().sum::<f32>();
+        for v in chunks.into_remainder() {
             *v = exp(*v - max);
+            total += *v;
         }
-        let inv = 1.0 / sum(row);
-        for v in row.iter_mut() {
-            *v *= inv;
-        }
+        *inv = 1.0 / total;
     }
 }
 
@@ -442,6 +451,17 @@ mod tests {
         }
         assert_eq!(exp(-100.0), 0.0);
         assert_eq!(exp(f32::NEG_INFINITY), 0.0);
+    }
+
+    /// Softmax of every row (of `width` values) of `rows`, in place.
+    fn softmax(rows: &mut [f32], width: usize) {
+        let mut inv = vec![0f32; rows.len() / width.max(1)];
+        softmax_unscaled(rows, width, &mut inv);
+        for (row, inv) in rows.chunks_exact_mut(width).zip(&inv) {
+            for v in row.iter_mut() {
+                *v *= inv;
+            }
+        }
     }
 
     #[test]
