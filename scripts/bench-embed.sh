@@ -9,7 +9,7 @@
 #
 # Env: N (1000), THREADS ($(nproc)), ROUNDS (3), BATCH (32: the peers' batch size),
 # SCIFACT (../shared/data/scifact), PEERS ("st ort-fp32 ort-opt ort-int8"),
-# OUTPOST_VARIANTS ("fp32 int8": outpost's own rows), VENV (.cache/embed-peers: created with the
+# OUTPOST_VARIANTS ("fp32 int8" on the CPU, "fp32" on CUDA: outpost's own rows), VENV (.cache/embed-peers: created with the
 # pinned versions below when missing), OUTPOST_BIN (else target/release/outpost is built),
 # OUTPOST_HOME / OUTPOST_MODEL_DIR as for outpost. DEVICE=cuda runs outpost and
 # sentence-transformers on the GPU (outpost built with `--features cuda`; PEERS defaults to st).
@@ -23,10 +23,11 @@ BATCH="${BATCH:-32}"
 SCIFACT="${SCIFACT:-../shared/data/scifact}"
 DEVICE="${DEVICE:-cpu}"
 VENV="${VENV:-.cache/embed-peers}"
-OUTPOST_VARIANTS="${OUTPOST_VARIANTS:-fp32 int8}"
 case "$DEVICE" in
-    cpu) device_flag=(--cpu); PEERS="${PEERS:-st ort-fp32 ort-opt ort-int8}" ;;
-    cuda) device_flag=(); PEERS="${PEERS:-st}" ;;
+    cpu) device_flag=(--cpu); PEERS="${PEERS:-st ort-fp32 ort-opt ort-int8}"
+        OUTPOST_VARIANTS="${OUTPOST_VARIANTS:-fp32 int8}" ;;
+    # int8 is a CPU path (outpost would run it on the CPU): not a row of a GPU comparison.
+    cuda) device_flag=(); PEERS="${PEERS:-st}"; OUTPOST_VARIANTS="${OUTPOST_VARIANTS:-fp32}" ;;
     *) echo "DEVICE must be cpu or cuda, not $DEVICE" >&2; exit 2 ;;
 esac
 

@@ -332,19 +332,7 @@ impl CpuBert {
 
             let out = &mut big[..tokens * h];
             dense(&layer.attention_out, &context, tokens, out);
-            let n = &layer.attention_norm;
-            let out = &*out;
-            kernels::for_rows(&mut x, h, |row, rows| {
-                let y = &out[row * h..row * h + rows.len()];
-                kernels::residual_layer_norm(
-                    rows,
-                    y,
-                    &layer.attention_out.bias,
-                    &n.gamma,
-                    &n.beta,
-                    self.eps,
-                );
-            });
+            self.add_and_norm(&mut x, out, &layer.attention_out, &layer.attention_norm);
 
             let i = layer.up.output;
             let inter = &mut big[..tokens * i];
@@ -353,21 +341,18 @@ impl CpuBert {
                 kernels::bias_activation(rows, &layer.up.bias, self.act);
             });
             dense(&layer.down, inter, tokens, &mut context);
-            let n = &layer.output_norm;
-            let down = &context;
-            kernels::for_rows(&mut x, h, |row, rows| {
-                let y = &down[row * h..row * h + rows.len()];
-                kernels::residual_layer_norm(
-                    rows,
-                    y,
-                    &layer.down.bias,
-                    &n.gamma,
-                    &n.beta,
-                    self.eps,
-                );
-            });
+            self.add_and_norm(&mut x, &context, &layer.down, &layer.output_norm);
         }
         Ok(x)
+    }
+
+    /// `x = norm(y + dense's bias + x)`: the residual step after `dense`, whose output is `y`.
+    fn add_and_norm(&self, x: &mut [f32], y: &[f32], dense: &Dense, norm: &Norm) {
+        let h = self.hidden;
+        kernels::for_rows(x, h, |row, rows| {
+            let y = &y[row * h..row * h + rows.len()];
+            kernels::residual_layer_norm(rows, y, &dense.bias, &norm.gamma, &norm.beta, self.eps);
+        });
     }
 
     /// Word + position + token type embeddings of every token, LayerNorm-ed.

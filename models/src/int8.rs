@@ -68,22 +68,40 @@ pub(crate) fn matmul(x: &[f32], rows: usize, input: usize, w: &QWeights, out: &m
     assert!(x.len() >= rows * input && out.len() >= rows * n);
     let task = |(t, out): (usize, &mut [f32])| {
         let first = t * TASK_ROWS;
-        let count = out.len() / n;
-        let mut qx = vec![0u8; count * w.k4];
-        let mut scales = vec![0f32; count];
-        let mut zeros = vec![0i32; count];
-        for r in 0..count {
-            let row = &x[(first + r) * input..(first + r + 1) * input];
-            // Padding inputs (past `input`) meet zero weights: any value will do.
-            (scales[r], zeros[r]) = quantize_row(row, &mut qx[r * w.k4..r * w.k4 + input]);
-        }
-        product(&qx, &scales, &zeros, count, w, out);
+        let rows = &x[first * input..(first + out.len() / n) * input];
+        product(&QRows::new(rows, input, w.k4), w, out);
     };
     let out = &mut out[..rows * n];
     if rayon::current_num_threads() > 1 && rows > TASK_ROWS {
         out.par_chunks_mut(TASK_ROWS * n).enumerate().for_each(task);
     } else {
         out.chunks_mut(TASK_ROWS * n).enumerate().for_each(task);
+    }
+}
+
+/// Rows of activations quantized to u8, `k4` apart: `x ≈ scales[r] · (q − zeros[r])`.
+struct QRows {
+    q: Vec<u8>,
+    scales: Vec<f32>,
+    zeros: Vec<i32>,
+}
+
+impl QRows {
+    /// Quantizes the rows of `x` (`input` wide), each padded to `k4` bytes.
+    fn new(x: &[f32], input: usize, k4: usize) -> Self {
+        let rows = x.len() / input;
+        let mut q = vec![0u8; rows * k4];
+        let mut scales = vec![0f32; rows];
+        let mut zeros = vec![0i32; rows];
+        for (r, row) in x.chunks_exact(input).enumerate() {
+            // Padding inputs (past `input`) meet zero weights: any value will do.
+            (scales[r], zeros[r]) = quantize_row(row, &mut q[r * k4..r * k4 + input]);
+        }
+        Self { q, scales, zeros }
+    }
+
+    fn rows(&self) -> usize {
+        self.scales.len()
     }
 }
 
@@ -121,17 +139,17 @@ fn quantize_row(row: &[f32], q: &mut [u8]) -> (f32, i32) {
     (scale, zero as i32)
 }
 
-/// `out[r][c] = scale_r · scale_c · Σ_k (qx[r][k] − zero_r) · w[k][c]`.
-fn product(qx: &[u8], scales: &[f32], zeros: &[i32], rows: usize, w: &QWeights, out: &mut [f32]) {
+/// `out[r][c] = scale_r · scale_c · Σ_k (q[r][k] − zero_r) · w[k][c]`.
+fn product(a: &QRows, w: &QWeights, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512vnni")
         && std::arch::is_x86_feature_detected!("avx512bw")
     {
         // SAFETY: the CPU has the features the kernel is compiled for (checked just above).
-        unsafe { vnni::product(qx, scales, zeros, rows, w, out) };
+        unsafe { vnni::product(a, w, out) };
         return;
     }
-    portable_product(qx, scales, zeros, rows, w, out);
+    portable_product(a, w, out);
 }
 
 /// The same sums as the VNNI kernel, in plain loops.
@@ -140,22 +158,14 @@ fn product(qx: &[u8], scales: &[f32], zeros: &[i32], rows: usize, w: &QWeights, 
     "x86_64+avx2+fma",
     "aarch64+neon"
 ))]
-fn portable_product(
-    qx: &[u8],
-    scales: &[f32],
-    zeros: &[i32],
-    rows: usize,
-    w: &QWeights,
-    out: &mut [f32],
-) {
+fn portable_product(a: &QRows, w: &QWeights, out: &mut [f32]) {
     let n = w.output;
     let block_len = w.k4 * COLS;
-    for r in 0..rows {
-        let a = &qx[r * w.k4..(r + 1) * w.k4];
+    for (r, row) in a.q.chunks_exact(w.k4).enumerate() {
         for (block, packed) in w.packed.chunks_exact(block_len).enumerate() {
             // Sixteen columns at once, as the VNNI kernel: the lanes vectorise.
             let mut acc = [0i32; COLS];
-            for (group, wq) in a.chunks_exact(4).zip(packed.chunks_exact(COLS * 4)) {
+            for (group, wq) in row.chunks_exact(4).zip(packed.chunks_exact(COLS * 4)) {
                 for (sum, col) in acc.iter_mut().zip(wq.chunks_exact(4)) {
                     for (&x, &v) in group.iter().zip(col) {
                         *sum += i32::from(x) * i32::from(v);
@@ -165,7 +175,7 @@ fn portable_product(
             let c0 = block * COLS;
             for (lane, sum) in acc.iter().enumerate().take(n.saturating_sub(c0)) {
                 let c = c0 + lane;
-                out[r * n + c] = (sum - zeros[r] * w.sums[c]) as f32 * w.scales[c] * scales[r];
+                out[r * n + c] = (sum - a.zeros[r] * w.sums[c]) as f32 * w.scales[c] * a.scales[r];
             }
         }
     }
@@ -173,7 +183,7 @@ fn portable_product(
 
 #[cfg(target_arch = "x86_64")]
 mod vnni {
-    use super::{QWeights, COLS};
+    use super::{QRows, QWeights, COLS};
     use std::arch::x86_64::*;
 
     /// Rows per micro-kernel call: 2 × 8 accumulators of 16 columns.
@@ -182,37 +192,27 @@ mod vnni {
     /// # Safety
     /// The CPU must have AVX-512 F, BW and VNNI.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    pub(super) unsafe fn product(
-        qx: &[u8],
-        scales: &[f32],
-        zeros: &[i32],
-        rows: usize,
-        w: &QWeights,
-        out: &mut [f32],
-    ) {
-        let n = w.output;
-        let blocks = n.div_ceil(COLS);
+    pub(super) unsafe fn product(a: &QRows, w: &QWeights, out: &mut [f32]) {
+        let rows = a.rows();
+        let blocks = w.output.div_ceil(COLS);
         let mut b = 0;
         while b < blocks {
             let pair = blocks - b >= 2;
             let mut r = 0;
             while r < rows {
                 let mr = (rows - r).min(MR);
-                // SAFETY: rows r..r+mr and blocks b..b+1|2 are within `qx`, `out` and `w`.
-                unsafe { tile(qx, (scales, zeros), r, mr, w, b, pair, out) };
+                // SAFETY: rows r..r+mr and blocks b..b+1|2 are within `a`, `out` and `w`.
+                unsafe { tile(a, r, mr, w, b, pair, out) };
                 r += mr;
             }
             b += if pair { 2 } else { 1 };
         }
-        let _ = n;
     }
 
     /// Rows `r..r + mr` by column blocks `b` (and `b + 1` if `pair`).
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    #[allow(clippy::too_many_arguments)]
     unsafe fn tile(
-        qx: &[u8],
-        (scales, zeros): (&[f32], &[i32]),
+        a: &QRows,
         r: usize,
         mr: usize,
         w: &QWeights,
@@ -231,7 +231,7 @@ mod vnni {
         } else {
             w0
         };
-        let a = qx[r * k4..].as_ptr();
+        let x0 = a.q[r * k4..].as_ptr();
         for k in 0..k4 / 4 {
             // SAFETY: k < k4 / 4, so each 64-byte load is within its block of k4 × 16 bytes,
             // and each 4-byte activation read within row i's k4 bytes.
@@ -240,8 +240,9 @@ mod vnni {
                 let wb = _mm512_loadu_si512(w1.add(k * 64).cast());
                 for i in 0..MR {
                     if i < mr {
-                        let x =
-                            _mm512_set1_epi32(a.add(i * k4 + k * 4).cast::<i32>().read_unaligned());
+                        let x = _mm512_set1_epi32(
+                            x0.add(i * k4 + k * 4).cast::<i32>().read_unaligned(),
+                        );
                         acc0[i] = _mm512_dpbusd_epi32(acc0[i], x, wa);
                         acc1[i] = _mm512_dpbusd_epi32(acc1[i], x, wb);
                     }
@@ -259,10 +260,10 @@ mod vnni {
             unsafe {
                 let sums = _mm512_loadu_si512(sums.as_ptr().cast());
                 let ws = _mm512_loadu_ps(wscale.as_ptr());
-                for i in 0..mr {
-                    let offset = _mm512_mullo_epi32(sums, _mm512_set1_epi32(zeros[r + i]));
-                    let v = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i], offset));
-                    let v = _mm512_mul_ps(_mm512_mul_ps(v, ws), _mm512_set1_ps(scales[r + i]));
+                for (i, &acc) in acc.iter().enumerate().take(mr) {
+                    let offset = _mm512_mullo_epi32(sums, _mm512_set1_epi32(a.zeros[r + i]));
+                    let v = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc, offset));
+                    let v = _mm512_mul_ps(_mm512_mul_ps(v, ws), _mm512_set1_ps(a.scales[r + i]));
                     let mut tmp = [0f32; COLS];
                     _mm512_storeu_ps(tmp.as_mut_ptr(), v);
                     let row = (r + i) * n + c0;
@@ -305,15 +306,8 @@ mod tests {
         assert!(max_err <= 0.02 * max_val, "error {max_err} of {max_val}");
 
         // The portable loop gives exactly what the dispatched kernel gave.
-        let mut qx = vec![0u8; m * q.k4];
-        let mut scales = vec![0f32; m];
-        let mut zeros = vec![0i32; m];
-        for r in 0..m {
-            (scales[r], zeros[r]) =
-                quantize_row(&x[r * k..(r + 1) * k], &mut qx[r * q.k4..r * q.k4 + k]);
-        }
         let mut portable = vec![0f32; m * n];
-        portable_product(&qx, &scales, &zeros, m, &q, &mut portable);
+        portable_product(&QRows::new(&x, k, q.k4), &q, &mut portable);
         assert_eq!(portable, got);
     }
 }
