@@ -141,7 +141,9 @@ xcargo test --quiet -p outpost-models --lib --test parity -- \
     grep -E '^test result' | sed 's/^/  /'
 parity_bin="$(ls -t "$CARGO_TARGET_DIR/$TARGET/release/deps/"parity-* | grep -v '\.d$' | head -1)"
 # The products are gemm's NEON micro-kernels there (its x86 ones are not built for aarch64).
-aarch64-linux-gnu-nm -C "$parity_bin" | grep -q 'gemm_f32::microkernel::neon' ||
-    die "the aarch64 parity binary has no NEON matrix kernels"
+# (grep -c reads all of nm's output: grep -q would stop early and, under pipefail, nm's SIGPIPE
+# would fail the check even when the kernels are there.)
+neon_kernels="$(aarch64-linux-gnu-nm -C "$parity_bin" | grep -c 'gemm_f32::microkernel::neon' || true)"
+[ "${neon_kernels:-0}" -gt 0 ] || die "the aarch64 parity binary has no NEON matrix kernels"
 stage "encoder kernels and parity tests passed under qemu (NEON kernels)"
 echo "check-aarch64: passed in $(($(date +%s) - started)) s"

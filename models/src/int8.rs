@@ -100,6 +100,8 @@ impl QRows {
         Self { q, scales, zeros }
     }
 
+    // Only the VNNI kernel asks; the portable loop walks the rows itself.
+    #[cfg(target_arch = "x86_64")]
     fn rows(&self) -> usize {
         self.scales.len()
     }
