@@ -68,6 +68,9 @@ pub enum ErrorKind {
     Index,
     /// An export could not be written.
     Export,
+    /// The disk (or the process's file size limit) is full: the write was refused and rolled
+    /// back, nothing stored was lost. Free space and run the same call again.
+    DiskFull,
 }
 
 /// Everything that can go wrong in the engine.
@@ -111,6 +114,18 @@ pub enum Error {
         /// The database path.
         path: PathBuf,
         /// What SQLite said.
+        detail: String,
+    },
+    /// No space left for a write: to the database, its journal, a derived index file or an
+    /// export. What was being written is rolled back (the database) or removed (a file); nothing
+    /// stored before is touched, and the same call succeeds once space is freed.
+    #[error(
+        "{path}: disk full ({detail}); free some space and run it again (nothing stored was lost)"
+    )]
+    DiskFull {
+        /// The file that could not be written.
+        path: PathBuf,
+        /// What SQLite or the OS said.
         detail: String,
     },
     /// Any other SQLite failure.
@@ -262,6 +277,24 @@ impl Error {
             Error::Generate(_) => ErrorKind::InvalidInput,
             Error::Index(_) => ErrorKind::Index,
             Error::Export(_) => ErrorKind::Export,
+            Error::DiskFull { .. } => ErrorKind::DiskFull,
+        }
+    }
+
+    /// An I/O error while writing `path`: [`Error::DiskFull`] when the disk or the file size
+    /// limit is what refused it, otherwise `other(e)`.
+    pub(crate) fn on_write(
+        path: &std::path::Path,
+        e: std::io::Error,
+        other: impl FnOnce(std::io::Error) -> Self,
+    ) -> Self {
+        if is_disk_full(&e) {
+            Error::DiskFull {
+                path: path.to_path_buf(),
+                detail: e.to_string(),
+            }
+        } else {
+            other(e)
         }
     }
 
@@ -278,4 +311,15 @@ impl Error {
             reason: reason.into(),
         }
     }
+}
+
+/// Whether an I/O error means "no room": the disk is full (`ENOSPC`), a quota is used up
+/// (`EDQUOT`), or the file reached the process's size limit (`EFBIG`, `RLIMIT_FSIZE`).
+#[must_use]
+pub fn is_disk_full(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind as K;
+    matches!(
+        e.kind(),
+        K::StorageFull | K::QuotaExceeded | K::FileTooLarge
+    )
 }

@@ -66,6 +66,10 @@ pub enum OutpostError {
     /// The engine was shut down (`Engine.shutdown()`): open the database again.
     #[error("{detail}")]
     Closed { detail: String },
+    /// No room left on the device for a write (the database, an index file, an export): the
+    /// write was rolled back and nothing stored was lost; free space and call again.
+    #[error("{detail}")]
+    DiskFull { detail: String },
     /// A bug: a panic inside the library, caught at the boundary.
     #[error("{detail}")]
     Internal { detail: String },
@@ -79,6 +83,7 @@ impl From<outpost_core::Error> for OutpostError {
             K::NotFound => Self::NotFound { detail },
             K::InvalidInput => Self::InvalidInput { detail },
             K::Model => Self::Model { detail },
+            K::DiskFull => Self::DiskFull { detail },
             K::Database | K::Index | K::Export => Self::Database { detail },
         }
     }

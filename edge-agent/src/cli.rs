@@ -120,8 +120,9 @@ pub enum Command {
     Backfill(CentralJob),
     /// Pull everything from the central store into this device.
     Bootstrap(CentralJob),
-    /// Compare this device with the central store: counts and content checksums per collection.
-    Verify(CentralJob),
+    /// Compare this device with the central store: counts and content checksums per collection
+    /// (with --local: check the database on its own, no central store needed).
+    Verify(VerifyArgs),
     /// Run the agent: the HTTP API, watched folders and background sync, until SIGTERM/Ctrl-C.
     Serve(ServeArgs),
     /// The agent's configuration.
@@ -246,6 +247,19 @@ pub struct CentralJob {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `outpost verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The central store and output.
+    #[command(flatten)]
+    pub job: CentralJob,
+    /// Check this database alone, offline: SQLite's integrity check, foreign keys, the
+    /// full-text index against the chunks, and every derived index (HNSW, text) against SQLite;
+    /// exit status 1 when anything is wrong.
+    #[arg(long)]
+    pub local: bool,
 }
 
 /// `outpost sync`.

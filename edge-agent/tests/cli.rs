@@ -603,3 +603,27 @@ fn the_hash_embedder_needs_no_model_and_never_mixes_with_the_model() -> TestResu
     assert!(output.contains("test/hash-384"), "{output}");
     Ok(())
 }
+
+#[test]
+fn verify_local_finds_a_full_text_index_that_disagrees_with_the_chunks() -> TestResult {
+    let db = TestDb::new()?;
+    let (code, out, err) = db.run(&["--embedder", "hash", "ingest", arg(&corpus())])?;
+    assert_eq!(code, 0, "{out}{err}");
+    let sound = db.json(&["verify", "--local", "--json"])?;
+    assert_eq!(sound["ok"], true, "{sound}");
+
+    // A chunk's text changed behind FTS5's back (its trigger gone), as a bug or another
+    // program could.
+    python_sqlite(db.path(), "DROP TRIGGER chunks_fts_update")?;
+    python_sqlite(
+        db.path(),
+        "UPDATE chunks SET text = 'zebra quagga' WHERE seq = (SELECT min(seq) FROM chunks)",
+    )?;
+    let (code, out, _) = db.run(&["verify", "--local", "--json"])?;
+    assert_eq!(code, 1, "{out}");
+    let report: Value = serde_json::from_str(&out)?;
+    assert_eq!(report["ok"], false);
+    let problems = report["problems"].to_string();
+    assert!(problems.contains("full-text index"), "{report}");
+    Ok(())
+}

@@ -103,6 +103,10 @@ pub(crate) fn classify(path: &Path, err: rusqlite::Error) -> Error {
             path: path.to_path_buf(),
             detail: err.to_string(),
         },
+        Some(ErrorCode::DiskFull) => Error::DiskFull {
+            path: path.to_path_buf(),
+            detail: err.to_string(),
+        },
         Some(ErrorCode::CannotOpen | ErrorCode::PermissionDenied | ErrorCode::ReadOnly) => {
             Error::CannotOpen {
                 path: path.to_path_buf(),
@@ -114,7 +118,7 @@ pub(crate) fn classify(path: &Path, err: rusqlite::Error) -> Error {
 }
 
 /// [`classify`] for the SQLite errors inside an engine error.
-fn reclassify(path: &Path, err: Error) -> Error {
+pub(crate) fn reclassify(path: &Path, err: Error) -> Error {
     match err {
         Error::Sqlite(e) => classify(path, e),
         other => other,
@@ -254,6 +258,45 @@ impl Store {
         let mut stmt = self.conn.prepare("PRAGMA integrity_check")?;
         let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// What is wrong with the file itself, empty when sound: SQLite's `integrity_check`,
+    /// broken foreign keys, and FTS5's own check of the full-text index against the chunks.
+    ///
+    /// # Errors
+    /// SQLite errors (other than the problems it reports).
+    pub fn consistency_problems(&self) -> Result<Vec<String>> {
+        let mut problems: Vec<String> = self
+            .integrity_check()?
+            .into_iter()
+            .filter(|l| l != "ok")
+            .map(|l| format!("integrity_check: {l}"))
+            .collect();
+        let mut stmt = self.conn.prepare("PRAGMA foreign_key_check")?;
+        let broken = stmt.query_map([], |r| {
+            Ok(format!(
+                "foreign key: row {} of {} points to a missing {} row",
+                r.get::<_, Option<i64>>(1)?.unwrap_or(-1),
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(2)?
+            ))
+        })?;
+        for b in broken {
+            problems.push(b?);
+        }
+        // `rank = 1` also compares the index with its content table, `chunks`.
+        if let Err(e) = self.conn.execute(
+            "INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('integrity-check', 1)",
+            [],
+        ) {
+            match e.sqlite_error_code() {
+                Some(ErrorCode::DatabaseCorrupt) => {
+                    problems.push(format!("full-text index: {e}"));
+                }
+                _ => return Err(e.into()),
+            }
+        }
+        Ok(problems)
     }
 
     /// The collection called `name`, if it exists.

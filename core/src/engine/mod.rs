@@ -253,9 +253,10 @@ impl Engine {
         self.readers.with(f)
     }
 
-    /// Runs `f` on the writer, after the writes before it.
+    /// Runs `f` on the writer, after the writes before it. SQLite's "disk full" (and its other
+    /// codes that are about the file) come back naming the database.
     fn write<T>(&self, f: impl FnOnce(&mut Store) -> Result<T>) -> Result<T> {
-        f(&mut pool::lock(&self.writer))
+        f(&mut pool::lock(&self.writer)).map_err(|e| crate::db::reclassify(&self.path, e))
     }
 
     /// The database file.
@@ -804,6 +805,21 @@ impl Engine {
     /// Store failures.
     pub fn integrity_check(&self) -> Result<Vec<String>> {
         self.read(|store| store.integrity_check())
+    }
+
+    /// Checks the database on its own, without a central store: the file (SQLite's integrity
+    /// check, foreign keys, the full-text index against the chunks) and every derived index
+    /// against SQLite. What `outpost verify --local` prints: the problems, empty when sound.
+    ///
+    /// # Errors
+    /// Store failures, and [`Error::Index`] if an index can be neither loaded nor built.
+    pub fn check(&self) -> Result<Vec<String>> {
+        // The full-text check is an `INSERT` in SQLite's grammar: it runs on the writer.
+        let mut problems = self.write(|store| store.consistency_problems())?;
+        if problems.is_empty() {
+            problems.extend(self.read(|store| store.verify_indexes())?);
+        }
+        Ok(problems)
     }
 
     /// Brings every derived index up to date and saves it, so that the next process starts

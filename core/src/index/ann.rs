@@ -402,7 +402,6 @@ fn catch_up(conn: &Connection, coll: &Collection, ann: &mut Ann) -> Result<()> {
 fn save(dir: &Path, prefix: &str, ann: &mut Ann) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| err(&format!("creating {}", dir.display()), e))?;
     let name = format!("{prefix}{}.usearch", ann.applied);
-    let tmp = dir.join(format!("{name}.tmp-{}", std::process::id()));
     let path = dir.join(&name);
     let rows = vectors_path(&path);
     // The rows first: an index file is only loaded with its rows beside it.
@@ -416,15 +415,11 @@ fn save(dir: &Path, prefix: &str, ann: &mut Ann) -> Result<()> {
     let mut crc = crc32fast::Hasher::new();
     crc.update(&graph);
     let head = header::write(&header::GRAPH, graph.len() as u64, &crc);
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
+    header::write_file(&path, |f| {
         f.write_all(&head)?;
-        f.write_all(&graph)?;
-        f.sync_all()
-    };
-    write().map_err(|e| err(&format!("writing {}", tmp.display()), e))?;
+        f.write_all(&graph)
+    })?;
     drop(graph);
-    std::fs::rename(&tmp, &path).map_err(|e| err(&format!("renaming {}", tmp.display()), e))?;
     // Older files of this collection are superseded.
     let keep = rows.file_name().map(|n| n.to_string_lossy().to_string());
     if let Ok(entries) = std::fs::read_dir(dir) {

@@ -181,6 +181,32 @@ pub(crate) mod header {
         Ok((payload, hashed.len()))
     }
 
+    /// Writes the index file `path` whole or not at all: `write` fills a temporary file beside
+    /// it (`<name>.tmp-<pid>`), which is synced and renamed over `path`. On any failure the
+    /// temporary file is removed, so that a full disk is not left fuller by half an index; a
+    /// full disk is [`crate::Error::DiskFull`] naming the file, anything else `Error::Index`.
+    pub(crate) fn write_file(
+        path: &Path,
+        write: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
+    ) -> crate::error::Result<()> {
+        use crate::error::Error;
+        let mut name = path.as_os_str().to_owned();
+        name.push(format!(".tmp-{}", std::process::id()));
+        let tmp = std::path::PathBuf::from(name);
+        let written = (|| {
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp)?);
+            write(&mut out)?;
+            out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+            std::fs::rename(&tmp, path)
+        })();
+        written.map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            Error::on_write(path, e, |e| {
+                Error::Index(format!("{}: writing: {e}", path.display()))
+            })
+        })
+    }
+
     /// Maps `path` read-only. `populate` reads every page in now rather than on first touch.
     pub(crate) fn map(path: &Path, populate: bool) -> std::io::Result<memmap2::Mmap> {
         let f = std::fs::File::open(path)?;

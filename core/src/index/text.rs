@@ -602,11 +602,7 @@ impl Lexicon {
             .map_err(|e| err(format!("creating {}: {e}", dir.display())))?;
         let name = format!("{prefix}{}.lex", self.applied);
         let path = dir.join(&name);
-        let tmp = dir.join(format!("{name}.tmp-{}", std::process::id()));
-        self.write(&tmp)
-            .map_err(|e| err(format!("writing {}: {e}", tmp.display())))?;
-        std::fs::rename(&tmp, &path)
-            .map_err(|e| err(format!("renaming {}: {e}", tmp.display())))?;
+        header::write_file(&path, |file| self.write(file))?;
         if let Ok(entries) = std::fs::read_dir(dir) {
             for e in entries.flatten() {
                 let n = e.file_name().to_string_lossy().to_string();
@@ -621,9 +617,8 @@ impl Lexicon {
 
     /// The file: the Outpost header, then applied log id, live chunks (seqs, then lengths),
     /// terms (bytes, then postings with dense chunk numbers); little-endian.
-    fn write(&mut self, path: &Path) -> std::io::Result<()> {
+    fn write(&mut self, file: &mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()> {
         self.compact();
-        let mut file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
         // The header holds the payload's length and checksum: room for it now, written last.
         file.write_all(&[0; header::LEN])?;
         let mut out = Crc(file, crc32fast::Hasher::new());
@@ -665,10 +660,8 @@ impl Lexicon {
             }
         }
         let Crc(file, crc) = out;
-        let mut file = file.into_inner().map_err(|e| e.into_error())?;
         file.seek(SeekFrom::Start(0))?;
-        file.write_all(&header::write(&header::TEXT, crc.total_len(), &crc))?;
-        file.sync_all()
+        file.write_all(&header::write(&header::TEXT, crc.total_len(), &crc))
     }
 
     /// Reads a file [`Lexicon::write`] wrote, checking everything that a damaged or foreign

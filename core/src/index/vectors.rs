@@ -47,10 +47,6 @@ pub(super) struct Vectors {
     live: usize,
 }
 
-fn bad(path: &Path, what: &str) -> Error {
-    Error::Index(format!("{}: {what}", path.display()))
-}
-
 impl Vectors {
     /// An empty store; [`Vectors::fit_scale`] sets its int8 scale once it holds vectors.
     pub(super) fn new(dims: usize) -> Self {
@@ -154,40 +150,31 @@ impl Vectors {
     /// Writes every live row to `path` (via a temporary file), then maps it in place of the
     /// in-memory rows.
     pub(super) fn save(&mut self, path: &Path) -> Result<()> {
-        let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-        let io = |e: std::io::Error| bad(&tmp, &format!("writing: {e}"));
-        {
-            let seqs: Vec<i64> = (0..self.rows.len())
-                .filter(|&i| !matches!(self.rows[i], Row::None))
-                .map(|i| self.base + i as i64)
-                .collect();
-            // The checked part (all but the rows) is small enough to hash before writing.
-            let mut meta = Vec::with_capacity(META + 8 * seqs.len());
-            meta.extend_from_slice(&(self.dims as u32).to_le_bytes());
-            meta.extend_from_slice(&self.scale.to_le_bytes());
-            meta.extend_from_slice(&(seqs.len() as u64).to_le_bytes());
-            for s in &seqs {
-                meta.extend_from_slice(&s.to_le_bytes());
-            }
-            let mut crc = crc32fast::Hasher::new();
-            crc.update(&meta);
-            let payload = meta.len() + 4 * self.dims * seqs.len();
-            let f = std::fs::File::create(&tmp).map_err(io)?;
-            let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
-            w.write_all(&header::write(&header::ROWS, payload as u64, &crc))
-                .map_err(io)?;
-            w.write_all(&meta).map_err(io)?;
+        let seqs: Vec<i64> = (0..self.rows.len())
+            .filter(|&i| !matches!(self.rows[i], Row::None))
+            .map(|i| self.base + i as i64)
+            .collect();
+        // The checked part (all but the rows) is small enough to hash before writing.
+        let mut meta = Vec::with_capacity(META + 8 * seqs.len());
+        meta.extend_from_slice(&(self.dims as u32).to_le_bytes());
+        meta.extend_from_slice(&self.scale.to_le_bytes());
+        meta.extend_from_slice(&(seqs.len() as u64).to_le_bytes());
+        for s in &seqs {
+            meta.extend_from_slice(&s.to_le_bytes());
+        }
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&meta);
+        let payload = meta.len() + 4 * self.dims * seqs.len();
+        header::write_file(path, |w| {
+            w.write_all(&header::write(&header::ROWS, payload as u64, &crc))?;
+            w.write_all(&meta)?;
             for s in &seqs {
                 for x in self.get(*s).unwrap_or_default() {
-                    w.write_all(&x.to_le_bytes()).map_err(io)?;
+                    w.write_all(&x.to_le_bytes())?;
                 }
             }
-            w.into_inner()
-                .map_err(|e| io(e.into_error()))?
-                .sync_all()
-                .map_err(io)?;
-        }
-        std::fs::rename(&tmp, path).map_err(|e| bad(path, &format!("renaming: {e}")))?;
+            Ok(())
+        })?;
         *self = Self::open(path, self.dims).map_err(|r| Error::Index(r.to_string()))?;
         Ok(())
     }

@@ -112,6 +112,7 @@ impl ApiError {
             422 => "invalid",
             429 => "rate_limited",
             503 => "unavailable",
+            507 => "disk_full",
             s if s >= 500 => "internal",
             _ => "bad_request",
         }
@@ -167,6 +168,8 @@ impl From<outpost_core::Error> for ApiError {
         let status = match status {
             K::NotFound => StatusCode::NOT_FOUND,
             K::InvalidInput => StatusCode::UNPROCESSABLE_ENTITY,
+            // The write was rolled back; the same request succeeds once space is freed.
+            K::DiskFull => StatusCode::INSUFFICIENT_STORAGE,
             K::Database | K::Model | K::Index | K::Export => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self {

@@ -84,7 +84,8 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         Command::Sync(args) => sync::sync(cli, args),
         Command::Backfill(job) => sync::backfill(cli, job),
         Command::Bootstrap(job) => sync::bootstrap(cli, job),
-        Command::Verify(job) => sync::verify(cli, job),
+        Command::Verify(args) if args.local => sync::verify_local(cli, args.job.json),
+        Command::Verify(args) => sync::verify(cli, &args.job),
         Command::Serve(_) => unreachable!("served by run"),
         Command::Config(ConfigCommand::Show { config, json }) => {
             serve::config_show(cli, config.as_deref(), *json)

@@ -390,6 +390,26 @@ pub fn bootstrap(cli: &Cli, job: &CentralJob) -> Result<i32> {
     Ok(0)
 }
 
+/// `outpost verify --local`: exit status 1 when the database or a derived index has a problem.
+pub fn verify_local(cli: &Cli, json: bool) -> Result<i32> {
+    let engine = open_store(cli)?;
+    let problems = engine.check()?;
+    if json {
+        print_json(&serde_json::json!({ "ok": problems.is_empty(), "problems": problems }))?;
+    } else if problems.is_empty() {
+        outln!(
+            "{}: database and derived indexes are sound",
+            engine.path().display()
+        )?;
+    } else {
+        for p in &problems {
+            outln!("{p}")?;
+        }
+        outln!("{}: {} problem(s)", engine.path().display(), problems.len())?;
+    }
+    Ok(i32::from(!problems.is_empty()))
+}
+
 /// `outpost verify`: exit status 1 when the replicas differ.
 pub fn verify(cli: &Cli, job: &CentralJob) -> Result<i32> {
     let store = open_store(cli)?;
