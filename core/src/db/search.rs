@@ -7,7 +7,7 @@
 //! Results stream to a callback rather than into a vector of their own, and statements run once
 //! per word or per hit are wrapped in a type that prepares them once.
 
-use rusqlite::{CachedStatement, Connection, ToSql};
+use rusqlite::{CachedStatement, Connection, OptionalExtension, ToSql};
 
 use super::filter::{kept_chunks_sql, SqlFilter};
 use crate::error::Result;
@@ -152,21 +152,24 @@ impl<'c> HitRows<'c> {
         )?))
     }
 
-    /// The row of chunk `seq` (an error if there is none).
-    pub(crate) fn get(&mut self, seq: i64) -> Result<HitRow> {
-        Ok(self.0.query_row([seq], |r| {
-            Ok(HitRow {
-                chunk_id: r.get(0)?,
-                document_id: r.get(1)?,
-                title: r.get(2)?,
-                source: r.get(3)?,
-                collection: r.get(4)?,
-                text: r.get(5)?,
-                ordinal: r.get::<_, i64>(6)? as usize,
-                byte_start: r.get::<_, i64>(7)? as usize,
-                byte_end: r.get::<_, i64>(8)? as usize,
-                token_count: r.get::<_, i64>(9)? as usize,
+    /// The row of chunk `seq`, if it is still there.
+    pub(crate) fn get(&mut self, seq: i64) -> Result<Option<HitRow>> {
+        Ok(self
+            .0
+            .query_row([seq], |r| {
+                Ok(HitRow {
+                    chunk_id: r.get(0)?,
+                    document_id: r.get(1)?,
+                    title: r.get(2)?,
+                    source: r.get(3)?,
+                    collection: r.get(4)?,
+                    text: r.get(5)?,
+                    ordinal: r.get::<_, i64>(6)? as usize,
+                    byte_start: r.get::<_, i64>(7)? as usize,
+                    byte_end: r.get::<_, i64>(8)? as usize,
+                    token_count: r.get::<_, i64>(9)? as usize,
+                })
             })
-        })?)
+            .optional()?)
     }
 }

@@ -215,8 +215,7 @@ impl Store {
                 fuse(&vector, &text, &req.rrf)
             }
         };
-        let ranked = &ranked[..ranked.len().min(req.k)];
-        self.hydrate(ranked)
+        self.hydrate(&ranked, req.k)
     }
 
     /// Chunk rowids by cosine similarity, best first, across the collections that `filters`
@@ -379,11 +378,20 @@ impl Store {
     }
 
     /// Loads the rows behind ranked chunk rowids, keeping the order.
-    fn hydrate(&self, ranked: &[(i64, f64)]) -> Result<Vec<SearchHit>> {
+    /// The rows of the first `k` ranked chunks that are still there. The derived indexes are
+    /// shared by every connection and may have applied a newer write than this connection's
+    /// snapshot (or a write may have replaced a document since the ranking): a chunk gone by
+    /// the time its row is read is no longer a hit, and the next ranked one takes its place.
+    fn hydrate(&self, ranked: &[(i64, f64)], k: usize) -> Result<Vec<SearchHit>> {
         let mut rows = HitRows::new(&self.conn)?;
-        let mut hits = Vec::with_capacity(ranked.len());
+        let mut hits = Vec::with_capacity(k.min(ranked.len()));
         for &(seq, score) in ranked {
-            let r = rows.get(seq)?;
+            if hits.len() == k {
+                break;
+            }
+            let Some(r) = rows.get(seq)? else {
+                continue;
+            };
             hits.push(SearchHit {
                 chunk_id: r.chunk_id,
                 document_id: r.document_id,
@@ -461,6 +469,34 @@ mod tests {
             Some("\"bees\" OR \"AND\" OR \"wax\"")
         );
         assert_eq!(fts_query(" ?! "), None);
+    }
+
+    #[test]
+    fn a_ranked_chunk_gone_before_its_row_is_read_is_skipped() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::Index(e.to_string()))?;
+        let path = dir.path().join("x.db");
+        let engine = crate::Engine::open(
+            &path,
+            std::sync::Arc::new(crate::embed::HashEmbedder::new(16)),
+            1,
+        )?;
+        let input = crate::TextInput {
+            text: "Glaciers carve valleys.".into(),
+            title: None,
+            source: "notes/ice".into(),
+            metadata: serde_json::Map::new(),
+        };
+        engine.ingest_text(input, &crate::IngestOptions::default())?;
+        drop(engine);
+        let store = Store::open(&path)?;
+        let all = store.compile_filter(&FilterExpr::And(Vec::new()))?;
+        let (seq, _) = store.text_ranking(&all, "glaciers", 10, true)?[0];
+        // Chunk 999999 was ranked by an index that had applied a newer write (or one that
+        // has since been replaced): it is passed over, and the next ranked chunk fills the k.
+        let hits = store.hydrate(&[(999_999, 0.9), (seq, 0.5)], 1)?;
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].source, "notes/ice");
+        Ok(())
     }
 
     #[test]
