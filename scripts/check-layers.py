@@ -821,6 +821,10 @@ class Report:
 
 
 def check_target(t: Target, rules: CrateRules, rep: Report) -> None:
+    if len(t.modules) == 1:
+        # Only its root file (a thin main.rs over the crate's library): no module to layer, and
+        # the crate's layer table is the library's.
+        return
     graphs = sibling_graphs(t)
     layers = rules.layers
     for folder in sorted(graphs):

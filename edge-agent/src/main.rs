@@ -1,24 +1,7 @@
 //! `outpost`: the command line of the embedded RAG engine.
 //!
-//! Every command opens the database (`--db`, `OUTPOST_DB`), does one job and exits; `--json`
-//! switches a command's output to one JSON document on stdout. The embedding model is loaded
-//! only by commands that embed (ingest, vector and hybrid search, context, messages).
-//!
-//! This file parses the arguments (`cli`) and hands them to `cmd`, one module per group of
-//! commands; below `cmd` are the HTTP agent (`agent`) and the benchmarks (`bench`), and below
-//! those what they share: `beir` (BEIR datasets) and `output` (stdout). Modules import only
-//! downwards.
-
-mod agent;
-mod beir;
-mod bench;
-mod cli;
-mod cmd;
-mod output;
-
-use clap::Parser;
-
-use cli::Cli;
+//! The commands, the agent and the benchmarks are the `outpost` library (`src/lib.rs`); this
+//! binary adds what only a process of its own may set: the allocator and its options.
 
 // Embedding allocates and frees tens of megabytes per layer. The system allocator (and mimalloc
 // by default) hands such blocks back to the kernel on free, and the kernel zeroes fresh pages on
@@ -52,39 +35,5 @@ fn reexec_with_allocator_options() {
 
 fn main() {
     reexec_with_allocator_options();
-    let cli = Cli::parse();
-    let result = cmd::run(cli).and_then(|code| {
-        output::flush()?;
-        Ok(code)
-    });
-    match result {
-        Ok(code) => std::process::exit(code),
-        // The reader of stdout has gone (`outpost search … | head`): it has what it wanted, so
-        // the command ends there, quietly and successfully, as ripgrep does.
-        Err(e) if output::is_broken_pipe(&e) => std::process::exit(0),
-        Err(e) => {
-            eprintln!("error: {e:#}{}", flag_hint(&e));
-            std::process::exit(1);
-        }
-    }
-}
-
-/// The command-line flag behind a library argument that was refused: core names its own
-/// arguments (`mode`, `filter`, `max_tokens` ...), which the user knows by their flags.
-fn flag_hint(e: &anyhow::Error) -> String {
-    let Some(outpost_core::Error::InvalidArgument { name, .. }) = e.downcast_ref() else {
-        return String::new();
-    };
-    let flag = match name.as_str() {
-        "k" => "-k",
-        "mode" => "--mode",
-        "filter" => "--filter",
-        "budget" => "--budget",
-        "collection" => "--collection",
-        "max_tokens" => "--chunk-tokens",
-        "overlap" => "--chunk-overlap",
-        "table" => "--table",
-        _ => return String::new(),
-    };
-    format!(" (see {flag})")
+    std::process::exit(outpost::main());
 }
