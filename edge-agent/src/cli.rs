@@ -498,7 +498,7 @@ pub enum BenchCommand {
     /// Push and pull rates against a central Postgres, by both transports, against COPY.
     Sync(BenchSyncArgs),
     /// A bounded load test of the agent's HTTP API on loopback: concurrent clients mixing
-    /// searches and ingests against a fresh `outpost serve`.
+    /// searches, contexts, ingests and syncs against a fresh `outpost serve`.
     Http(BenchHttpArgs),
 }
 
@@ -592,9 +592,23 @@ pub struct BenchHttpArgs {
     /// Documents ingested before the load starts.
     #[arg(long, default_value_t = 500)]
     pub docs: usize,
-    /// Share of requests that ingest a document (the rest search).
-    #[arg(long, default_value_t = 0.1)]
-    pub ingest_share: f64,
+    /// What the clients send, as weights: `search`, `context`, `ingest`, `sync` (which needs
+    /// --central), e.g. `search=10,context=4,ingest=5,sync=1`.
+    #[arg(long, default_value = "search=9,ingest=1")]
+    pub mix: String,
+    /// Ingests edit one of this many documents (by source) instead of adding new ones, so the
+    /// data stays the same size however long the load runs (0: always new documents).
+    #[arg(long, default_value_t = 0)]
+    pub edit_pool: usize,
+    /// A central Postgres (direct URL) the agent syncs with in the background, every 2 s.
+    #[arg(long, hide_env_values = true)]
+    pub central: Option<String>,
+    /// The user the agent syncs as (default: a fresh id).
+    #[arg(long)]
+    pub central_user: Option<String>,
+    /// Seconds of warm-up before resident memory is taken as the baseline.
+    #[arg(long, default_value_t = 10)]
+    pub warm_up: u64,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

@@ -104,6 +104,24 @@ struct OutpostModelFile {
     model_id: String,
 }
 
+/// The threads every CPU forward pass runs on, whichever thread asked for it: as many as rayon's
+/// (`RAYON_NUM_THREADS`, else one per core). A server calls the embedder from dozens of threads
+/// at once; run there, each of them would keep its own matrix-product scratch (about 6 MiB a
+/// thread: 64 concurrent searches took the agent from 100 to 500 MiB) and the passes would
+/// fight over the cores. Here callers queue, and the scratch is held by these threads only.
+static EMBED_THREADS: std::sync::LazyLock<rayon::ThreadPool> = std::sync::LazyLock::new(|| {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(rayon::current_num_threads())
+        .thread_name(|i| format!("outpost-embed-{i}"))
+        .build()
+        .unwrap_or_else(|_| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(1)
+                .build()
+                .expect("a one-thread pool")
+        })
+});
+
 /// A sentence-transformers BERT model (e.g. all-MiniLM-L6-v2) implementing
 /// [`outpost_core::Embedder`].
 ///
@@ -228,7 +246,7 @@ impl BertEmbedder {
     /// fails.
     pub fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         match &self.model {
-            Model::Cpu(model) => self.embed_cpu(model, texts),
+            Model::Cpu(model) => EMBED_THREADS.install(|| self.embed_cpu(model, texts)),
             Model::Candle(model) => self.embed_candle(model, texts),
         }
     }
