@@ -62,17 +62,41 @@ impl std::fmt::Debug for CentralConfig {
     }
 }
 
-/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+/// `postgres://user:secret@host/db?password=secret` → `postgres://user:***@host/db?password=***`:
+/// any query parameter naming a password (libpq's `password`, `sslpassword`), then the password
+/// of the user information (up to the last '@', so a password holding '@' or '?' is masked
+/// whole).
 fn mask_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let mut out = String::with_capacity(url.len());
+    let mut rest = url;
+    let mut first = true;
+    // The query parameters (or, without a '?', the whole URL as one piece).
+    while let Some(i) = rest.find(['?', '&']) {
+        out.push_str(&mask_param(&rest[..i], first));
+        out.push_str(&rest[i..=i]);
+        rest = &rest[i + 1..];
+        first = false;
+    }
+    out.push_str(&mask_param(rest, first));
+    match (out.find("://"), out.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
+            let userinfo = &out[scheme + 3..at];
             match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_string(),
+                Some((user, _)) => format!("{}{user}:***{}", &out[..scheme + 3], &out[at..]),
+                None => out,
             }
         }
-        _ => url.to_string(),
+        _ => out,
+    }
+}
+
+/// `key=value` with the value masked if the key names a password; the URL's start as it is.
+fn mask_param(piece: &str, first: bool) -> String {
+    match piece.split_once('=') {
+        Some((k, _)) if !first && k.to_ascii_lowercase().contains("password") => {
+            format!("{k}=***")
+        }
+        _ => piece.to_string(),
     }
 }
 
@@ -347,6 +371,19 @@ mod tests {
             "postgres://app:***@db.example:5432/postgres"
         );
         assert_eq!(mask_url("postgres://app@db/x"), "postgres://app@db/x");
+        // A password as a parameter, and passwords holding '@' or '?'.
+        assert_eq!(
+            mask_url("postgres://app@db/x?sslmode=require&password=s3cret"),
+            "postgres://app@db/x?sslmode=require&password=***"
+        );
+        assert_eq!(
+            mask_url("postgres://db/x?PASSWORD=a@b&user=app"),
+            "postgres://db/x?PASSWORD=***&user=app"
+        );
+        assert_eq!(
+            mask_url("postgres://app:p?a@ss@db/x?sslpassword=k"),
+            "postgres://app:***@db/x?sslpassword=***"
+        );
     }
 
     fn stored(dir: &std::path::Path) -> std::result::Result<SessionStore, Error> {

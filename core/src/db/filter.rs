@@ -140,9 +140,19 @@ impl SqlFilter {
                         let v = self.bind(SqlValue::Integer(i64::from(*b)));
                         format!("json_extract(d.metadata, {path}) {op} {v}")
                     }
-                    MetaValue::Text(s) => {
+                    // Text equals only text. Ordered against text, only text counts: SQLite
+                    // sorts every number before every text, so `n<zzz` would match every
+                    // numeric `n`.
+                    MetaValue::Text(s) if *cmp == Cmp::Eq => {
                         let v = self.bind(SqlValue::Text(s.clone()));
                         format!("json_extract(d.metadata, {path}) {op} {v}")
+                    }
+                    MetaValue::Text(s) => {
+                        let v = self.bind(SqlValue::Text(s.clone()));
+                        format!(
+                            "(json_type(d.metadata, {path}) = 'text' \
+                             AND json_extract(d.metadata, {path}) {op} {v})"
+                        )
                     }
                 }
             }

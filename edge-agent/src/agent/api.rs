@@ -7,9 +7,10 @@
 
 use std::time::Instant;
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Multipart, Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Multipart, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -224,10 +225,65 @@ impl<T: Serialize> IntoResponse for Json<T> {
     }
 }
 
-/// Query parameters whose rejections are [`ApiError`]s.
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        Self::bad_request(r.body_text())
+    }
+}
+
+/// Path parameters whose rejections (a segment that is not UTF-8 once percent-decoded) are
+/// [`ApiError`]s, JSON as every other error.
 #[derive(FromRequestParts)]
-#[from_request(via(axum::extract::Query), rejection(ApiError))]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct Path<T>(pub T);
+
+/// Query parameters whose rejections are [`ApiError`]s. A query string that is not UTF-8 once
+/// percent-decoded is refused (axum's `Query` would read it with replacement characters, and
+/// `?collection=%FF` would quietly list a collection nobody named).
 pub struct Query<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        if let Some(query) = parts.uri.query() {
+            if std::str::from_utf8(&percent_decode(query.as_bytes())).is_err() {
+                return Err(ApiError::bad_request(
+                    "the query string is not UTF-8 once percent-decoded",
+                ));
+            }
+        }
+        let axum::extract::Query(value) =
+            axum::extract::Query::<T>::from_request_parts(parts, state).await?;
+        Ok(Self(value))
+    }
+}
+
+/// `%XX` sequences decoded (a malformed one is kept as it is).
+fn percent_decode(bytes: &[u8]) -> Vec<u8> {
+    let hex = |b: u8| (b as char).to_digit(16);
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if let (b'%', Some(&h), Some(&l)) = (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            if let (Some(h), Some(l)) = (hex(h), hex(l)) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    out
+}
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -942,6 +998,41 @@ impl utoipa::Modify for BearerAuth {
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
     }
+}
+
+/// The largest body a request may carry: a document upload (`POST /v1/documents`, JSON or
+/// multipart) up to `serve.max_upload_bytes`, anything else up to `serve.max_body_bytes`.
+fn body_limit(state: &AppState, method: &Method, path: &str) -> usize {
+    if method == Method::POST && path == "/v1/documents" {
+        state.config.serve.max_upload_bytes
+    } else {
+        state.config.serve.max_body_bytes
+    }
+}
+
+/// Answers a request whose `Content-Length` is over its limit with a 413 before any handler
+/// runs, on every route, including those that never read their body (`POST /v1/sync`). A body
+/// without a length (chunked) is cut at the same limit by the extractors
+/// ([`DefaultBodyLimit`]), which answer 413 as well.
+pub async fn refuse_large_bodies(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: Next,
+) -> Response {
+    let limit = body_limit(&state, request.method(), request.uri().path());
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if let Some(n) = declared.filter(|&n| n > limit as u64) {
+        return ApiError::with_status(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is {n} bytes; the limit here is {limit}"),
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// Every route, with the body limits.

@@ -53,6 +53,8 @@ pub struct Serve {
     /// Chat requests that may wait while the model answers another; one more is refused
     /// with 429.
     pub llm_queue: usize,
+    /// Seconds a client has to send a request's headers; a slower one is disconnected.
+    pub header_timeout_s: u64,
 }
 
 impl Default for Serve {
@@ -66,6 +68,7 @@ impl Default for Serve {
             max_k: 1000,
             max_output_tokens: 1024,
             llm_queue: 4,
+            header_timeout_s: 30,
         }
     }
 }

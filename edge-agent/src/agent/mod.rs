@@ -39,22 +39,58 @@ use pool::Engines;
 use state::AppState;
 use syncer::SyncHandle;
 
-/// Compares in time independent of where the strings differ.
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Threads for the engine's calls (tokio's default is 512). More than a few buy nothing: a
+/// call runs on the writer, one of `serve.readers` readers or the embedder's own threads, and
+/// waits otherwise. Each thread that ran a call keeps its allocator heap: with one thread per
+/// concurrent request, 64 clients held the agent's memory several hundred MiB higher.
+const BLOCKING_THREADS: usize = 16;
+
+/// Whether `given` is `expected`, in time that depends on `given`'s length only: every byte of
+/// `given` is compared (against `expected` repeated), differences are OR-ed together and a
+/// length difference is folded in at the end, so there is no early exit on the first differing
+/// byte nor on a length mismatch, and nothing about `expected` leaks through timing but its
+/// length's equality to `given`'s. `black_box` keeps the optimiser from shortcutting the fold.
+fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    if expected.is_empty() {
+        // No token is configured as an empty one (`Config::token`); never equal.
+        return false;
+    }
+    let mut diff = u8::from(given.len() != expected.len());
+    for (i, g) in given.iter().enumerate() {
+        diff |= std::hint::black_box(g ^ expected[i % expected.len()]);
+    }
+    std::hint::black_box(diff) == 0 && !given.is_empty()
 }
 
-/// Requires `Authorization: Bearer <token>` on every route but `/healthz` when a token is set.
+/// The credentials of an `Authorization: Bearer <token>` header. The scheme is
+/// case-insensitive (RFC 9110 §11.1, which RFC 6750 builds on): `bearer` and `BEARER` are
+/// `Bearer`.
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
+/// Requires `Authorization: Bearer <token>` on every route but `/healthz` and the page's static
+/// files (which carry no data) when a token is set.
 async fn auth(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if let Some(token) = state.config.token() {
         let given = request
             .headers()
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        let ok = given.is_some_and(|g| same_secret(g.trim().as_bytes(), token.as_bytes()));
+            .and_then(bearer);
+        let ok = given.is_some_and(|g| same_secret(g.as_bytes(), token.as_bytes()));
         let open = request.uri().path() == "/healthz" || web::is_page(request.uri().path());
         if !ok && !open {
+            // Why, for whoever debugs a client; never what was sent.
+            let why = match request.headers().get(axum::http::header::AUTHORIZATION) {
+                None => "no Authorization header",
+                Some(_) if given.is_none() => "not a Bearer credential",
+                Some(_) => "wrong token",
+            };
+            tracing::debug!(why, "unauthorized request");
             state.metrics.error("unauthorized");
             return api::ApiError::unauthorized().into_response();
         }
@@ -104,6 +140,10 @@ pub fn app(state: AppState) -> axum::Router {
     api::routes(state.clone())
         .merge(openai)
         .merge(web::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            api::refuse_large_bodies,
+        ))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth))
         .layer(axum::middleware::from_fn_with_state(state, observe))
 }
@@ -145,6 +185,51 @@ async fn stop_signal() {
     }
 }
 
+/// Serves `app` on `listener` until `stop` turns true, then lets the open connections finish.
+///
+/// `axum::serve` gives hyper no timer, so hyper's HTTP/1 header read timeout never fires and a
+/// client that sends its headers a byte at a time holds its connection for ever (slow loris).
+/// Here each connection gets `header_timeout` to send its request head; one that has not is
+/// closed.
+async fn accept(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    header_timeout: Duration,
+    mut stop: signal_watch::Receiver<bool>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, as axum::serve does.
+                    tracing::warn!("accepting a connection: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => break,
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!("connection: {e}");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
 /// Runs the agent until it is told to stop.
 ///
 /// # Errors
@@ -159,6 +244,7 @@ pub fn run(
     let addr: SocketAddr = config.addr()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(BLOCKING_THREADS)
         .build()?;
     let result = rt.block_on(serve(config, db, embedder, llm, addr));
     // Do not wait for a blocking task still embedding a large file: its work stays queued.
@@ -252,17 +338,32 @@ async fn serve(
         .with_context(|| format!("listening on {addr}"))?;
     let local = listener.local_addr()?;
     tracing::info!(addr = %local, db = %db.display(), "outpost agent listening");
+    // Which mode it is in, said once at start-up (never the token itself).
+    if config.token().is_some() {
+        tracing::info!(
+            "a bearer token is required (Authorization: Bearer) on every route but /healthz \
+             and the page's static files"
+        );
+    } else {
+        tracing::warn!(
+            addr = %local,
+            "no token is required: bound to loopback, only this machine can connect \
+             (set OUTPOST_TOKEN or serve.token to require one)"
+        );
+    }
     // One line on stdout for whoever started us (scripts, tests): where we listen. If that
     // reader has gone already, the agent serves on: its work is the API, not its stdout.
     if let Err(e) = outln!("listening on http://{local}") {
         tracing::warn!("could not print the listening address on stdout: {e}");
     }
 
-    let mut server_stop = stop_rx.clone();
-    let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
-        let _ = server_stop.changed().await;
-    });
-    let server = tokio::spawn(async move { server.await });
+    let header_timeout = Duration::from_secs(config.serve.header_timeout_s.max(1));
+    let server = tokio::spawn(accept(
+        listener,
+        app(state),
+        header_timeout,
+        stop_rx.clone(),
+    ));
 
     stop_signal().await;
     tracing::info!("stopping");
@@ -284,4 +385,37 @@ async fn serve(
     }
     tracing::info!("stopped");
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{bearer, same_secret};
+
+    #[test]
+    fn a_secret_matches_only_itself() {
+        let token = b"s3cret-token";
+        assert!(same_secret(b"s3cret-token", token));
+        // Differing anywhere, at the first or the last byte.
+        assert!(!same_secret(b"X3cret-token", token));
+        assert!(!same_secret(b"s3cret-tokeX", token));
+        assert!(!same_secret(b"completely-x", token));
+        // A prefix, a longer one, the empty one; and nothing matches an empty secret.
+        assert!(!same_secret(b"s3cret-toke", token));
+        assert!(!same_secret(b"s3cret-token-and-more", token));
+        assert!(!same_secret(b"s3cret-tokens3cret-token", token));
+        assert!(!same_secret(b"", token));
+        assert!(!same_secret(b"", b""));
+        assert!(!same_secret(b"x", b""));
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive_and_nothing_else_is_bearer() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer abc"), Some("abc"));
+        assert_eq!(bearer("BEARER   abc "), Some("abc"));
+        assert_eq!(bearer("Basic YWJjOg=="), None);
+        assert_eq!(bearer("abc"), None);
+        assert_eq!(bearer("Bearer"), None);
+        assert_eq!(bearer("Bearerabc"), None);
+    }
 }

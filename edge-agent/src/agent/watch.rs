@@ -67,6 +67,11 @@ impl Ignore {
     }
 }
 
+/// Whether `path` is itself a symbolic link (not followed).
+pub fn is_symlink(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
+}
+
 /// The watched folders, canonical.
 #[derive(Debug, Clone)]
 pub struct Folders {
@@ -107,9 +112,14 @@ impl Folders {
             .map(PathBuf::as_path)
     }
 
+    /// Whether `path` is left alone: outside every watched folder, ignored, or a symbolic link
+    /// (which could lead out of the watched folder; the start-up scan does not follow links
+    /// either).
     fn skips(&self, path: &Path) -> bool {
-        self.root_of(path)
-            .is_none_or(|root| self.ignore.skips(root, path))
+        is_symlink(path)
+            || self
+                .root_of(path)
+                .is_none_or(|root| self.ignore.skips(root, path))
     }
 
     fn item(&self, path: &Path, op: WorkOp) -> WorkItem {
@@ -161,7 +171,7 @@ impl Folders {
         match event.event.kind {
             EventKind::Modify(ModifyKind::Name(RenameMode::Both)) if paths.len() == 2 => {
                 let (from, to) = (&paths[0], &paths[1]);
-                if to.is_dir() {
+                if to.is_dir() && !is_symlink(to) {
                     // A folder renamed: its documents go and its files come back under the
                     // new name.
                     let mut work = vec![self.item(from, WorkOp::Delete)];

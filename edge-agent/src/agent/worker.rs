@@ -65,6 +65,14 @@ fn process(engine: &Engine, work: &QueuedWork, opts: &IngestOptions) -> outpost_
             Done::Nothing
         });
     }
+    // A file replaced by a link after it was queued: links could lead out of the watched
+    // folder, and are never followed.
+    if super::watch::is_symlink(Path::new(&item.path)) {
+        return Ok(Done::Refused(format!(
+            "{}: a symbolic link (not followed)",
+            item.path
+        )));
+    }
     let report = engine.ingest(&[item.path.clone().into()], &opts, &mut |_| {})?;
     if let Some(f) = report.failures.first() {
         return Ok(Done::Refused(format!("{}: {}", f.path, f.reason)));
