@@ -44,7 +44,8 @@ pub struct ErrorBody {
 /// What went wrong.
 #[derive(Serialize, ToSchema)]
 pub struct ErrorDetail {
-    /// A stable code: `bad_request`, `invalid`, `not_found`, `unauthorized`, `too_large`,
+    /// A stable code: `bad_request`, `invalid`, `not_found`, `method_not_allowed`,
+    /// `unauthorized`, `too_large`,
     /// `unsupported_media_type`, `unavailable`, `internal`.
     code: String,
     /// What, and where.
@@ -108,6 +109,7 @@ impl ApiError {
         match status.as_u16() {
             401 => "unauthorized",
             404 => "not_found",
+            405 => "method_not_allowed",
             413 => "too_large",
             415 => "unsupported_media_type",
             422 => "invalid",
@@ -364,10 +366,16 @@ pub async fn post_document(
                     file = Some((filename, bytes));
                 }
                 "collection" | "source" => {
-                    let value = field
-                        .text()
+                    // Not `text()`, which reads invalid UTF-8 as U+FFFD: a collection named
+                    // "c\u{FFFD}" nobody asked for.
+                    let bytes = field
+                        .bytes()
                         .await
-                        .map_err(|e| ApiError::bad_request(e.body_text()))?;
+                        .map_err(|e| upload_error(&e.body_text(), e.status()))?;
+                    let value = String::from_utf8(bytes.to_vec()).map_err(|_| {
+                        ApiError::bad_request(format!("multipart field '{name}' is not UTF-8"))
+                            .with_param(&name)
+                    })?;
                     if name == "collection" {
                         opts.collection = value;
                     } else {
@@ -998,6 +1006,14 @@ impl utoipa::Modify for BearerAuth {
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
     }
+}
+
+/// A route asked with a method it does not have: a JSON 405, as every other error.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::with_status(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "this route does not take this method; GET /openapi.json lists each route's methods",
+    )
 }
 
 /// The largest body a request may carry: a document upload (`POST /v1/documents`, JSON or

@@ -140,6 +140,7 @@ pub fn app(state: AppState) -> axum::Router {
     api::routes(state.clone())
         .merge(openai)
         .merge(web::routes())
+        .method_not_allowed_fallback(api::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             api::refuse_large_bodies,
