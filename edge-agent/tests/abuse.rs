@@ -57,6 +57,9 @@ const TOKEN: &str = "abuse-token-7f3a9c1e5b2d4f6a8c0e";
 const PASSWORD: &str = "s3cretpw";
 /// A Supabase-style JWT (its subject is a UUID; the signature is not real).
 const JWT: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiI2ZjFjMmQzZS00YjVhLTRjN2QtOGU5Zi0wYTFiMmMzZDRlNWYiLCJyb2xlIjoiYXV0aGVudGljYXRlZCIsImV4cCI6NDEwMjQ0NDgwMH0.c2lnbmF0dXJlLW5vdC1yZWFsLWFidXNlLXRlc3Q";
+/// A Supabase anon key and a language-model API key.
+const ANON_KEY: &str = "sb_publishable_abuseAnonKey0123";
+const LLM_KEY: &str = "sk-abuse-llm-key-4242";
 /// Body limits of these agents (JSON, upload), small so that over-limit bodies are cheap.
 const BODY_LIMIT: usize = 256 * 1024;
 const UPLOAD_LIMIT: usize = 1024 * 1024;
@@ -1093,17 +1096,38 @@ async fn no_secret_appears_in_any_log_line_or_error_body() -> TestResult {
     // parameter).
     let query_url =
         format!("postgres://outpost@127.0.0.1:1/central?password={PASSWORD}&connect_timeout=2");
-    for central in [url.as_str(), query_url.as_str()] {
+    let rest = [
+        ("OUTPOST_SUPABASE_URL", "http://127.0.0.1:1"),
+        ("OUTPOST_SUPABASE_ANON_KEY", ANON_KEY),
+        ("OUTPOST_SUPABASE_JWT", JWT),
+    ];
+    let centrals: [&[(&str, &str)]; 3] = [
+        &[("OUTPOST_CENTRAL_URL", &url), ("OUTPOST_SUPABASE_JWT", JWT)],
+        &[
+            ("OUTPOST_CENTRAL_URL", &query_url),
+            ("OUTPOST_SUPABASE_JWT", JWT),
+        ],
+        &rest,
+    ];
+    for central in centrals {
         for args in [
             vec!["config", "show"],
             vec!["config", "show", "--json"],
             vec!["sync", "--once"],
         ] {
-            let out = db
-                .command(&args)
+            let mut cmd = db.command(&args);
+            for k in [
+                "OUTPOST_CENTRAL_URL",
+                "OUTPOST_CENTRAL_USER",
+                "OUTPOST_SUPABASE_URL",
+                "OUTPOST_SUPABASE_ANON_KEY",
+                "OUTPOST_SUPABASE_JWT",
+            ] {
+                cmd.env_remove(k);
+            }
+            let out = cmd
+                .envs(central.iter().copied())
                 .env("OUTPOST_TOKEN", TOKEN)
-                .env("OUTPOST_CENTRAL_URL", central)
-                .env("OUTPOST_SUPABASE_JWT", JWT)
                 .env("OUTPOST_LOG", "debug")
                 .env("RUST_LOG", "debug")
                 .env("OUTPOST_CONFIG", db.dir().join("outpost.toml"))
@@ -1124,12 +1148,39 @@ async fn no_secret_appears_in_any_log_line_or_error_body() -> TestResult {
             seen.push_str(&text);
         }
     }
+
+    // A language model behind a URL with a password and a key in its query, and an API key:
+    // its failure is a 5xx whose message, and whose log line, name the server without them.
+    let llm_url = format!("http://llmuser:{PASSWORD}@127.0.0.1:1/v1?api-key={LLM_KEY}");
+    let mut s = Start::new(db.path());
+    s.config = &config;
+    s.embedder = "hash";
+    let llm_env = [("OUTPOST_LLM_API_KEY", LLM_KEY), ("OUTPOST_LOG", "debug")];
+    s.env = &llm_env;
+    let args = ["--llm-url", llm_url.as_str()];
+    s.args = &args;
+    drop(agent);
+    let agent = Agent::start(s)?;
+    let (status, body) = call(
+        &agent,
+        Method::POST,
+        "/v1/chat/completions",
+        Some(&json!({ "messages": [{ "role": "user", "content": "hi" }], "retrieval": false })),
+    )
+    .await?;
+    assert!(status >= 500, "a model at port 1 answered: {status} {body}");
+    assert!(body.to_string().contains("127.0.0.1:1"), "{body}");
+    seen.push_str(&body.to_string());
+    seen.push_str(&agent.logs());
+
     let jwt_signature = JWT.rsplit('.').next().ok_or("a signature")?;
     for (what, secret) in [
         ("token", TOKEN),
         ("password", PASSWORD),
         ("JWT", JWT),
         ("JWT signature", jwt_signature),
+        ("anon key", ANON_KEY),
+        ("language model key", LLM_KEY),
     ] {
         if let Some(at) = seen.find(secret) {
             let from = at.saturating_sub(200);

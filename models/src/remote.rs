@@ -11,9 +11,28 @@ use outpost_core::{
 };
 use serde_json::{json, Value};
 
+/// `url` fit to print: a password in it masked (`https://user:***@host/v1`) and a query, which
+/// some services take a key in, left out (`?…`).
+fn shown_url(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, _)) => (base, "?…"),
+        None => (url, ""),
+    };
+    let base = match (base.find("://"), base.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let user = base[scheme + 3..at].split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &base[..scheme + 3], &base[at..])
+        }
+        _ => base.to_owned(),
+    };
+    format!("{base}{query}")
+}
+
 /// A chat model behind an OpenAI-compatible HTTP API.
 pub struct OpenAiGenerator {
     url: String,
+    /// `url` as messages and logs show it: no password, no query (see [`shown_url`]).
+    shown: String,
     model: String,
     api_key: Option<String>,
     window: usize,
@@ -24,7 +43,7 @@ impl std::fmt::Debug for OpenAiGenerator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The key is a secret: never printed.
         f.debug_struct("OpenAiGenerator")
-            .field("url", &self.url)
+            .field("url", &self.shown)
             .field("model", &self.model)
             .field("window", &self.window)
             .finish_non_exhaustive()
@@ -46,7 +65,8 @@ impl OpenAiGenerator {
     ) -> Result<Self, GenerateError> {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(GenerateError::Invalid(format!(
-                "{url}: the language model's URL must start with http:// or https://"
+                "{}: the language model's URL must start with http:// or https://",
+                shown_url(url)
             )));
         }
         let client = reqwest::blocking::Client::builder()
@@ -55,8 +75,10 @@ impl OpenAiGenerator {
             .timeout(None)
             .build()
             .map_err(|e| GenerateError::Failed(format!("HTTP client: {e}")))?;
+        let url = url.trim_end_matches('/');
         Ok(Self {
-            url: url.trim_end_matches('/').to_owned(),
+            url: url.to_owned(),
+            shown: shown_url(url),
             model: model.to_owned(),
             api_key,
             window,
@@ -105,14 +127,18 @@ impl Generator for OpenAiGenerator {
         if !opts.stop.is_empty() {
             body["stop"] = json!(opts.stop);
         }
-        let endpoint = format!("{}/chat/completions", self.url);
-        let mut request = self.client.post(&endpoint).json(&body);
+        let mut request = self
+            .client
+            .post(format!("{}/chat/completions", self.url))
+            .json(&body);
+        // What messages name: without the URL's password or query, which may hold a key.
+        let endpoint = format!("{}/chat/completions", self.shown);
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key);
         }
         let response = request
             .send()
-            .map_err(|e| GenerateError::Failed(format!("{endpoint}: {e}")))?;
+            .map_err(|e| GenerateError::Failed(format!("{endpoint}: {}", e.without_url())))?;
         let status = response.status();
         if !status.is_success() {
             let text = response.text().unwrap_or_default();
