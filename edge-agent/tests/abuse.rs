@@ -649,12 +649,12 @@ async fn a_client_sending_its_headers_slowly_is_cut_off_and_holds_no_one_up() ->
         let t = Instant::now();
         alive(&agent, "a slow client").await?;
         assert!(
-            t.elapsed() < Duration::from_secs(2),
+            t.elapsed() < Duration::from_secs(5),
             "a slow client held others up"
         );
     }
     // The slow one is disconnected once its header time (1 s) is up.
-    slow.set_read_timeout(Some(Duration::from_secs(10)))?;
+    slow.set_read_timeout(Some(Duration::from_secs(20)))?;
     let mut buf = [0u8; 1024];
     match slow.read(&mut buf) {
         Ok(_) => {}
@@ -663,7 +663,7 @@ async fn a_client_sending_its_headers_slowly_is_cut_off_and_holds_no_one_up() ->
     }
     let waited = started.elapsed();
     assert!(
-        waited < Duration::from_secs(5),
+        waited < Duration::from_secs(10),
         "cut off only after {waited:?}"
     );
     let _ = dripping.join();
