@@ -193,6 +193,24 @@ pub struct CentralArgs {
     /// Records per pull call.
     #[arg(long, default_value_t = 1000)]
     pub pull_page: usize,
+    /// Seconds a call keeps retrying, with backoff, while the central store is unreachable or
+    /// overloaded before the command fails (0: fail at the first such error, as a script that
+    /// will run again later may want).
+    #[arg(long, default_value_t = 120)]
+    pub give_up_after: u64,
+}
+
+impl CentralArgs {
+    /// How calls to the central store retry.
+    pub fn backoff(&self) -> outpost_sync::Backoff {
+        if self.give_up_after == 0 {
+            return outpost_sync::Backoff::none();
+        }
+        outpost_sync::Backoff {
+            give_up_after: Some(std::time::Duration::from_secs(self.give_up_after)),
+            ..outpost_sync::Backoff::default()
+        }
+    }
 }
 
 /// `outpost login`. The password is read from standard input with --password-stdin, else

@@ -627,3 +627,29 @@ fn verify_local_finds_a_full_text_index_that_disagrees_with_the_chunks() -> Test
     assert!(problems.contains("full-text index"), "{report}");
     Ok(())
 }
+
+#[test]
+fn give_up_after_zero_fails_at_the_first_offline_error() -> TestResult {
+    let db = TestDb::new()?;
+    let started = std::time::Instant::now();
+    let out = db
+        .command(&["--embedder", "hash", "sync", "--once", "--give-up-after", "0"])
+        .env_remove("OUTPOST_CENTRAL_URL")
+        .env("OUTPOST_SUPABASE_URL", "http://127.0.0.1:1")
+        .env("OUTPOST_SUPABASE_ANON_KEY", "anon")
+        .env(
+            "OUTPOST_SUPABASE_JWT",
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIwMTkzZjAwMC0wMDAwLTcwMDAtODAwMC0wMDAwMDAwMDAwMDEifQ.x",
+        )
+        .output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(exit_code(out.status), 1, "{err}");
+    assert!(err.contains("offline"), "{err}");
+    // By default the same call rides out 120 s of outage; here it makes one attempt.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
+    Ok(())
+}

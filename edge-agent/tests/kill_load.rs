@@ -161,8 +161,7 @@ async fn client(
                 w.acknowledged = Some(w.acknowledged.map_or(version, |a| a.max(version)));
             }
             (200 | 201, _) => {}
-            // The central store is briefly out of reach (a kill cut a sync short): documented.
-            (503, _) if path == "/v1/sync" => {}
+            // Back-pressure, or the central store briefly out of reach: both say when to retry.
             (429 | 503, _) if retry_after => {}
             _ => return Err(format!("{path} answered {status}: {text}")),
         }

@@ -74,3 +74,61 @@ async fn sixty_four_clients_get_answers_and_the_agent_keeps_its_memory() -> Test
     assert!(out.status.success(), "bench http failed: {stderr}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_beyond_max_in_flight_are_told_to_retry_after() -> TestResult {
+    let db = common::TestDb::new()?;
+    let agent = common::agent::Agent::start(common::agent::Start {
+        config: "[serve]\nmax_in_flight = 2\n",
+        embedder: "hash",
+        ..common::agent::Start::new(db.path())
+    })?;
+    // Large texts, so that each write is in hand long enough for the others to meet it.
+    let text = "Glaciers carve valleys and leave moraines behind. ".repeat(16_000);
+    let writes: Vec<_> = (0..32)
+        .map(|n| {
+            let body = serde_json::json!({ "text": text, "source": format!("flood/{n}") });
+            let url = format!("{}/v1/documents", agent.url);
+            tokio::spawn(async move {
+                let r = reqwest::Client::new().post(url).json(&body).send().await?;
+                let retry_after = r.headers().get("retry-after").cloned();
+                let status = r.status().as_u16();
+                let body: Value = r.json().await?;
+                Ok::<_, reqwest::Error>((status, retry_after, body))
+            })
+        })
+        .collect();
+    // Health checks answer whatever the load.
+    let (status, _) = agent.get("/healthz").await?;
+    assert_eq!(status, 200);
+    let (mut stored, mut refused) = (0, 0);
+    for w in writes {
+        let (status, retry_after, body) = w.await??;
+        match status {
+            201 => stored += 1,
+            503 => {
+                assert_eq!(body["error"]["code"], "busy", "{body}");
+                assert!(retry_after.is_some(), "a 503 without Retry-After: {body}");
+                refused += 1;
+            }
+            other => return Err(format!("answered {other}: {body}").into()),
+        }
+    }
+    assert!(stored >= 2, "{stored} stored, {refused} refused");
+    assert!(
+        refused > 0,
+        "none of 32 concurrent writes met the limit of 2"
+    );
+    // Nothing half-stored, and the refused ones go through when retried.
+    let (status, stats) = agent.get("/v1/stats").await?;
+    assert_eq!(status, 200);
+    assert_eq!(stats["documents"], stored, "{stats}");
+    let (status, body) = agent
+        .post(
+            "/v1/documents",
+            &serde_json::json!({ "text": "after the flood", "source": "calm" }),
+        )
+        .await?;
+    assert_eq!(status, 201, "{body}");
+    Ok(())
+}

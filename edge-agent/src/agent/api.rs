@@ -46,7 +46,8 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// A stable code: `bad_request`, `invalid`, `not_found`, `method_not_allowed`,
     /// `unauthorized`, `too_large`,
-    /// `unsupported_media_type`, `unavailable`, `internal`.
+    /// `unsupported_media_type`, `rate_limited`, `busy` and `offline` (both 503 with
+    /// `Retry-After`), `unavailable`, `disk_full`, `internal`.
     code: String,
     /// What, and where.
     message: String,
@@ -77,6 +78,14 @@ impl ApiError {
     /// A 429 (sent with `Retry-After`).
     pub fn too_many(message: impl Into<String>) -> Self {
         Self::with_status(StatusCode::TOO_MANY_REQUESTS, message)
+    }
+
+    /// A 503 with `Retry-After`: the agent has `serve.max_in_flight` requests in hand.
+    pub fn busy(message: impl Into<String>) -> Self {
+        Self {
+            code: "busy",
+            ..Self::with_status(StatusCode::SERVICE_UNAVAILABLE, message)
+        }
     }
 
     fn with_status(status: StatusCode, message: impl Into<String>) -> Self {
@@ -137,7 +146,9 @@ impl IntoResponse for ApiError {
         let body = json!({ "error": { "code": self.code, "message": self.message,
                                       "type": kind, "param": self.param } });
         let mut response = (self.status, axum::Json(body)).into_response();
-        if self.status == StatusCode::TOO_MANY_REQUESTS {
+        // Back-pressure says when to come back: a full queue or in-flight limit (429, `busy`)
+        // and an unreachable central store (`offline`) pass; a missing model does not.
+        if self.status == StatusCode::TOO_MANY_REQUESTS || matches!(self.code, "busy" | "offline") {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from_static("2"));
@@ -931,7 +942,7 @@ pub async fn sync_now(State(state): State<AppState>) -> ApiResult<Json<Value>> {
         }),
         Err(SyncRequestError::Failed(message)) => Err(ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
-            code: "unavailable",
+            code: "offline",
             message,
             param: None,
         }),

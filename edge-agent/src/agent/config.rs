@@ -55,6 +55,9 @@ pub struct Serve {
     pub llm_queue: usize,
     /// Seconds a client has to send a request's headers; a slower one is disconnected.
     pub header_timeout_s: u64,
+    /// Requests the agent works on at once (`/healthz` aside); one more is refused at once
+    /// with 503 and `Retry-After` rather than queued without bound.
+    pub max_in_flight: usize,
 }
 
 impl Default for Serve {
@@ -69,6 +72,7 @@ impl Default for Serve {
             max_output_tokens: 1024,
             llm_queue: 4,
             header_timeout_s: 30,
+            max_in_flight: 256,
         }
     }
 }
@@ -279,8 +283,8 @@ impl Config {
                 bail!("log_format '{f}' is not text or json");
             }
         }
-        if self.serve.readers == 0 || self.serve.max_k == 0 {
-            bail!("serve.readers and serve.max_k must be at least 1");
+        if self.serve.readers == 0 || self.serve.max_k == 0 || self.serve.max_in_flight == 0 {
+            bail!("serve.readers, serve.max_k and serve.max_in_flight must be at least 1");
         }
         for pattern in &self.watch.ignore {
             globset::Glob::new(pattern)

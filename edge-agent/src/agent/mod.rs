@@ -98,6 +98,28 @@ async fn auth(State(state): State<AppState>, request: Request, next: Next) -> Re
     next.run(request).await
 }
 
+/// Refuses a request beyond `serve.max_in_flight` at once with 503 and `Retry-After`: a client
+/// learns to come back, and a flood holds neither memory nor threads. `/healthz` always
+/// answers. (A response that streams, a chat completion, gives its place back once its head is
+/// sent; the model's own queue bounds those.)
+/// (`observe` counts the refusals, by their code `busy`.)
+async fn admit(
+    State(in_flight): State<Arc<tokio::sync::Semaphore>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if request.uri().path() == "/healthz" {
+        return next.run(request).await;
+    }
+    let Ok(_permit) = in_flight.try_acquire_owned() else {
+        return api::ApiError::busy(
+            "the agent is at its limit of requests in flight (serve.max_in_flight); retry shortly",
+        )
+        .into_response();
+    };
+    next.run(request).await
+}
+
 /// Logs each request (method, route, status, time — never headers) and counts it.
 async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -144,6 +166,12 @@ pub fn app(state: AppState) -> axum::Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             api::refuse_large_bodies,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(tokio::sync::Semaphore::new(
+                state.config.serve.max_in_flight,
+            )),
+            admit,
         ))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth))
         .layer(axum::middleware::from_fn_with_state(state, observe))

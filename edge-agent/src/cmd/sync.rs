@@ -100,6 +100,7 @@ fn options(args: &CentralArgs, model: &dyn Embedder) -> SyncOptions {
     o.batch_size = args.batch_size.max(1);
     o.batch_bytes = args.batch_bytes.max(1);
     o.pull_page = args.pull_page.max(1);
+    o.backoff = args.backoff();
     o
 }
 
@@ -416,7 +417,11 @@ pub fn verify(cli: &Cli, job: &CentralJob) -> Result<i32> {
     let (config, central) = central(&job.central)?;
     let rt = runtime()?;
     let report = rt
-        .block_on(outpost_sync::verify(&store, &central, &Backoff::default()))
+        .block_on(outpost_sync::verify(
+            &store,
+            &central,
+            &job.central.backoff(),
+        ))
         .with_context(|| format!("verify against {}", config.describe()))?;
     if job.json {
         print_json(&serde_json::to_value(&report)?)?;
