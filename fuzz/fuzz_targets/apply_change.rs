@@ -161,4 +161,5 @@ fuzz_target!(|data: &[u8]| {
             panic!("{mode:?} search after a pull: {e}");
         }
     }
+    outpost_fuzz::close(engine);
 });

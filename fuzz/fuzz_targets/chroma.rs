@@ -291,4 +291,5 @@ fuzz_target!(|store: ChromaDir| {
     if let Err(e) = engine.import(records, &ImportOptions::default(), &mut |_| {}) {
         panic!("the import failed as a whole: {e}");
     }
+    outpost_fuzz::close(engine);
 });

@@ -46,4 +46,5 @@ fuzz_target!(|data: &[u8]| {
     }
     let problems = engine.check().expect("checking the database");
     assert!(problems.is_empty(), "unsound after an import: {problems:?}");
+    outpost_fuzz::close(engine);
 });

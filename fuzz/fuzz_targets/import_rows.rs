@@ -135,4 +135,5 @@ fuzz_target!(|input: Rows| {
     }
     let problems = engine.check().expect("checking the database");
     assert!(problems.is_empty(), "unsound after an import: {problems:?}");
+    outpost_fuzz::close(engine);
 });

@@ -97,4 +97,5 @@ fuzz_target!(|data: &[u8]| {
     if let Err(e) = engine.check() {
         panic!("check over a fuzzed {suffix}: {e}");
     }
+    outpost_fuzz::close(engine);
 });
