@@ -62,8 +62,11 @@ esac
 # nothing with the stable build, and the workspace's target dir would lock against it).
 mkdir -p "$CACHE"
 built=$(date +%s)
+# (cargo fuzz builds one target or all of them.)
+only=()
+[ ${#targets[@]} -eq 1 ] && only=("${targets[0]}")
 if ! cargo +nightly fuzz build "${features[@]}" --sanitizer "$FUZZ_SANITIZER" --target-dir "$CACHE/target" \
-        >"$CACHE/build.log" 2>&1; then
+        "${only[@]}" >"$CACHE/build.log" 2>&1; then
     tail -n 40 "$CACHE/build.log" >&2
     echo "fuzz.sh: build failed (whole log: $CACHE/build.log)" >&2
     exit 1
@@ -96,8 +99,10 @@ for t in "${targets[@]}"; do
     execs=$(stat number_of_executed_units)
     rate=$(stat average_exec_per_sec)
     rss=$(stat peak_rss_mb)
+    # libFuzzer's own corpus at the end (units/size), and the files its folder holds.
+    corp=$(grep -o 'DONE .* corp: [0-9]*/[0-9]*[a-zA-Z]*' "$log" | tail -n 1 | sed 's/.*corp: //' || true)
     files=$(find "$corpus" -type f | wc -l)
-    bytes=$(du -sk "$corpus" | cut -f1)
+    bytes=$(du -sk --apparent-size "$corpus" | cut -f1)
     if [ "$status" = 0 ]; then
         result=ok
     else
@@ -105,10 +110,10 @@ for t in "${targets[@]}"; do
         result="FAILED (exit $status${found:+, input $found})"
         failed+=("$t")
     fi
-    printf 'fuzz: %-13s %10s execs in %4s s (%s/s), corpus %s files (%s KB), peak RSS %s MB: %s\n' \
-        "$t" "${execs:-?}" "$seconds" "${rate:-?}" "$files" "$bytes" "${rss:-?}" "$result"
-    printf '{"target":"%s","executions":%s,"seconds":%s,"execs_per_sec":%s,"corpus_files":%s,"corpus_kb":%s,"peak_rss_mb":%s,"ok":%s}\n' \
-        "$t" "${execs:-null}" "$seconds" "${rate:-null}" "$files" "$bytes" "${rss:-null}" \
+    printf 'fuzz: %-13s %10s execs in %4s s (%s/s), corpus %s units (folder: %s files, %s KB), peak RSS %s MB: %s\n' \
+        "$t" "${execs:-?}" "$seconds" "${rate:-?}" "${corp:-?}" "$files" "$bytes" "${rss:-?}" "$result"
+    printf '{"target":"%s","executions":%s,"seconds":%s,"execs_per_sec":%s,"corpus":"%s","corpus_files":%s,"corpus_kb":%s,"peak_rss_mb":%s,"ok":%s}\n' \
+        "$t" "${execs:-null}" "$seconds" "${rate:-null}" "${corp:-}" "$files" "$bytes" "${rss:-null}" \
         "$([ "$status" = 0 ] && echo true || echo false)" >"$CACHE/summary/$t.json"
     if [ "$status" != 0 ]; then
         grep -v '^#\|^INFO\|^stat::' "$log" | tail -n 40 >&2
