@@ -266,8 +266,12 @@ fn scale_for(sample: &[&[f32]]) -> f32 {
     }
     let at = ((mags.len() as f64 * 0.9999) as usize).min(mags.len() - 1);
     let (_, top, _) = mags.select_nth_unstable_by(at, f32::total_cmp);
-    if *top > 0.0 {
-        127.0 / *top
+    // A vector too small to normalise (its squared norm underflows to 0: a pulled or imported
+    // vector of subnormal components) stays as it is, and 127 over such a component is
+    // infinite: a scale no save could be loaded with (found by the apply_change fuzz target).
+    let scale = 127.0 / *top;
+    if *top > 0.0 && scale.is_finite() {
+        scale
     } else {
         127.0
     }
