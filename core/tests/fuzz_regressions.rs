@@ -15,7 +15,11 @@ type TestResult = Result<(), Box<dyn std::error::Error>>;
 #[test]
 fn a_vector_too_small_to_normalise_keeps_the_int8_scale_finite() -> TestResult {
     let dir = tempfile::tempdir()?;
-    let engine = Engine::open(dir.path().join("db.sqlite"), Arc::new(HashEmbedder::new(8)), 1)?;
+    let engine = Engine::open(
+        dir.path().join("db.sqlite"),
+        Arc::new(HashEmbedder::new(8)),
+        1,
+    )?;
     let collection = engine.ensure_collection("default")?;
     let doc = NewDocument {
         source: "tiny.md".into(),
