@@ -110,3 +110,38 @@ fn reads_and_writes_go_on_while_an_ingest_is_embedding() -> TestResult {
     assert_eq!(stats.messages, 1);
     Ok(())
 }
+
+#[test]
+fn the_last_engine_on_a_file_frees_its_derived_indexes() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("x.db");
+    let open = || Engine::open(&path, Arc::new(HashEmbedder::new(384)), 1);
+    let text = SearchOptions {
+        mode: SearchMode::Text,
+        ..Default::default()
+    };
+    let engine = open()?;
+    let note = outpost_core::TextInput {
+        text: "Glaciers carve valleys.".into(),
+        title: None,
+        source: "notes/ice".into(),
+        metadata: serde_json::Map::new(),
+    };
+    engine.ingest_text(note, &IngestOptions::default())?;
+    engine.search("glaciers", &text)?;
+    assert!(engine.index_memory()?.text > 0, "the search loaded the text index");
+
+    // Shared while any engine on the file is open ...
+    let second = open()?;
+    drop(engine);
+    assert!(second.index_memory()?.text > 0);
+    // ... and freed with the last one (a process that opens many databases in turn kept every
+    // one's indexes until it exited: a fuzzer ran out of 4 GB).
+    drop(second);
+    let third = open()?;
+    assert_eq!(third.index_memory()?.text, 0);
+    // Loaded again when needed, with the same answer.
+    assert_eq!(third.search("glaciers", &text)?.len(), 1);
+    assert!(third.index_memory()?.text > 0);
+    Ok(())
+}

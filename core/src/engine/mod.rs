@@ -163,6 +163,49 @@ pub struct Engine {
     readers: Readers,
 }
 
+/// Engines open in this process, by database (path and device id). The derived indexes are
+/// kept in a process-wide registry shared by every connection to a file; the last engine on a
+/// file frees them as it is dropped. Without this, a process that opened and dropped engines on
+/// many databases (an app with one per account, a fuzzer) kept every one's indexes until exit:
+/// about 1 MiB of usearch's locks each even for one vector, and a fuzzer ran out of 4 GB.
+static OPEN_ENGINES: std::sync::LazyLock<
+    Mutex<std::collections::HashMap<(PathBuf, String), usize>>,
+> = std::sync::LazyLock::new(|| Mutex::new(std::collections::HashMap::new()));
+
+impl Engine {
+    /// Counts this engine among those open on its database.
+    fn register(self) -> Self {
+        let key = (self.path.clone(), self.device.clone());
+        *OPEN_ENGINES
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(key)
+            .or_default() += 1;
+        self
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let last = {
+            let mut open = OPEN_ENGINES
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let key = (self.path.clone(), self.device.clone());
+            let left = open.get(&key).map_or(0, |n| n.saturating_sub(1));
+            if left == 0 {
+                open.remove(&key);
+            } else {
+                open.insert(key, left);
+            }
+            left == 0
+        };
+        if last {
+            pool::lock(&self.writer).evict_indexes();
+        }
+    }
+}
+
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
@@ -210,7 +253,8 @@ impl Engine {
             embedder,
             writer: Mutex::new(writer),
             readers: Readers::new(readers),
-        })
+        }
+        .register())
     }
 
     /// An engine over one connection (`store`), which serves reads and writes in turn: for an
@@ -223,6 +267,7 @@ impl Engine {
             writer: Mutex::new(store),
             readers: Readers::new(Vec::new()),
         }
+        .register()
     }
 
     /// Opens the database without a model, for what needs none (listings, stats, deletes,

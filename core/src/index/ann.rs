@@ -723,6 +723,17 @@ impl Store {
         self.save_text_index(true)
     }
 
+    /// Frees this database's derived indexes in this process without saving them: what the
+    /// last engine on a file does as it goes. Whoever opens the file next loads the saved files
+    /// and catches up from `ann_log`, as a new process would (the log is never trimmed past a
+    /// saved file's position).
+    pub(crate) fn evict_indexes(&self) {
+        if let Ok(mut registry) = REGISTRY.lock() {
+            registry.retain(|(p, d, _), _| !(*p == self.canonical && *d == self.device));
+        }
+        self.evict_text_index();
+    }
+
     /// Deletes the `ann_log` rows that every saved index file of this database, and every index
     /// loaded in this process, has applied, once the log holds [`TRIM_FROM`] rows; the newest
     /// row always stays. An index that needed a deleted row (one loaded in another process

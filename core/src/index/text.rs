@@ -994,6 +994,13 @@ impl Store {
         (self.canonical.clone(), self.device.clone())
     }
 
+    /// Frees this database's text index in this process without saving it.
+    pub(crate) fn evict_text_index(&self) {
+        if let Ok(mut registry) = REGISTRY.lock() {
+            registry.remove(&self.lexicon_key());
+        }
+    }
+
     /// This database's text index if this process has it loaded (without loading it).
     fn loaded_lexicon(&self) -> Result<Option<Arc<RwLock<Lexicon>>>> {
         Ok(REGISTRY
