@@ -26,7 +26,9 @@
 # OpenAI-compatible API is tested with the official `openai` SDK (pinned by
 # edge-agent/tests/openai/requirements.txt, in a venv under .cache), and its page in Debian's
 # `chromium` (apt-get) driven by playwright-core (pinned by edge-agent/tests/page/package-lock.json,
-# `npm ci` into .cache).
+# `npm ci` into .cache). The fuzz smoke run needs the nightly toolchain and cargo-fuzz, which
+# scripts/fuzz.sh installs (rustup; `cargo install`, pinned, into .cache). The full-disk tests
+# mount a small tmpfs (as root, as CI runs, or through passwordless sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -217,3 +219,9 @@ grep -E '^kotlin tests of the library' "$log"
 # library and bindings, and runs them against the same Postgres and stand-in.
 OUTPOST_SWIFT_BINDINGS="$bindings" step "swift (ffi)" cross/scripts/check-swift.sh
 grep -E '^swift tests of the library' "$log"
+# The fuzz targets (fuzz/: cargo-fuzz on the nightly toolchain, with AddressSanitizer; both
+# installed by the script, pinned, cargo-fuzz under .cache): one build, then each target fuzzed
+# for a short smoke run from its committed seeds. A crash, hang or out-of-memory fails, naming
+# the saved input; the long runs are recorded in docs/RELIABILITY.md.
+FUZZ_SECONDS="${OUTPOST_FUZZ_SMOKE_SECONDS:-15}" step "fuzz (smoke)" scripts/fuzz.sh
+grep -c '^fuzz: .*: ok$' "$log" | sed 's/^/fuzz targets, smoke run: /; s/$/ passed/'

@@ -129,7 +129,10 @@ fn the_last_engine_on_a_file_frees_its_derived_indexes() -> TestResult {
     };
     engine.ingest_text(note, &IngestOptions::default())?;
     engine.search("glaciers", &text)?;
-    assert!(engine.index_memory()?.text > 0, "the search loaded the text index");
+    assert!(
+        engine.index_memory()?.text > 0,
+        "the search loaded the text index"
+    );
 
     // Shared while any engine on the file is open ...
     let second = open()?;

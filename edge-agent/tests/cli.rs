@@ -633,7 +633,14 @@ fn give_up_after_zero_fails_at_the_first_offline_error() -> TestResult {
     let db = TestDb::new()?;
     let started = std::time::Instant::now();
     let out = db
-        .command(&["--embedder", "hash", "sync", "--once", "--give-up-after", "0"])
+        .command(&[
+            "--embedder",
+            "hash",
+            "sync",
+            "--once",
+            "--give-up-after",
+            "0",
+        ])
         .env_remove("OUTPOST_CENTRAL_URL")
         .env("OUTPOST_SUPABASE_URL", "http://127.0.0.1:1")
         .env("OUTPOST_SUPABASE_ANON_KEY", "anon")
