@@ -1,7 +1,7 @@
 //! `kill -9` under load (issue 23): the agent watches a folder, serves HTTP clients that
 //! ingest, edit, search and build contexts, and syncs with the real PostgreSQL that
 //! `scripts/test.sh` starts, all at once — and is killed at a random moment,
-//! `OUTPOST_KILLS` times (12 by default; the recorded run in docs/RELIABILITY.md used 60),
+//! `OUTPOST_KILLS` times (12 by default; docs/RELIABILITY.md records runs of 60 and 150),
 //! restarting each time. In the end:
 //!
 //! - every write the agent acknowledged (a 201) is there, once, locally and on the central
