@@ -223,5 +223,5 @@ grep -E '^swift tests of the library' "$log"
 # installed by the script, pinned, cargo-fuzz under .cache): one build, then each target fuzzed
 # for a short smoke run from its committed seeds. A crash, hang or out-of-memory fails, naming
 # the saved input; the long runs are recorded in docs/RELIABILITY.md.
-FUZZ_SECONDS="${OUTPOST_FUZZ_SMOKE_SECONDS:-15}" step "fuzz (smoke)" scripts/fuzz.sh
+FUZZ_SECONDS="${OUTPOST_FUZZ_SMOKE_SECONDS:-8}" step "fuzz (smoke)" scripts/fuzz.sh
 grep -c '^fuzz: .*: ok$' "$log" | sed 's/^/fuzz targets, smoke run: /; s/$/ passed/'
