@@ -113,12 +113,7 @@ async fn send(
         .body(body)
         .send()
         .await?;
-    let status = resp.status().as_u16();
-    let text = resp.text().await?;
-    Ok((
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    ))
+    common::agent::answer(resp).await
 }
 
 /// A file upload (`POST /v1/documents`, multipart) with the right token.
@@ -129,12 +124,7 @@ async fn upload(agent: &Agent, form: reqwest::multipart::Form) -> TestResult<(u1
         .multipart(form)
         .send()
         .await?;
-    let status = resp.status().as_u16();
-    let text = resp.text().await?;
-    Ok((
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    ))
+    common::agent::answer(resp).await
 }
 
 /// Fails unless `body` is the agent's JSON error with a 4xx `status`.

@@ -195,11 +195,7 @@ impl Agent {
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
-        let resp = req.send().await?;
-        let status = resp.status().as_u16();
-        let text = resp.text().await?;
-        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Ok((status, value))
+        answer(req.send().await?).await
     }
 
     /// `GET path`.
@@ -227,12 +223,7 @@ impl Agent {
             .body(body)
             .send()
             .await?;
-        let status = resp.status().as_u16();
-        let text = resp.text().await?;
-        Ok((
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        ))
+        answer(resp).await
     }
 
     /// The metrics text.
@@ -272,6 +263,16 @@ impl Drop for Agent {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A response's status and body: its JSON, or its text as a JSON string.
+pub async fn answer(resp: reqwest::Response) -> TestResult<(u16, Value)> {
+    let status = resp.status().as_u16();
+    let text = resp.text().await?;
+    Ok((
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    ))
 }
 
 /// A metric's value (the sum over its label sets that contain `labels`), 0 if absent.
