@@ -130,10 +130,5 @@ fuzz_target!(|input: Rows| {
         force_collection: true,
         ..ImportOptions::default()
     };
-    if let Err(e) = engine.import(records, &opts, &mut |_| {}) {
-        panic!("the import failed as a whole: {e}");
-    }
-    let problems = engine.check().expect("checking the database");
-    assert!(problems.is_empty(), "unsound after an import: {problems:?}");
-    outpost_fuzz::close(engine);
+    outpost_fuzz::import_and_check(engine, records, &opts);
 });

@@ -86,11 +86,26 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Closes an engine of one run: its derived indexes are dropped from the process-wide registry
-/// first. The engine keeps each database's HNSW graph and text index in that registry after
-/// it is dropped (until `unload_indexes`), so a run per fresh database would otherwise keep
-/// every run's indexes: libFuzzer stopped import_jsonl and import_rows for out-of-memory after
-/// about 3,300 runs, 90 % of 4 GB in usearch's per-index locks.
+/// Imports `records` as `opts` says, then holds the result to what every import target
+/// requires: the import as a whole never fails (a bad record is reported, not fatal), and the
+/// database is sound afterwards. Closes the engine.
+pub fn import_and_check(
+    engine: Engine,
+    records: impl IntoIterator<Item = outpost_core::ingest::import::Input>,
+    opts: &outpost_core::ingest::import::ImportOptions,
+) {
+    if let Err(e) = engine.import(records, opts, &mut |_| {}) {
+        panic!("the import failed as a whole: {e}");
+    }
+    let problems = engine.check().expect("checking the database");
+    assert!(problems.is_empty(), "unsound after an import: {problems:?}");
+    close(engine);
+}
+
+/// Closes an engine of one run, unloading its derived indexes (saving them first, so that a
+/// save failure shows). Before the engine freed a database's indexes with its last engine
+/// (55d10f4), a run per fresh database kept every run's: libFuzzer stopped import_jsonl and
+/// import_rows for out-of-memory after about 3,300 runs, 90 % of 4 GB in usearch's locks.
 ///
 /// # Panics
 /// If the indexes cannot be saved before they are dropped.
